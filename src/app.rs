@@ -1,0 +1,204 @@
+//! Wires the parts together for `warden serve` and `warden metrics`.
+//!
+//! `serve` owns the one cancellation tree: SIGTERM or SIGINT cancels the root token, the HTTP
+//! server drains its connections, and shutdown waits at most `web.shutdown_grace` before it
+//! abandons what is still running and says so.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::collect::{self, Collector, Collectors, Format, process::ProcessCollector};
+use crate::config::Config;
+use crate::serve::{self, AppState};
+
+/// The process collector's timeout: it reads three small files under `/proc/self`.
+const PROCESS_COLLECTOR_TIMEOUT: Duration = Duration::from_secs(2);
+/// The lock file that keeps two wardens off one state directory.
+const LOCK_FILE: &str = "warden.lock";
+
+/// Why warden could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The state directory could not be created or locked.
+    #[error("cannot use state directory {path}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another warden holds the state directory.
+    #[error("state directory {path} is in use by another warden (pid {pid})")]
+    StateDirInUse {
+        /// The directory.
+        path: PathBuf,
+        /// The pid recorded by the other warden.
+        pid: String,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("http server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Every collector the configuration enables, in scrape order.
+pub fn collectors(config: &Config) -> Collectors {
+    let mut list: Vec<Arc<dyn Collector>> = collect::host::collectors(&config.host);
+    list.push(Arc::new(ProcessCollector::new(PROCESS_COLLECTOR_TIMEOUT)));
+    Collectors::new(list)
+}
+
+/// Collects once and returns the exposition in text format 0.0.4 (`warden metrics`).
+pub async fn metrics_once(config: &Config) -> String {
+    let snapshot = collectors(config).gather(None).await;
+    collect::family::encode(snapshot, Format::Text004)
+}
+
+/// Runs the server until `shutdown` is cancelled (`warden serve`).
+///
+/// # Errors
+/// Fails if the state directory cannot be taken, the address cannot be bound, or the server
+/// stops with an I/O error.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let _lock = lock_state_dir(&config.state_dir)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(Error::Serve)?;
+    if !local.ip().is_loopback() && config.web.bearer_token.is_none() {
+        tracing::warn!(
+            listen = %local,
+            "Listening beyond loopback without web.bearer_token: anyone who can reach this address can read the metrics."
+        );
+    }
+    let state = AppState::new(&config, collectors(&config));
+    let app = serve::router(Arc::clone(&state), &config);
+    let tracker = TaskTracker::new();
+    let server_token = shutdown.child_token();
+    let server = tracker.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(server_token.cancelled_owned())
+            .await
+    });
+    tracker.close();
+    tracing::info!(listen = %local, state_dir = %config.state_dir.display(), "warden is serving.");
+
+    shutdown.cancelled().await;
+    state.set_shutting_down();
+    tracing::info!(grace = ?config.web.shutdown_grace, "Shutting down.");
+    if tokio::time::timeout(config.web.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?config.web.shutdown_grace,
+            "Shutdown did not complete within the grace period; abandoning open requests."
+        );
+        return Ok(());
+    }
+    match server.await {
+        Ok(result) => result.map_err(Error::Serve),
+        Err(err) => Err(Error::Serve(std::io::Error::other(err))),
+    }
+}
+
+/// Creates the state directory and takes an exclusive lock on it for the life of the process.
+fn lock_state_dir(dir: &Path) -> Result<File, Error> {
+    let state_err = |source| Error::StateDir {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(state_err)?;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(state_err)?;
+    if let Err(errno) =
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+    {
+        if errno == rustix::io::Errno::WOULDBLOCK {
+            let pid = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            return Err(Error::StateDirInUse {
+                path: dir.to_owned(),
+                pid,
+            });
+        }
+        return Err(state_err(errno.into()));
+    }
+    file.set_len(0).map_err(state_err)?;
+    std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())
+        .map_err(state_err)?;
+    Ok(file)
+}
+
+/// Resolves when SIGTERM or SIGINT arrives; cancels `token` then.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(error = %err, "Cannot listen for SIGTERM.");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("Received SIGTERM."),
+            _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT."),
+            () = token.cancelled() => return,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("Received Ctrl-C."),
+            () = token.cancelled() => return,
+        }
+    }
+    token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_warden_cannot_take_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_state_dir(dir.path()).unwrap();
+        match lock_state_dir(dir.path()) {
+            Err(Error::StateDirInUse { pid, .. }) => {
+                assert_eq!(pid, std::process::id().to_string())
+            }
+            other => panic!("expected StateDirInUse, got {other:?}"),
+        }
+        drop(first);
+        lock_state_dir(dir.path()).unwrap();
+    }
+}

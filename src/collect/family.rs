@@ -1,0 +1,318 @@
+//! The metric model every collector produces: owned snapshots of metric families.
+//!
+//! Collectors read their source and return [`Family`] values; the scrape merges them and
+//! encodes the result through prometheus-client, in OpenMetrics or text format 0.0.4. Keeping
+//! the snapshot as plain data means a collector never touches the encoder and a slow source can
+//! be timed out without leaving half-written output behind.
+
+use std::borrow::Cow;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+/// A label name: usually a static string, owned when it comes from user configuration.
+pub type LabelName = Cow<'static, str>;
+
+/// The type of a metric family, as declared in the exposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A monotonically increasing value. Its name ends in `_total`.
+    Counter,
+    /// A value that can go up and down.
+    Gauge,
+    /// A counter whose compatible name lacks `_total` (postgres_exporter's, for one). It is
+    /// declared `unknown`/`untyped` so that both exposition formats keep the name unchanged,
+    /// which OpenMetrics would not allow for a counter.
+    Untyped,
+}
+
+/// One sample: its label pairs and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Label pairs in output order.
+    pub labels: Vec<(LabelName, String)>,
+    /// The sample value.
+    pub value: f64,
+}
+
+/// A metric family: name, help, type and samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// The full sample name, including `_total` for counters.
+    pub name: Cow<'static, str>,
+    /// The help text.
+    pub help: Cow<'static, str>,
+    /// The declared type.
+    pub kind: Kind,
+    /// The samples, in output order.
+    pub samples: Vec<Sample>,
+}
+
+impl Family {
+    /// A family of the given kind with no samples yet.
+    ///
+    /// A counter whose name does not end in `_total` is declared untyped instead, so the sample
+    /// name is the same in both exposition formats.
+    pub fn new(
+        name: impl Into<Cow<'static, str>>,
+        help: impl Into<Cow<'static, str>>,
+        kind: Kind,
+    ) -> Self {
+        let name = name.into();
+        let kind = if kind == Kind::Counter && !name.ends_with("_total") {
+            Kind::Untyped
+        } else {
+            kind
+        };
+        Family {
+            name,
+            help: help.into(),
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    /// A gauge family.
+    pub fn gauge(name: impl Into<Cow<'static, str>>, help: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(name, help, Kind::Gauge)
+    }
+
+    /// A counter family; `name` should end in `_total`.
+    pub fn counter(name: impl Into<Cow<'static, str>>, help: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(name, help, Kind::Counter)
+    }
+
+    /// A gauge family holding one unlabelled sample.
+    pub fn single_gauge(
+        name: impl Into<Cow<'static, str>>,
+        help: impl Into<Cow<'static, str>>,
+        value: f64,
+    ) -> Self {
+        let mut family = Self::gauge(name, help);
+        family.push_unlabelled(value);
+        family
+    }
+
+    /// Appends a sample with the given static-named labels.
+    pub fn push<const N: usize>(&mut self, labels: [(&'static str, String); N], value: f64) {
+        self.samples.push(Sample {
+            labels: labels
+                .into_iter()
+                .map(|(name, value)| (Cow::Borrowed(name), value))
+                .collect(),
+            value,
+        });
+    }
+
+    /// Appends a sample with labels whose names may be owned (user-configured).
+    pub fn push_labels(&mut self, labels: Vec<(LabelName, String)>, value: f64) {
+        self.samples.push(Sample { labels, value });
+    }
+
+    /// Appends a sample without labels.
+    pub fn push_unlabelled(&mut self, value: f64) {
+        self.samples.push(Sample {
+            labels: Vec::new(),
+            value,
+        });
+    }
+
+    /// The name prometheus-client registers: counters without their `_total`, which the
+    /// encoder appends again.
+    fn registered_name(&self) -> &str {
+        match self.kind {
+            Kind::Counter => self.name.strip_suffix("_total").unwrap_or(&self.name),
+            Kind::Gauge | Kind::Untyped => &self.name,
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        match self.kind {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Untyped => MetricType::Unknown,
+        }
+    }
+}
+
+/// A set of families ready to encode; merges families that share a name.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    families: Vec<Family>,
+}
+
+impl Snapshot {
+    /// Adds families, appending samples to an existing family of the same name.
+    pub fn extend(&mut self, families: impl IntoIterator<Item = Family>) {
+        for family in families {
+            match self.families.iter_mut().find(|f| f.name == family.name) {
+                Some(existing) => existing.samples.extend(family.samples),
+                None => self.families.push(family),
+            }
+        }
+    }
+
+    /// The families collected so far.
+    pub fn families(&self) -> &[Family] {
+        &self.families
+    }
+
+    /// The number of samples across all families.
+    pub fn sample_count(&self) -> usize {
+        self.families.iter().map(|f| f.samples.len()).sum()
+    }
+}
+
+impl prometheus_client::collector::Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for family in &self.families {
+            if family.samples.is_empty() {
+                continue;
+            }
+            let mut metric = encoder.encode_descriptor(
+                family.registered_name(),
+                &family.help,
+                None,
+                family.metric_type(),
+            )?;
+            for sample in &family.samples {
+                let labels = sample.labels.as_slice();
+                let sample_encoder = metric.encode_family(&labels)?;
+                match family.kind {
+                    Kind::Counter => ConstCounter::new(sample.value).encode(sample_encoder)?,
+                    Kind::Gauge | Kind::Untyped => {
+                        ConstGauge::new(sample.value).encode(sample_encoder)?
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The exposition formats `/metrics` can answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0 text, ending in `# EOF`.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4.
+    Text004,
+}
+
+impl Format {
+    /// The `Content-Type` header for this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Encodes a snapshot in the given format.
+pub fn encode(snapshot: Snapshot, format: Format) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    let mut out = String::with_capacity(64 * 1024);
+    // Writing into a String cannot fail, and every family above encodes infallibly.
+    let result = match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        Format::Text004 => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        }
+    };
+    debug_assert!(result.is_ok(), "encoding into a String failed");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_snapshot() -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        let mut cpu = Family::counter(
+            "node_cpu_seconds_total",
+            "Seconds the CPUs spent in each mode.",
+        );
+        cpu.push([("cpu", "0".into()), ("mode", "idle".into())], 12.5);
+        let mem = Family::single_gauge(
+            "node_memory_MemTotal_bytes",
+            "Memory information field MemTotal_bytes.",
+            1024.0,
+        );
+        let mut commits =
+            Family::counter("pg_stat_database_xact_commit", "Transactions committed.");
+        commits.push([("datname", "app".into())], 7.0);
+        snapshot.extend([cpu, mem, commits]);
+        snapshot
+    }
+
+    #[test]
+    fn text_004_keeps_compatible_names() {
+        let out = encode(sample_snapshot(), Format::Text004);
+        assert!(
+            out.contains("# TYPE node_cpu_seconds_total counter\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 12.5\n"),
+            "{out}"
+        );
+        assert!(out.contains("node_memory_MemTotal_bytes 1024"), "{out}");
+        assert!(
+            out.contains("# TYPE pg_stat_database_xact_commit untyped\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pg_stat_database_xact_commit{datname=\"app\"} 7"),
+            "{out}"
+        );
+        assert!(!out.contains("# EOF"));
+    }
+
+    #[test]
+    fn openmetrics_has_the_same_sample_names() {
+        let out = encode(sample_snapshot(), Format::OpenMetrics);
+        assert!(out.contains("# TYPE node_cpu_seconds counter\n"), "{out}");
+        assert!(
+            out.contains("node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 12.5\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE pg_stat_database_xact_commit unknown\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pg_stat_database_xact_commit{datname=\"app\"} 7"),
+            "{out}"
+        );
+        assert!(out.ends_with("# EOF\n"), "{out}");
+    }
+
+    #[test]
+    fn families_with_one_name_merge() {
+        let mut snapshot = Snapshot::default();
+        let mut a = Family::gauge("warden_collector_success", "ok");
+        a.push([("collector", "host".into())], 1.0);
+        let mut b = Family::gauge("warden_collector_success", "ok");
+        b.push([("collector", "process".into())], 0.0);
+        snapshot.extend([a, b]);
+        assert_eq!(snapshot.families().len(), 1);
+        assert_eq!(snapshot.sample_count(), 2);
+        let out = encode(snapshot, Format::Text004);
+        assert_eq!(out.matches("# TYPE warden_collector_success").count(), 1);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut snapshot = Snapshot::default();
+        let mut f = Family::gauge("x_info", "x");
+        f.push([("v", "a\"b\\c\nd".into())], 1.0);
+        snapshot.extend([f]);
+        let out = encode(snapshot, Format::Text004);
+        assert!(out.contains(r#"x_info{v="a\"b\\c\nd"} 1"#), "{out}");
+    }
+}

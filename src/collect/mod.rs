@@ -1,0 +1,245 @@
+//! The collector framework and one module per metric source.
+//!
+//! Every source implements [`Collector`]. A scrape runs all collectors in parallel, each under
+//! its own timeout (shortened to fit Prometheus' scrape timeout when the scraper sends one), and
+//! merges what they return into one [`Snapshot`]. A collector that fails, panics or hangs costs
+//! only its own families: it reports `warden_collector_success{collector} 0` and every other
+//! collector still answers. Nothing here spawns long-lived tasks; work runs per scrape.
+//!
+//! Modules:
+//! - [`family`]: the metric model and its encoding;
+//! - [`host`]: node_exporter-compatible host metrics;
+//! - [`process`]: warden's own `process_*` metrics.
+
+pub mod family;
+pub mod host;
+pub mod process;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+
+pub use family::{Family, Format, Kind, Snapshot};
+
+/// The future a collector returns.
+pub type CollectFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Family>, Error>> + Send + 'a>>;
+
+/// A source of metrics, read once per scrape.
+pub trait Collector: Send + Sync + 'static {
+    /// The value of the `collector` label, unique among collectors.
+    fn name(&self) -> &str;
+    /// How long one collection may take before it counts as failed.
+    fn timeout(&self) -> Duration;
+    /// Reads the source and returns its families.
+    fn collect(&self) -> CollectFuture<'_>;
+}
+
+/// Why a collection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file under `/proc` or `/sys` could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file had content this parser does not understand.
+    #[error("cannot parse {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The collection did not finish within its timeout.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The collection task panicked or was cancelled.
+    #[error("collector task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// What the landing page shows about a collector's last run.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Whether the last run succeeded.
+    pub success: bool,
+    /// How long the last run took.
+    pub duration: Duration,
+    /// When the last run finished.
+    pub finished_at: SystemTime,
+    /// The last error, if the last run failed.
+    pub error: Option<String>,
+}
+
+/// Scrape time left over for encoding and the network when Prometheus sends its scrape timeout
+/// (the same offset sql_exporter uses).
+const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+
+/// The set of configured collectors and their last status.
+pub struct Collectors {
+    list: Vec<Arc<dyn Collector>>,
+    status: Mutex<HashMap<String, Status>>,
+}
+
+impl std::fmt::Debug for Collectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.list.iter().map(|c| c.name()).collect();
+        f.debug_struct("Collectors").field("list", &names).finish()
+    }
+}
+
+impl Collectors {
+    /// A framework running the given collectors.
+    pub fn new(list: Vec<Arc<dyn Collector>>) -> Self {
+        Collectors {
+            list,
+            status: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The collectors' names, in scrape order.
+    pub fn names(&self) -> Vec<String> {
+        self.list.iter().map(|c| c.name().to_owned()).collect()
+    }
+
+    /// The last status of each collector that has run.
+    pub fn statuses(&self) -> HashMap<String, Status> {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Runs every collector in parallel and returns the merged snapshot, including
+    /// `warden_collector_*` and `warden_build_info`.
+    ///
+    /// `scrape_timeout` is Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`, when sent: no
+    /// collector is given longer than that, less a small offset.
+    pub async fn gather(&self, scrape_timeout: Option<Duration>) -> Snapshot {
+        let budget = scrape_timeout.map(|t| t.saturating_sub(SCRAPE_TIMEOUT_OFFSET));
+        let mut tasks = JoinSet::new();
+        let mut task_index = HashMap::new();
+        for (index, collector) in self.list.iter().enumerate() {
+            let collector = Arc::clone(collector);
+            let limit = budget.map_or(collector.timeout(), |b| b.min(collector.timeout()));
+            let handle = tasks.spawn(async move {
+                let started = Instant::now();
+                let result = match tokio::time::timeout(limit, collector.collect()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::Timeout(limit)),
+                };
+                (index, started.elapsed(), result)
+            });
+            task_index.insert(handle.id(), index);
+        }
+        let mut results: Vec<Option<(Duration, Result<Vec<Family>, Error>)>> =
+            (0..self.list.len()).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((index, elapsed, result)) => results[index] = Some((elapsed, result)),
+                // A collector that panicked: its task id leads back to its index.
+                Err(err) => {
+                    if let Some(&index) = task_index.get(&err.id()) {
+                        results[index] = Some((Duration::ZERO, Err(Error::Task(err))));
+                    }
+                }
+            }
+        }
+
+        let mut snapshot = Snapshot::default();
+        let mut success = Family::gauge(
+            "warden_collector_success",
+            "Whether the collector's last run succeeded (1) or failed (0).",
+        );
+        let mut duration = Family::gauge(
+            "warden_collector_duration_seconds",
+            "How long the collector's last run took.",
+        );
+        for (collector, result) in self.list.iter().zip(results) {
+            let name = collector.name();
+            // Every spawned task reports exactly once, through its result or its join error.
+            let Some((elapsed, result)) = result else {
+                continue;
+            };
+            let ok = result.is_ok();
+            success.push([("collector", name.to_owned())], if ok { 1.0 } else { 0.0 });
+            duration.push([("collector", name.to_owned())], elapsed.as_secs_f64());
+            let error = match result {
+                Ok(families) => {
+                    snapshot.extend(families);
+                    None
+                }
+                Err(err) => Some(err),
+            };
+            self.record(name, elapsed, error);
+        }
+        snapshot.extend([success, duration, build_info()]);
+        snapshot
+    }
+
+    /// Stores a collector's status, logging a failure when the collector changes state so a
+    /// persistent failure is not logged on every scrape.
+    fn record(&self, name: &str, elapsed: Duration, error: Option<Error>) {
+        let Ok(mut status) = self.status.lock() else {
+            return;
+        };
+        let was_ok = status.get(name).is_none_or(|s| s.success);
+        match &error {
+            Some(err) if was_ok => {
+                tracing::warn!(collector = name, error = %ErrorChain(err), "Collector failed.")
+            }
+            Some(err) => {
+                tracing::debug!(collector = name, error = %ErrorChain(err), "Collector still failing.")
+            }
+            None if !was_ok => tracing::info!(collector = name, "Collector recovered."),
+            None => {}
+        }
+        status.insert(
+            name.to_owned(),
+            Status {
+                success: error.is_none(),
+                duration: elapsed,
+                finished_at: SystemTime::now(),
+                error: error.map(|e| ErrorChain(&e).to_string()),
+            },
+        );
+    }
+}
+
+/// `warden_build_info`: version and build facts, value 1.
+fn build_info() -> Family {
+    let mut family = Family::gauge(
+        "warden_build_info",
+        "A metric with a constant '1' value labelled by version and build facts of warden.",
+    );
+    family.push(
+        [
+            ("version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("rustversion", env!("WARDEN_RUSTC_VERSION").to_owned()),
+            ("os", std::env::consts::OS.to_owned()),
+            ("arch", std::env::consts::ARCH.to_owned()),
+        ],
+        1.0,
+    );
+    family
+}
+
+/// Displays an error with its chain of causes, `a: b: c`.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,484 @@
+//! warden's configuration: YAML in, a validated, typed [`Config`] out.
+//!
+//! Loading runs in three steps, all before anything binds a port:
+//! 1. parse the YAML into a tree and expand `${NAME}` references in string values
+//!    ([`expand`]);
+//! 2. deserialize the tree into the raw serde structs ([`raw`]), where unknown keys and wrong
+//!    types are errors;
+//! 3. validate the raw structs into typed values (durations, socket addresses, regular
+//!    expressions, secrets read from `*_file` keys).
+//!
+//! Every problem of every step is collected and reported at once, each with its key path.
+//! Without a file, [`Config::default`] is the embedded default: host metrics and warden's own,
+//! on `127.0.0.1:9798`, with state under `./warden-data`.
+
+mod error;
+pub mod expand;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use error::Problems;
+pub use error::{Error, Problem};
+pub use expand::{Env, ProcessEnv};
+use raw::RawConfig;
+
+/// The default listen address: loopback only, on warden's port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9798";
+/// The default state directory, relative to the working directory.
+pub const DEFAULT_STATE_DIR: &str = "./warden-data";
+/// Mount points the filesystem collector skips by default (node_exporter's default).
+pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str =
+    "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+/// Filesystem types the filesystem collector skips by default (node_exporter's default).
+pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
+/// Block devices the disk collector skips by default: partitions, loop and zram devices
+/// (node_exporter's default).
+pub const DEFAULT_DISK_DEVICE_EXCLUDE: &str =
+    "^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\\d+n\\d+p)\\d+$";
+/// Structural errors reported before giving up on deserializing; a bound on pathological files.
+const MAX_STRUCTURAL_PROBLEMS: usize = 100;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP server listens.
+    pub listen: SocketAddr,
+    /// Where warden keeps its state.
+    pub state_dir: PathBuf,
+    /// Log output.
+    pub log: LogConfig,
+    /// HTTP server limits and authentication.
+    pub web: WebConfig,
+    /// The host collector.
+    pub host: HostConfig,
+}
+
+/// Log output settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Human-readable or JSON lines.
+    pub format: LogFormat,
+    /// A tracing filter directive such as `info` or `warden=debug`.
+    pub level: String,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// When set, every endpoint but `/healthz` and `/readyz` requires
+    /// `Authorization: Bearer <token>`.
+    pub bearer_token: Option<SecretString>,
+    /// Scrapes answered at once; more get 503 right away instead of queueing.
+    pub max_concurrent_scrapes: usize,
+    /// The longest any request may take.
+    pub request_timeout: Duration,
+    /// How long shutdown waits for running work before abandoning it.
+    pub shutdown_grace: Duration,
+}
+
+/// The host collector's settings.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Whether host metrics are collected at all.
+    pub enabled: bool,
+    /// The longest one host collection may take.
+    pub timeout: Duration,
+    /// Where procfs is mounted (`/proc`; another path when watching a host from a container).
+    pub procfs: PathBuf,
+    /// Where sysfs is mounted.
+    pub sysfs: PathBuf,
+    /// Filesystem metrics.
+    pub filesystem: FilesystemConfig,
+    /// Block devices the disk metrics skip.
+    pub disk_device_exclude: Option<Regex>,
+    /// Network interfaces the network metrics skip.
+    pub network_device_exclude: Option<Regex>,
+}
+
+/// Filesystem collector settings.
+#[derive(Debug, Clone)]
+pub struct FilesystemConfig {
+    /// Mount points to skip.
+    pub mount_points_exclude: Option<Regex>,
+    /// Filesystem types to skip.
+    pub fs_types_exclude: Option<Regex>,
+    /// How long one `statfs` may take before the mount counts as stuck (node_exporter #244).
+    pub stat_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The embedded default is the empty document, validated like any file; it cannot fail.
+        validate(RawConfig::default(), Path::new(".")).unwrap_or_else(|problems| {
+            unreachable!("the embedded default configuration is invalid: {problems:?}")
+        })
+    }
+}
+
+impl Config {
+    /// Reads, expands and validates a configuration file.
+    ///
+    /// # Errors
+    /// [`Error::Read`] if the file cannot be read, [`Error::Syntax`] if it is not YAML, and
+    /// [`Error::Invalid`] with every problem found otherwise.
+    pub fn try_from_file(path: &Path, env: &dyn Env) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::try_from_yaml(&text, &path.display().to_string(), base, env)
+    }
+
+    /// Parses and validates configuration text; `name` labels syntax errors and `base` is the
+    /// directory relative `*_file` paths are read from.
+    ///
+    /// # Errors
+    /// As [`Config::try_from_file`].
+    pub fn try_from_yaml(
+        text: &str,
+        name: &str,
+        base: &Path,
+        env: &dyn Env,
+    ) -> Result<Config, Error> {
+        let mut tree: Value = if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_saphyr::from_str(text).map_err(|err| Error::Syntax {
+                path: name.to_owned(),
+                message: err.to_string(),
+            })?
+        };
+        if tree.is_null() {
+            tree = Value::Object(Default::default());
+        }
+        let mut problems = Problems::default();
+        for (path, message) in expand::expand_tree(&mut tree, env) {
+            problems.push(path, message);
+        }
+        let raw = deserialize_reporting_all(tree, &mut problems);
+        let config = raw.map(|raw| validate(raw, base));
+        match config {
+            Some(Ok(config)) if problems.0.is_empty() => Ok(config),
+            Some(Err(more)) => {
+                problems.0.extend(more.0);
+                Err(Error::Invalid {
+                    problems: problems.0,
+                })
+            }
+            _ => Err(Error::Invalid {
+                problems: problems.0,
+            }),
+        }
+    }
+}
+
+/// Deserializes the tree, and on each structural error records it, removes the offending node
+/// and tries again, so one run reports every unknown key and wrong type. Returns the raw config
+/// once the remaining tree deserializes.
+fn deserialize_reporting_all(mut tree: Value, problems: &mut Problems) -> Option<RawConfig> {
+    for _ in 0..MAX_STRUCTURAL_PROBLEMS {
+        let err = match serde_path_to_error::deserialize::<_, RawConfig>(&tree) {
+            Ok(raw) => return Some(raw),
+            Err(err) => err,
+        };
+        let segments: Vec<String> = err
+            .path()
+            .iter()
+            .map(|segment| segment.to_string())
+            .collect();
+        problems.push(
+            err.path().to_string().replace("?", ""),
+            describe_serde(err.inner()),
+        );
+        if segments.is_empty() || !remove_at(&mut tree, &segments) {
+            return None;
+        }
+    }
+    None
+}
+
+/// Rewrites serde's messages for operators: `unknown field` becomes `unknown key`.
+fn describe_serde(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    message
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key")
+}
+
+/// Removes the node at a serde_path_to_error path from the tree; false if there is none.
+fn remove_at(tree: &mut Value, segments: &[String]) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut node = tree;
+    for segment in parents {
+        node = match (node, index_of(segment)) {
+            (Value::Array(items), Some(index)) => match items.get_mut(index) {
+                Some(item) => item,
+                None => return false,
+            },
+            (Value::Object(map), _) => match map.get_mut(segment.as_str()) {
+                Some(item) => item,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (node, index_of(last)) {
+        (Value::Array(items), Some(index)) if index < items.len() => {
+            items.remove(index);
+            true
+        }
+        (Value::Object(map), _) => map.remove(last.as_str()).is_some(),
+        _ => false,
+    }
+}
+
+/// A sequence segment of a serde_path_to_error path looks like `[3]`.
+fn index_of(segment: &str) -> Option<usize> {
+    segment.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// Turns the raw structs into typed configuration, recording every bad value.
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
+    let mut problems = Problems::default();
+
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = parse_listen(listen, "listen", &mut problems);
+    let state_dir = PathBuf::from(raw.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
+    if state_dir.as_os_str().is_empty() {
+        problems.push("state_dir", "must not be empty");
+    }
+
+    let log = LogConfig {
+        format: match raw.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                problems.push("log.format", format!("`{other}` is not one of: text, json"));
+                LogFormat::Text
+            }
+        },
+        level: raw.log.level.unwrap_or_else(|| "info".to_owned()),
+    };
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log.level) {
+        problems.push(
+            "log.level",
+            format!("`{}` is not a log filter: {err}", log.level),
+        );
+    }
+
+    let bearer_token = secret(
+        raw.web.bearer_token,
+        raw.web.bearer_token_file,
+        "web.bearer_token",
+        base,
+        &mut problems,
+    );
+    let max_concurrent_scrapes = match raw.web.max_concurrent_scrapes {
+        None => 4,
+        Some(0) => {
+            problems.push("web.max_concurrent_scrapes", "must be at least 1");
+            1
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    let web = WebConfig {
+        bearer_token,
+        max_concurrent_scrapes,
+        request_timeout: duration(
+            raw.web.request_timeout,
+            "30s",
+            "web.request_timeout",
+            &mut problems,
+        ),
+        shutdown_grace: duration(
+            raw.web.shutdown_grace,
+            "10s",
+            "web.shutdown_grace",
+            &mut problems,
+        ),
+    };
+
+    let host = HostConfig {
+        enabled: raw.host.enabled.unwrap_or(true),
+        timeout: duration(raw.host.timeout, "5s", "host.timeout", &mut problems),
+        procfs: PathBuf::from(raw.host.procfs.unwrap_or_else(|| "/proc".to_owned())),
+        sysfs: PathBuf::from(raw.host.sysfs.unwrap_or_else(|| "/sys".to_owned())),
+        filesystem: FilesystemConfig {
+            mount_points_exclude: regex(
+                raw.host.filesystem.mount_points_exclude,
+                DEFAULT_MOUNT_POINTS_EXCLUDE,
+                "host.filesystem.mount_points_exclude",
+                &mut problems,
+            ),
+            fs_types_exclude: regex(
+                raw.host.filesystem.fs_types_exclude,
+                DEFAULT_FS_TYPES_EXCLUDE,
+                "host.filesystem.fs_types_exclude",
+                &mut problems,
+            ),
+            stat_timeout: duration(
+                raw.host.filesystem.stat_timeout,
+                "1s",
+                "host.filesystem.stat_timeout",
+                &mut problems,
+            ),
+        },
+        disk_device_exclude: regex(
+            raw.host.disk.device_exclude,
+            DEFAULT_DISK_DEVICE_EXCLUDE,
+            "host.disk.device_exclude",
+            &mut problems,
+        ),
+        network_device_exclude: regex(
+            raw.host.network.device_exclude,
+            "",
+            "host.network.device_exclude",
+            &mut problems,
+        ),
+    };
+    if host.filesystem.stat_timeout >= host.timeout {
+        problems.push(
+            "host.filesystem.stat_timeout",
+            format!(
+                "must be shorter than host.timeout ({}), or a stuck mount fails the whole host collector",
+                humantime::format_duration(host.timeout)
+            ),
+        );
+    }
+
+    if problems.0.is_empty() {
+        Ok(Config {
+            listen,
+            state_dir,
+            log,
+            web,
+            host,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn parse_listen(text: &str, path: &str, problems: &mut Problems) -> SocketAddr {
+    text.parse().unwrap_or_else(|_| {
+        problems.push(
+            path,
+            format!("`{text}` is not a socket address such as 127.0.0.1:9798 or [::1]:9798"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 9798))
+    })
+}
+
+/// Parses a duration such as `30s`, `5m` or `1h30m`; `default` must itself parse.
+fn duration(value: Option<String>, default: &str, path: &str, problems: &mut Problems) -> Duration {
+    let text = value.as_deref().unwrap_or(default);
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => {
+            problems.push(path, "must be longer than zero");
+            Duration::from_secs(1)
+        }
+        Ok(d) => d,
+        Err(_) => {
+            problems.push(
+                path,
+                format!("`{text}` is not a duration such as 500ms, 30s, 5m or 1h"),
+            );
+            Duration::from_secs(1)
+        }
+    }
+}
+
+/// Compiles a regular expression, anchored as node_exporter's flags are; an empty string means
+/// "exclude nothing".
+fn regex(
+    value: Option<String>,
+    default: &str,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Regex> {
+    let text = value.as_deref().unwrap_or(default);
+    if text.is_empty() {
+        return None;
+    }
+    match Regex::new(text) {
+        Ok(re) => Some(re),
+        Err(err) => {
+            problems.push(path, format!("not a regular expression: {err}"));
+            None
+        }
+    }
+}
+
+/// Resolves a secret given inline (`key`) or through a file (`key_file`), never both. The file's
+/// content is used without its trailing newline. Error messages never contain the secret.
+fn secret(
+    inline: Option<String>,
+    file: Option<String>,
+    path: &str,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<SecretString> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            problems.push(path, format!("set either {path} or {path}_file, not both"));
+            None
+        }
+        (Some(value), None) if value.is_empty() => {
+            problems.push(path, "must not be empty");
+            None
+        }
+        (Some(value), None) => Some(SecretString::from(value)),
+        (None, Some(file)) => {
+            let file_path = base.join(&file);
+            match std::fs::read_to_string(&file_path) {
+                Ok(content) => {
+                    let value = content.trim_end_matches(['\n', '\r']);
+                    if value.is_empty() {
+                        problems.push(
+                            format!("{path}_file"),
+                            format!("{} is empty", file_path.display()),
+                        );
+                        None
+                    } else {
+                        Some(SecretString::from(value.to_owned()))
+                    }
+                }
+                Err(err) => {
+                    problems.push(
+                        format!("{path}_file"),
+                        format!("cannot read {}: {err}", file_path.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

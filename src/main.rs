@@ -1,0 +1,129 @@
+//! The `warden` command line: parse arguments, set up logging, load and validate the
+//! configuration, and hand over to the library.
+//!
+//! Exit codes:
+//! - 0: success;
+//! - 1: warden failed while running (cannot bind, state directory in use, …);
+//! - 2: the command line is wrong;
+//! - 64: the configuration is invalid (every problem is listed on standard error).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use warden::config::{self, Config, LogFormat, ProcessEnv};
+
+/// Exit code for an invalid configuration (EX_USAGE from sysexits.h).
+const EXIT_INVALID_CONFIG: u8 = 64;
+/// Exit code for a failure while running.
+const EXIT_FAILURE: u8 = 1;
+
+/// Host and database exporter for Prometheus that also acts on Alertmanager alerts.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format; overrides log.format in the config.
+    #[arg(long, global = true, value_parser = ["text", "json"], env = "WARDEN_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve /metrics and the other endpoints until SIGTERM or SIGINT.
+    Serve {
+        /// The configuration file; without one, the embedded default is used.
+        #[arg(long, short, env = "WARDEN_CONFIG")]
+        config: Option<PathBuf>,
+        /// The address to listen on; overrides `listen` in the config.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate a configuration file and list every problem.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Collect once and print the exposition (text format 0.0.4) to standard output.
+    Metrics {
+        /// The configuration file; without one, the embedded default is used.
+        #[arg(long, short, env = "WARDEN_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config_path = match &args.command {
+        Command::Serve { config, .. } | Command::Metrics { config } => config.clone(),
+        Command::CheckConfig { file } => Some(file.clone()),
+    };
+    let mut config = match load(config_path.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("warden: {err}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    if let Some(format) = args.log_format.as_deref() {
+        config.log.format = if format == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
+    }
+    warden::telemetry::init(config.log.format, &config.log.level);
+
+    match args.command {
+        Command::CheckConfig { file } => {
+            println!("{}: configuration is valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Command::Metrics { .. } => run(async move {
+            print!("{}", warden::app::metrics_once(&config).await);
+            Ok(())
+        }),
+        Command::Serve { listen, .. } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            run(async move {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(warden::app::cancel_on_signal(shutdown.clone()));
+                warden::app::serve(config, shutdown).await?;
+                Ok(())
+            })
+        }
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, config::Error> {
+    match path {
+        Some(path) => Config::try_from_file(path, &ProcessEnv),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Runs the future on a multi-threaded runtime and maps its error to an exit code.
+fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("warden: cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "warden stopped.");
+            eprintln!("warden: {err:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `GET /metrics`: run the collectors and encode their families in the negotiated format.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::collect::{Format, family};
+
+/// The header Prometheus sends with its scrape timeout in seconds.
+const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+pub async fn handler(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Ok(_permit) = state.scrape_permits.try_acquire() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many concurrent scrapes; raise web.max_concurrent_scrapes or scrape less often\n",
+        )
+            .into_response();
+    };
+    let format = negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let scrape_timeout = headers
+        .get(SCRAPE_TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs > 0.0)
+        .map(Duration::from_secs_f64);
+    let snapshot = state.collectors.gather(scrape_timeout).await;
+    let body = family::encode(snapshot, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// Picks OpenMetrics when the client accepts it at least as much as text format 0.0.4;
+/// text otherwise, including when the header is absent or unparseable.
+pub fn negotiate(accept: &str) -> Format {
+    let mut openmetrics = 0.0f32;
+    let mut text = 0.0f32;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mut q = 1.0f32;
+        for param in parts {
+            if let Some(value) = param.strip_prefix("q=") {
+                q = value.parse().unwrap_or(0.0);
+            }
+        }
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    if openmetrics > 0.0 && openmetrics >= text {
+        Format::OpenMetrics
+    } else {
+        Format::Text004
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_2_42_gets_openmetrics() {
+        let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(negotiate(accept), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn plain_clients_get_text() {
+        assert_eq!(negotiate(""), Format::Text004);
+        assert_eq!(negotiate("*/*"), Format::Text004);
+        assert_eq!(negotiate("text/plain;version=0.0.4"), Format::Text004);
+    }
+
+    #[test]
+    fn preference_follows_q_values() {
+        assert_eq!(
+            negotiate("text/plain;q=1,application/openmetrics-text;q=0.5"),
+            Format::Text004
+        );
+        assert_eq!(
+            negotiate("application/openmetrics-text;q=0"),
+            Format::Text004
+        );
+    }
+}
