@@ -58,6 +58,13 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// Earlier reads of this file have not returned (a hung filesystem); no new read is
+    /// started until they do.
+    #[error("earlier reads of {path} have not returned; not starting another")]
+    Stalled {
+        /// The file.
+        path: String,
+    },
     /// The collection did not finish within its timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -78,6 +85,9 @@ pub struct Status {
     /// The last error, if the last run failed.
     pub error: Option<String>,
 }
+
+/// One collector's run: how long it took and what it returned.
+type Outcome = (Duration, Result<Vec<Family>, Error>);
 
 /// Scrape time left over for encoding and the network when Prometheus sends its scrape timeout
 /// (the same offset sql_exporter uses).
@@ -137,8 +147,7 @@ impl Collectors {
             });
             task_index.insert(handle.id(), index);
         }
-        let mut results: Vec<Option<(Duration, Result<Vec<Family>, Error>)>> =
-            (0..self.list.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Outcome>> = (0..self.list.len()).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok((index, elapsed, result)) => results[index] = Some((elapsed, result)),

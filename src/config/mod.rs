@@ -360,7 +360,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
             &mut problems,
         ),
     };
-    if host.filesystem.stat_timeout >= host.timeout {
+    // Compared only when both parsed: a bad host.timeout must not add a second, derived error.
+    let both_parsed = problems.0.iter().all(|p| {
+        !p.path.starts_with("host.timeout") && !p.path.starts_with("host.filesystem.stat_timeout")
+    });
+    if both_parsed && host.filesystem.stat_timeout >= host.timeout {
         problems.push(
             "host.filesystem.stat_timeout",
             format!(

@@ -1,1 +1,12 @@
+//! warden's integration tests: one binary, real processes, loopback only.
+//!
+//! Tests that need a system tool (promtool, prometheus, node_exporter) fail with the install
+//! command when it is missing; `scripts/test.sh` installs them on Debian and Ubuntu.
 
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod node_exporter;
+mod prometheus;
+mod serve;
+mod support;

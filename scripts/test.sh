@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The one test command: installs the system tools the tests run for real, then runs the format
+# check, clippy with warnings denied, and the whole test suite.
+#
+# As root on Debian or Ubuntu, missing packages are installed with apt-get. Otherwise the
+# script prints the command to run and goes on; the tests that need a missing tool then fail
+# and name it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: real PostgreSQL, Prometheus, Alertmanager, node_exporter (the
+# compatibility anchor) and the sqlite3 shell.
+packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter sqlite3)
+
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for package in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$package")
+  done
+fi
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # policy-rc.d keeps the packages from starting their own services during installation.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  else
+    echo "test.sh: missing system packages; install them with:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+  fi
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "test.sh: cargo test"
+cargo test --locked

@@ -1,0 +1,620 @@
+//! `filesystem`: space and inode usage per mount, with node_exporter 1.5's names and labels
+//! (`device`, `fstype`, `mountpoint`), and a bound on every `statvfs`.
+//!
+//! Mounts come from `<procfs>/1/mounts` (the host's view when warden runs in a container with
+//! the host's procfs), falling back to `<procfs>/mounts`. Excluded mount points and filesystem
+//! types are skipped; a mount listed twice with the same labels is reported once.
+//!
+//! # Hung mounts (node_exporter #244)
+//! `statvfs` on a dead NFS or CIFS server can block for minutes. So the calls run on a helper
+//! thread, one per scrape, that stats the mounts in order and sends each answer back; the
+//! collection (in the blocking pool) waits at most [`FilesystemConfig::stat_timeout`] per
+//! mount. A mount that does not answer in time is marked stuck in a set the collector keeps
+//! across scrapes and reported with `node_filesystem_device_error 1` and no size metrics; the
+//! remaining mounts go to a fresh helper thread. Later scrapes skip stuck mounts (again
+//! `device_error 1`) without touching them, until the hung thread's `statvfs` finally returns:
+//! that thread then clears the mark and exits. The mark and the hand-over are done under the
+//! set's lock, so an answer arriving just at the deadline is either used or clears the mark,
+//! never lost with the mark left behind.
+//!
+//! Cost in the normal case: one thread spawn per scrape (a persistent worker would save that
+//! ~20 µs but would need its own replacement logic when it hangs; not worth it).
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::procfs::{read_error, read_into};
+use crate::collect::{CollectFuture, Collector, Error, Family};
+use crate::config::{FilesystemConfig, HostConfig};
+
+/// What `statvfs` says about one filesystem, in bytes and inodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// Total size.
+    pub size: f64,
+    /// Free space, including the part reserved for root.
+    pub free: f64,
+    /// Space available to unprivileged users.
+    pub avail: f64,
+    /// Total inodes.
+    pub files: f64,
+    /// Free inodes.
+    pub files_free: f64,
+}
+
+/// The function that stats one mount point; a seam so tests can make a mount hang.
+pub type StatFn = Arc<dyn Fn(&Path) -> io::Result<Usage> + Send + Sync>;
+
+/// `statvfs(2)` through rustix.
+pub fn statvfs(path: &Path) -> io::Result<Usage> {
+    let stat = rustix::fs::statvfs(path)?;
+    let unit = stat.f_frsize as f64;
+    Ok(Usage {
+        size: stat.f_blocks as f64 * unit,
+        free: stat.f_bfree as f64 * unit,
+        avail: stat.f_bavail as f64 * unit,
+        files: stat.f_files as f64,
+        files_free: stat.f_ffree as f64,
+    })
+}
+
+/// The `filesystem` collector.
+pub struct Filesystem {
+    timeout: Duration,
+    state: Arc<State>,
+}
+
+struct State {
+    mounts: PathBuf,
+    mounts_fallback: PathBuf,
+    mount_points_exclude: Option<Regex>,
+    fs_types_exclude: Option<Regex>,
+    stat_timeout: Duration,
+    stat: StatFn,
+    /// Mount points whose `statvfs` has not returned; shared with the helper threads.
+    stuck: Arc<Mutex<HashSet<String>>>,
+    buffer: Mutex<String>,
+}
+
+impl Filesystem {
+    /// A collector for this configuration, using `statvfs(2)`.
+    pub fn new(config: &HostConfig) -> Self {
+        Self::with_stat(config, Arc::new(statvfs))
+    }
+
+    /// A collector that stats mounts with `stat` instead of `statvfs(2)`.
+    pub fn with_stat(config: &HostConfig, stat: StatFn) -> Self {
+        let FilesystemConfig {
+            mount_points_exclude,
+            fs_types_exclude,
+            stat_timeout,
+        } = &config.filesystem;
+        Filesystem {
+            timeout: config.timeout,
+            state: Arc::new(State {
+                mounts: config.procfs.join("1/mounts"),
+                mounts_fallback: config.procfs.join("mounts"),
+                mount_points_exclude: mount_points_exclude.clone(),
+                fs_types_exclude: fs_types_exclude.clone(),
+                stat_timeout: *stat_timeout,
+                stat,
+                stuck: Arc::default(),
+                buffer: Mutex::default(),
+            }),
+        }
+    }
+}
+
+impl Collector for Filesystem {
+    fn name(&self) -> &str {
+        "filesystem"
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn collect(&self) -> CollectFuture<'_> {
+        let state = Arc::clone(&self.state);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || state.collect())
+                .await
+                .map_err(Error::Task)?
+        })
+    }
+}
+
+/// One line of the mounts file, with the fields node_exporter labels by.
+#[derive(Debug, Clone, PartialEq)]
+struct Mount {
+    device: String,
+    mount_point: String,
+    fs_type: String,
+    read_only: bool,
+}
+
+/// What became of one mount's `statvfs`.
+#[derive(Debug)]
+enum Outcome {
+    Usage(Usage),
+    /// The call failed, did not answer in time, or the mount was already stuck.
+    DeviceError,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        let mounts = {
+            let mut buf = lock(&self.buffer);
+            match read_into(&self.mounts, &mut buf) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    read_into(&self.mounts_fallback, &mut buf)
+                        .map_err(|source| read_error(&self.mounts_fallback, source))?;
+                }
+                Err(source) => return Err(read_error(&self.mounts, source)),
+                Ok(()) => {}
+            }
+            self.select(&buf)
+        };
+
+        // Stuck mounts are reported without being touched; the rest are stat'ed.
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(mounts.len());
+        let mut to_stat = Vec::with_capacity(mounts.len());
+        {
+            let stuck = lock(&self.stuck);
+            for mount in &mounts {
+                if stuck.contains(&mount.mount_point) {
+                    tracing::debug!(
+                        mountpoint = %mount.mount_point,
+                        "Mount point is in an unresponsive state."
+                    );
+                    outcomes.push(Some(Outcome::DeviceError));
+                } else {
+                    outcomes.push(None);
+                    to_stat.push(mount.mount_point.clone());
+                }
+            }
+        }
+        let mut stated = self.stat_all(to_stat).into_iter();
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| o.or_else(|| stated.next()).unwrap_or(Outcome::DeviceError));
+        Ok(families(mounts.iter().zip(outcomes)))
+    }
+
+    /// The mounts to report: parsed, filtered and without duplicate label sets.
+    fn select(&self, text: &str) -> Vec<Mount> {
+        let mut seen = HashSet::new();
+        let mut mounts = Vec::new();
+        for line in text.lines() {
+            let mut fields = line.split_ascii_whitespace();
+            let (Some(device), Some(mount_point), Some(fs_type), Some(options)) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let mount_point = unescape(mount_point);
+            if self
+                .mount_points_exclude
+                .as_ref()
+                .is_some_and(|re| re.is_match(&mount_point))
+                || self
+                    .fs_types_exclude
+                    .as_ref()
+                    .is_some_and(|re| re.is_match(fs_type))
+            {
+                continue;
+            }
+            if !seen.insert((device, mount_point.clone(), fs_type)) {
+                continue;
+            }
+            mounts.push(Mount {
+                device: device.to_owned(),
+                mount_point,
+                fs_type: fs_type.to_owned(),
+                read_only: options.split(',').any(|o| o == "ro"),
+            });
+        }
+        mounts
+    }
+
+    /// Stats each mount point on helper threads, waiting at most `stat_timeout` for each.
+    fn stat_all(&self, points: Vec<String>) -> Vec<Outcome> {
+        let points: Arc<[String]> = points.into();
+        let mut outcomes = Vec::with_capacity(points.len());
+        while outcomes.len() < points.len() {
+            self.stat_round(&points, &mut outcomes);
+        }
+        outcomes
+    }
+
+    /// Starts a helper thread for `points[outcomes.len()..]` and collects its answers until
+    /// it finishes or one mount times out (which is then marked stuck).
+    fn stat_round(&self, points: &Arc<[String]>, outcomes: &mut Vec<Outcome>) {
+        let start = outcomes.len();
+        let (sender, receiver) = mpsc::channel();
+        let worker = {
+            let points = Arc::clone(points);
+            let stat = Arc::clone(&self.stat);
+            let stuck = Arc::clone(&self.stuck);
+            move || stat_worker(&points, start, &*stat, &stuck, &sender)
+        };
+        if let Err(err) = std::thread::Builder::new()
+            .name("warden-statvfs".to_owned())
+            .spawn(worker)
+        {
+            tracing::warn!(error = %err, "Cannot start a statvfs thread.");
+            outcomes.extend(points[start..].iter().map(|_| Outcome::DeviceError));
+            return;
+        }
+        for point in &points[start..] {
+            match receiver.recv_timeout(self.stat_timeout) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(RecvTimeoutError::Timeout) => {
+                    let mut stuck = lock(&self.stuck);
+                    // The answer may have come in while the lock was taken.
+                    if let Ok(outcome) = receiver.try_recv() {
+                        outcomes.push(outcome);
+                        continue;
+                    }
+                    stuck.insert(point.clone());
+                    // Dropped under the lock: the worker sees either the mark or a closed
+                    // channel, and clears the mark in both cases.
+                    drop(receiver);
+                    drop(stuck);
+                    tracing::warn!(
+                        mountpoint = %point,
+                        timeout = ?self.stat_timeout,
+                        "Mount point did not answer statvfs in time; skipping it until it does."
+                    );
+                    outcomes.push(Outcome::DeviceError);
+                    return;
+                }
+                // The worker panicked (only a test seam could): count this mount as failed.
+                Err(RecvTimeoutError::Disconnected) => {
+                    outcomes.push(Outcome::DeviceError);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The helper thread: stats `points[start..]` in order, sending each outcome; exits when the
+/// collection stopped listening (it moved on after a timeout).
+fn stat_worker(
+    points: &[String],
+    start: usize,
+    stat: &(dyn Fn(&Path) -> io::Result<Usage> + Send + Sync),
+    stuck: &Mutex<HashSet<String>>,
+    sender: &mpsc::Sender<Outcome>,
+) {
+    for point in &points[start..] {
+        let outcome = match stat(Path::new(point)) {
+            Ok(usage) => Outcome::Usage(usage),
+            Err(err) => {
+                tracing::debug!(mountpoint = %point, error = %err, "Error on statvfs.");
+                Outcome::DeviceError
+            }
+        };
+        let mut stuck = lock(stuck);
+        if stuck.remove(point) {
+            tracing::info!(mountpoint = %point, "Mount point has recovered; monitoring resumes.");
+        }
+        if sender.send(outcome).is_err() {
+            return;
+        }
+        drop(stuck);
+    }
+}
+
+/// The mounts file escapes space, tab, newline and backslash as `\040`-style octal.
+fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_owned();
+    }
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| {
+            bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)) && d[0] <= b'3'
+        });
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The seven families, in node_exporter's label order `device, fstype, mountpoint`.
+fn families<'a>(mounts: impl Iterator<Item = (&'a Mount, Outcome)>) -> Vec<Family> {
+    let mut size = Family::gauge("node_filesystem_size_bytes", "Filesystem size in bytes.");
+    let mut free = Family::gauge(
+        "node_filesystem_free_bytes",
+        "Filesystem free space in bytes.",
+    );
+    let mut avail = Family::gauge(
+        "node_filesystem_avail_bytes",
+        "Filesystem space available to non-root users in bytes.",
+    );
+    let mut files = Family::gauge("node_filesystem_files", "Filesystem total file nodes.");
+    let mut files_free = Family::gauge(
+        "node_filesystem_files_free",
+        "Filesystem total free file nodes.",
+    );
+    let mut readonly = Family::gauge("node_filesystem_readonly", "Filesystem read-only status.");
+    let mut device_error = Family::gauge(
+        "node_filesystem_device_error",
+        "Whether an error occurred while getting statistics for the given device.",
+    );
+    for (mount, outcome) in mounts {
+        let labels = || {
+            [
+                ("device", mount.device.clone()),
+                ("fstype", mount.fs_type.clone()),
+                ("mountpoint", mount.mount_point.clone()),
+            ]
+        };
+        // node_exporter 1.5 reports only device_error for a mount it could not stat.
+        let Outcome::Usage(usage) = outcome else {
+            device_error.push(labels(), 1.0);
+            continue;
+        };
+        device_error.push(labels(), 0.0);
+        size.push(labels(), usage.size);
+        free.push(labels(), usage.free);
+        avail.push(labels(), usage.avail);
+        files.push(labels(), usage.files);
+        files_free.push(labels(), usage.files_free);
+        readonly.push(labels(), if mount.read_only { 1.0 } else { 0.0 });
+    }
+    vec![size, free, avail, files, files_free, readonly, device_error]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use super::*;
+
+    const MOUNTS: &str = "\
+/dev/vda / ext4 rw,relatime,discard 0 0
+proc /proc proc rw,relatime 0 0
+nfs:/export /mnt/nfs nfs4 rw,vers=4.2 0 0
+/dev/vdb /data xfs ro,noatime 0 0
+/dev/vdb /data xfs ro,noatime 0 0
+/dev/vdc /srv/my\\040files ext4 rw 0 0
+tmpfs /dev/shm tmpfs rw,nosuid 0 0
+";
+
+    fn config(procfs: &Path, stat_timeout: Duration) -> HostConfig {
+        HostConfig {
+            enabled: true,
+            timeout: Duration::from_secs(10),
+            procfs: procfs.to_owned(),
+            sysfs: PathBuf::from("/sys"),
+            filesystem: FilesystemConfig {
+                mount_points_exclude: Some(
+                    Regex::new(crate::config::DEFAULT_MOUNT_POINTS_EXCLUDE).expect("valid regex"),
+                ),
+                fs_types_exclude: Some(
+                    Regex::new(crate::config::DEFAULT_FS_TYPES_EXCLUDE).expect("valid regex"),
+                ),
+                stat_timeout,
+            },
+            disk_device_exclude: None,
+            network_device_exclude: None,
+        }
+    }
+
+    fn procfs_with(mounts: &str, at: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(at);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, mounts).expect("write");
+        dir
+    }
+
+    fn usage(size: f64) -> Usage {
+        Usage {
+            size,
+            free: size / 2.0,
+            avail: size / 4.0,
+            files: 100.0,
+            files_free: 60.0,
+        }
+    }
+
+    /// `{family name: {mountpoint: value}}`, checking the label names on the way.
+    fn by_mount(families: &[Family]) -> HashMap<String, HashMap<String, f64>> {
+        let mut out = HashMap::new();
+        for family in families {
+            let mut values = HashMap::new();
+            for sample in &family.samples {
+                let names: Vec<&str> = sample.labels.iter().map(|(n, _)| n.as_ref()).collect();
+                assert_eq!(names, ["device", "fstype", "mountpoint"]);
+                values.insert(sample.labels[2].1.clone(), sample.value);
+            }
+            out.insert(family.name.to_string(), values);
+        }
+        out
+    }
+
+    /// A stat function answering from a table; `/mnt/nfs` waits for `release` first.
+    fn hanging_nfs(release: mpsc::Receiver<()>) -> StatFn {
+        let release = Mutex::new(release);
+        Arc::new(move |path: &Path| match path.to_str() {
+            Some("/mnt/nfs") => {
+                let _ = lock(&release).recv();
+                Ok(usage(1000.0))
+            }
+            Some("/") => Ok(usage(8000.0)),
+            Some("/data") => Ok(usage(2000.0)),
+            Some("/srv/my files") => Err(io::Error::from(io::ErrorKind::PermissionDenied)),
+            other => panic!("unexpected stat of {other:?}"),
+        })
+    }
+
+    #[test]
+    fn mounts_are_parsed_filtered_and_deduplicated() {
+        let dir = procfs_with(MOUNTS, "1/mounts");
+        let fs = Filesystem::new(&config(dir.path(), Duration::from_secs(1)));
+        let mounts = fs.state.select(MOUNTS);
+        let got: Vec<(&str, &str, &str, bool)> = mounts
+            .iter()
+            .map(|m| {
+                (
+                    m.device.as_str(),
+                    m.mount_point.as_str(),
+                    m.fs_type.as_str(),
+                    m.read_only,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/dev/vda", "/", "ext4", false),
+                ("nfs:/export", "/mnt/nfs", "nfs4", false),
+                ("/dev/vdb", "/data", "xfs", true),
+                ("/dev/vdc", "/srv/my files", "ext4", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_captured_mounts_keep_only_real_filesystems() {
+        let dir = procfs_with("", "1/mounts");
+        let fs = Filesystem::new(&config(dir.path(), Duration::from_secs(1)));
+        let mounts = fs.state.select(include_str!("fixtures/proc/1/mounts"));
+        let points: Vec<&str> = mounts.iter().map(|m| m.mount_point.as_str()).collect();
+        // /dev, /proc and /sys mounts and cgroup/proc/devpts types are excluded by default.
+        assert_eq!(points, ["/", "/mnt/sandboxing/model_tools_env/v1/python"]);
+        assert!(mounts[1].read_only);
+    }
+
+    #[test]
+    fn unescapes_octal() {
+        assert_eq!(unescape("/a\\040b\\011c\\134d\\012"), "/a b\tc\\d\n");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(unescape("/odd\\9x\\04"), "/odd\\9x\\04");
+    }
+
+    #[tokio::test]
+    async fn reports_real_statvfs_for_root() {
+        let dir = procfs_with("/dev/root / ext4 rw 0 0\n", "mounts");
+        // Only <procfs>/mounts exists: the fallback is used.
+        let fs = Filesystem::new(&config(dir.path(), Duration::from_secs(5)));
+        let families = fs.collect().await.expect("collects");
+        let values = by_mount(&families);
+        assert!(values["node_filesystem_size_bytes"]["/"] > 0.0);
+        assert!(values["node_filesystem_files"]["/"] > 0.0);
+        assert_eq!(values["node_filesystem_device_error"]["/"], 0.0);
+        assert_eq!(values["node_filesystem_readonly"]["/"], 0.0);
+        let expected = rustix::fs::statvfs("/").expect("statvfs /");
+        assert_eq!(
+            values["node_filesystem_size_bytes"]["/"],
+            expected.f_blocks as f64 * expected.f_frsize as f64
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_mount_is_bounded_marked_and_skipped_until_it_returns() {
+        let dir = procfs_with(MOUNTS, "1/mounts");
+        let (release, release_rx) = mpsc::channel();
+        let stat_timeout = Duration::from_millis(200);
+        let fs = Filesystem::with_stat(&config(dir.path(), stat_timeout), hanging_nfs(release_rx));
+
+        // First scrape: /mnt/nfs hangs; the scrape returns after about one stat_timeout.
+        let started = Instant::now();
+        let families = fs.collect().await.expect("collects");
+        let elapsed = started.elapsed();
+        assert!(elapsed >= stat_timeout, "{elapsed:?}");
+        assert!(elapsed < stat_timeout * 5, "{elapsed:?}");
+        let values = by_mount(&families);
+        let errors = &values["node_filesystem_device_error"];
+        assert_eq!(errors["/"], 0.0);
+        assert_eq!(errors["/mnt/nfs"], 1.0);
+        assert_eq!(errors["/data"], 0.0);
+        assert_eq!(
+            errors["/srv/my files"], 1.0,
+            "a failing statvfs is a device error"
+        );
+        let sizes = &values["node_filesystem_size_bytes"];
+        assert_eq!(
+            sizes.len(),
+            2,
+            "no size for the stuck or failed mounts: {sizes:?}"
+        );
+        assert_eq!(sizes["/"], 8000.0);
+        assert_eq!(
+            sizes["/data"], 2000.0,
+            "mounts after the stuck one are still stat'ed"
+        );
+        assert_eq!(values["node_filesystem_avail_bytes"]["/data"], 500.0);
+        assert_eq!(values["node_filesystem_readonly"]["/data"], 1.0);
+        assert!(lock(&fs.state.stuck).contains("/mnt/nfs"));
+
+        // Second scrape: the stuck mount is skipped without waiting for it.
+        let started = Instant::now();
+        let families = fs.collect().await.expect("collects");
+        assert!(started.elapsed() < stat_timeout, "{:?}", started.elapsed());
+        let values = by_mount(&families);
+        assert_eq!(values["node_filesystem_device_error"]["/mnt/nfs"], 1.0);
+        assert!(!values["node_filesystem_size_bytes"].contains_key("/mnt/nfs"));
+        assert_eq!(values["node_filesystem_size_bytes"]["/"], 8000.0);
+
+        // The hung call returns: its thread clears the mark, and the mount is back.
+        release.send(()).expect("the hung stat is waiting");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lock(&fs.state.stuck).contains("/mnt/nfs") {
+            assert!(Instant::now() < deadline, "the mark was never cleared");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        release.send(()).expect("stat may be called again");
+        let families = fs.collect().await.expect("collects");
+        let values = by_mount(&families);
+        assert_eq!(values["node_filesystem_device_error"]["/mnt/nfs"], 0.0);
+        assert_eq!(values["node_filesystem_size_bytes"]["/mnt/nfs"], 1000.0);
+    }
+
+    #[tokio::test]
+    async fn one_thread_answers_every_mount_when_none_hangs() {
+        let dir = procfs_with(MOUNTS, "1/mounts");
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let seen = Arc::clone(&threads);
+        let stat: StatFn = Arc::new(move |_: &Path| {
+            lock(&seen).insert(std::thread::current().id());
+            Ok(usage(1.0))
+        });
+        let fs = Filesystem::with_stat(&config(dir.path(), Duration::from_secs(5)), stat);
+        let families = fs.collect().await.expect("collects");
+        assert_eq!(families[0].samples.len(), 4);
+        assert_eq!(lock(&threads).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn missing_mount_files_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = Filesystem::new(&config(dir.path(), Duration::from_secs(1)));
+        assert!(matches!(fs.collect().await, Err(Error::Read { .. })));
+    }
+}

@@ -1,0 +1,112 @@
+//! The command line: exit codes, check-config and `warden metrics`.
+
+use std::process::Command;
+
+use crate::support::warden_bin;
+
+#[test]
+fn invalid_config_exits_64_and_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:99999\nstate_dirr: /tmp/x\nweb:\n  request_timeout: forever\nhost:\n  timeout: 0s\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["check-config"],
+        vec!["serve", "--config"],
+        vec!["metrics", "--config"],
+    ] {
+        let output = Command::new(warden_bin())
+            .args(&args)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        for needle in [
+            "invalid configuration (4 problems)",
+            "listen: `127.0.0.1:99999` is not a socket address",
+            "state_dirr: unknown key",
+            "web.request_timeout: `forever` is not a duration",
+            "host.timeout: must be longer than zero",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{args:?}: missing {needle:?} in:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unreadable_or_malformed_files_exit_64() {
+    let output = Command::new(warden_bin())
+        .args(["check-config", "/nonexistent/warden.yml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("cannot read config file /nonexistent/warden.yml")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.yml");
+    std::fs::write(&path, "host: {enabled: true\n").unwrap();
+    let output = Command::new(warden_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not valid YAML"));
+}
+
+#[test]
+fn valid_config_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.yml");
+    std::fs::write(&path, "listen: 127.0.0.1:9798\nhost: {timeout: 3s}\n").unwrap();
+    let output = Command::new(warden_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("configuration is valid"));
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let output = Command::new(warden_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        format!("warden {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn metrics_command_prints_one_collection() {
+    let output = Command::new(warden_bin()).arg("metrics").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let body = String::from_utf8(output.stdout).unwrap();
+    for family in [
+        "node_cpu_seconds_total",
+        "node_memory_MemTotal_bytes",
+        "node_load1",
+        "process_resident_memory_bytes",
+        "warden_build_info",
+    ] {
+        assert!(body.contains(&format!("\n{family}")), "missing {family}");
+    }
+    assert_eq!(
+        crate::support::value(&body, "warden_collector_success", &[("collector", "cpu")]),
+        Some(1.0)
+    );
+}

@@ -1,0 +1,205 @@
+//! Compatibility with Debian's node_exporter, run live on the same host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::serve::promtool_check;
+use crate::support::{self, Warden, http, require_tool, wait_for};
+
+/// The families the foundation issue requires, each of which both exporters must emit.
+const REQUIRED: &[&str] = &[
+    "node_cpu_seconds_total",
+    "node_memory_MemTotal_bytes",
+    "node_memory_MemFree_bytes",
+    "node_memory_MemAvailable_bytes",
+    "node_memory_Buffers_bytes",
+    "node_memory_Cached_bytes",
+    "node_memory_SwapTotal_bytes",
+    "node_memory_SwapFree_bytes",
+    "node_filesystem_size_bytes",
+    "node_filesystem_free_bytes",
+    "node_filesystem_avail_bytes",
+    "node_filesystem_files",
+    "node_filesystem_files_free",
+    "node_filesystem_readonly",
+    "node_filesystem_device_error",
+    "node_disk_reads_completed_total",
+    "node_disk_writes_completed_total",
+    "node_disk_read_bytes_total",
+    "node_disk_written_bytes_total",
+    "node_disk_read_time_seconds_total",
+    "node_disk_write_time_seconds_total",
+    "node_disk_io_time_seconds_total",
+    "node_disk_io_time_weighted_seconds_total",
+    "node_network_receive_bytes_total",
+    "node_network_transmit_bytes_total",
+    "node_network_receive_packets_total",
+    "node_network_transmit_packets_total",
+    "node_network_receive_errs_total",
+    "node_network_transmit_errs_total",
+    "node_network_receive_drop_total",
+    "node_network_transmit_drop_total",
+    "node_load1",
+    "node_load5",
+    "node_load15",
+    "node_boot_time_seconds",
+    "node_time_seconds",
+    "node_uname_info",
+    "node_filefd_allocated",
+    "node_filefd_maximum",
+    "node_vmstat_oom_kill",
+    "node_vmstat_pgmajfault",
+];
+
+/// node_exporter 1.5 restricted to the collectors warden implements.
+struct NodeExporter {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NodeExporter {
+    fn start() -> NodeExporter {
+        let binary = require_tool("prometheus-node-exporter", "prometheus-node-exporter");
+        let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+            .parse()
+            .unwrap();
+        let mut args = vec![
+            format!("--web.listen-address={addr}"),
+            "--collector.disable-defaults".to_owned(),
+        ];
+        for collector in [
+            "cpu",
+            "meminfo",
+            "filesystem",
+            "diskstats",
+            "netdev",
+            "loadavg",
+            "stat",
+            "time",
+            "uname",
+            "pressure",
+            "filefd",
+            "vmstat",
+        ] {
+            args.push(format!("--collector.{collector}"));
+        }
+        let child = Command::new(binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let exporter = NodeExporter { child, addr };
+        wait_for(Duration::from_secs(20), "node_exporter to answer", || {
+            http::get(addr, "/metrics", &[])
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        exporter
+    }
+
+    fn scrape(&self) -> String {
+        http::get(self.addr, "/metrics", &[]).unwrap().body
+    }
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Family name → (type, label-name sets seen).
+fn shape(body: &str) -> BTreeMap<String, (String, BTreeSet<Vec<String>>)> {
+    let types = support::types(body);
+    let mut out: BTreeMap<String, (String, BTreeSet<Vec<String>>)> = BTreeMap::new();
+    for (name, labels, _) in support::samples(body) {
+        if !name.starts_with("node_")
+            || name.starts_with("node_scrape_")
+            || name.starts_with("node_exporter_")
+        {
+            continue;
+        }
+        let kind = types
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| "untyped".to_owned());
+        let mut keys: Vec<String> = labels.into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        out.entry(name)
+            .or_insert_with(|| (kind, BTreeSet::new()))
+            .1
+            .insert(keys);
+    }
+    out
+}
+
+#[test]
+fn family_names_types_and_labels_match_node_exporter() {
+    let node_exporter = NodeExporter::start();
+    let warden = Warden::start("");
+    let theirs = shape(&node_exporter.scrape());
+    let ours = shape(&warden.get("/metrics", &[]).body);
+
+    let mut problems = Vec::new();
+    for name in REQUIRED {
+        if !theirs.contains_key(*name) {
+            problems.push(format!(
+                "{name}: node_exporter does not emit it on this host"
+            ));
+        }
+        if !ours.contains_key(*name) {
+            problems.push(format!("{name}: warden does not emit it"));
+        }
+    }
+    for (name, (kind, label_sets)) in &ours {
+        match theirs.get(name) {
+            None => problems.push(format!(
+                "{name}: emitted by warden but not by node_exporter"
+            )),
+            Some((their_kind, their_labels)) => {
+                if kind != their_kind {
+                    problems.push(format!(
+                        "{name}: type {kind}, node_exporter says {their_kind}"
+                    ));
+                }
+                if label_sets != their_labels {
+                    problems.push(format!(
+                        "{name}: labels {label_sets:?}, node_exporter has {their_labels:?}"
+                    ));
+                }
+            }
+        }
+    }
+    // Every meminfo field node_exporter exports, warden exports too.
+    for name in theirs.keys().filter(|n| n.starts_with("node_memory_")) {
+        if !ours.contains_key(name) {
+            problems.push(format!("{name}: node_exporter has it, warden does not"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "differences from node_exporter:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn promtool_reports_nothing_beyond_what_it_reports_on_node_exporter() {
+    let promtool = require_tool("promtool", "prometheus");
+    let node_exporter = NodeExporter::start();
+    let warden = Warden::start("");
+    let accepted: BTreeSet<String> = promtool_check(&promtool, &node_exporter.scrape())
+        .into_iter()
+        .collect();
+    let ours = promtool_check(&promtool, &warden.get("/metrics", &[]).body);
+    let extra: Vec<&String> = ours.iter().filter(|p| !accepted.contains(*p)).collect();
+    assert!(
+        extra.is_empty(),
+        "promtool problems node_exporter does not have: {extra:#?}"
+    );
+}

@@ -1,0 +1,48 @@
+//! A real Prometheus scraping warden, queried through its HTTP API.
+
+use std::time::Duration;
+
+use crate::support::Warden;
+use crate::support::prometheus::Prometheus;
+
+#[test]
+fn prometheus_scrapes_warden_and_node_mixin_expressions_return_data() {
+    let warden = Warden::start("");
+    let prometheus = Prometheus::start(&format!(
+        "  - job_name: warden\n    static_configs:\n      - targets: ['{}']\n",
+        warden.addr
+    ));
+    let up = prometheus.wait_for_data("up{job=\"warden\"} == 1", Duration::from_secs(30));
+    assert_eq!(up.len(), 1);
+
+    // Expressions in the style of node-mixin's recording rules and dashboards.
+    let expressions = [
+        "1 - avg without (cpu) (sum without (mode) (rate(node_cpu_seconds_total{job=\"warden\", mode=~\"idle|iowait|steal\"}[5s])))",
+        "1 - node_memory_MemAvailable_bytes{job=\"warden\"} / node_memory_MemTotal_bytes{job=\"warden\"}",
+        "node_load1{job=\"warden\"} / count without (cpu) (count without (mode) (node_cpu_seconds_total{job=\"warden\"}))",
+        "1 - node_filesystem_avail_bytes{job=\"warden\", fstype!=\"\", mountpoint=\"/\"} / node_filesystem_size_bytes{job=\"warden\", fstype!=\"\", mountpoint=\"/\"}",
+        "rate(node_disk_io_time_seconds_total{job=\"warden\"}[5s])",
+        "rate(node_network_receive_bytes_total{job=\"warden\", device=\"lo\"}[5s])",
+        "node_time_seconds{job=\"warden\"} - node_boot_time_seconds{job=\"warden\"}",
+        "rate(node_vmstat_pgmajfault{job=\"warden\"}[5s])",
+        "warden_collector_success{job=\"warden\", collector=\"cpu\"} == 1",
+    ];
+    for expression in expressions {
+        let result = prometheus.wait_for_data(expression, Duration::from_secs(30));
+        assert!(!result.is_empty(), "{expression}");
+    }
+
+    // The scrape itself was clean: no error on the target, OpenMetrics negotiated.
+    let targets = prometheus.targets();
+    let target = targets
+        .iter()
+        .find(|t| t["labels"]["job"] == "warden")
+        .expect("warden target");
+    assert_eq!(target["health"], "up", "{target}");
+    assert_eq!(target["lastError"], "", "{target}");
+    assert!(
+        prometheus.log().lines().all(|l| !l.contains("level=error")),
+        "{}",
+        prometheus.log()
+    );
+}

@@ -1,0 +1,115 @@
+//! A real Prometheus server on a free loopback port, with its HTTP API.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use super::{free_port, http, require_tool, wait_for};
+
+/// A `prometheus` child process with its own config and storage.
+pub struct Prometheus {
+    child: Child,
+    /// Where its web API listens.
+    pub addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with this `scrape_configs` YAML (a list) and a 1 s global interval.
+    pub fn start(scrape_configs: &str) -> Prometheus {
+        let binary = require_tool("prometheus", "prometheus");
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}"
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut prometheus = Prometheus { child, addr, dir };
+        wait_for(
+            Duration::from_secs(30),
+            "prometheus to become ready",
+            || {
+                if let Some(status) = prometheus.child.try_wait().unwrap() {
+                    panic!("prometheus exited with {status}: {}", prometheus.log());
+                }
+                http::get(addr, "/-/ready", &[])
+                    .ok()
+                    .filter(|r| r.status == 200)
+            },
+        );
+        prometheus
+    }
+
+    /// Prometheus' own log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// Runs an instant query and returns the `data.result` vector.
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        let path = format!("/api/v1/query?query={}", encode_query(promql));
+        let response = http::get(self.addr, &path, &[]).unwrap();
+        assert_eq!(response.status, 200, "query {promql}: {}", response.body);
+        let json: Value = serde_json::from_str(&response.body).unwrap();
+        json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The active targets from `/api/v1/targets`.
+    pub fn targets(&self) -> Vec<Value> {
+        let response = http::get(self.addr, "/api/v1/targets", &[]).unwrap();
+        let json: Value = serde_json::from_str(&response.body).unwrap();
+        json["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until `promql` returns at least one series, and returns them.
+    pub fn wait_for_data(&self, promql: &str, limit: Duration) -> Vec<Value> {
+        wait_for(limit, &format!("data for {promql}"), || {
+            let result = self.query(promql);
+            (!result.is_empty()).then_some(result)
+        })
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes a query string value.
+fn encode_query(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
