@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collect::{self, Collector, Collectors, Format, process::ProcessCollector};
+use crate::collect::{self, BlockingCollector, Collectors, Format, process::ProcessCollector};
 use crate::config::Config;
 use crate::serve::{self, AppState};
 
@@ -58,9 +58,9 @@ pub enum Error {
 
 /// Every collector the configuration enables, in scrape order.
 pub fn collectors(config: &Config) -> Collectors {
-    let mut list: Vec<Arc<dyn Collector>> = collect::host::collectors(&config.host);
-    list.push(Arc::new(ProcessCollector::new(PROCESS_COLLECTOR_TIMEOUT)));
-    Collectors::new(list)
+    let mut blocking: Vec<Arc<dyn BlockingCollector>> = collect::host::collectors(&config.host);
+    blocking.push(Arc::new(ProcessCollector::new(PROCESS_COLLECTOR_TIMEOUT)));
+    Collectors::new(blocking, Vec::new())
 }
 
 /// Collects once and returns the exposition in text format 0.0.4 (`warden metrics`).

@@ -1,16 +1,21 @@
 //! The collector framework and one module per metric source.
 //!
-//! Every source implements [`Collector`]. A scrape runs all collectors in parallel, each under
-//! its own timeout (shortened to fit Prometheus' scrape timeout when the scraper sends one), and
-//! merges what they return into one [`Snapshot`]. A collector that fails, panics or hangs costs
-//! only its own families: it reports `warden_collector_success{collector} 0` and every other
-//! collector still answers. Nothing here spawns long-lived tasks; work runs per scrape.
+//! A source implements [`Collector`] (async, for network sources) or [`BlockingCollector`]
+//! (short blocking reads such as procfs). A scrape runs the async collectors in parallel, each
+//! under its own timeout, and all blocking collectors one after another on one blocking thread
+//! (see [`batch`] for why, and how a hung read is contained). Timeouts shrink to fit Prometheus'
+//! scrape timeout when the scraper sends one. What they return is merged into one
+//! [`Snapshot`]. A collector that fails, panics or hangs costs only its own families: it reports
+//! `warden_collector_success{collector} 0` and every other collector still answers. Nothing here
+//! spawns long-lived tasks; work runs per scrape.
 //!
 //! Modules:
+//! - [`batch`]: running the blocking collectors;
 //! - [`family`]: the metric model and its encoding;
 //! - [`host`]: node_exporter-compatible host metrics;
 //! - [`process`]: warden's own `process_*` metrics.
 
+pub mod batch;
 pub mod family;
 pub mod host;
 pub mod process;
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinSet;
 
+use batch::Batch;
+pub use batch::BlockingCollector;
 pub use family::{Family, Format, Kind, Snapshot};
 
 /// The future a collector returns.
@@ -58,12 +65,18 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
-    /// Earlier reads of this file have not returned (a hung filesystem); no new read is
-    /// started until they do.
-    #[error("earlier reads of {path} have not returned; not starting another")]
+    /// An earlier run of this collector is still blocked (a hung filesystem); it is skipped
+    /// until that run returns.
+    #[error("an earlier run of {collector} has not returned; skipped until it does")]
     Stalled {
-        /// The file.
-        path: String,
+        /// The collector.
+        collector: String,
+    },
+    /// The collector panicked.
+    #[error("collector {collector} panicked")]
+    Panicked {
+        /// The collector.
+        collector: String,
     },
     /// The collection did not finish within its timeout.
     #[error("timed out after {0:?}")]
@@ -95,29 +108,36 @@ const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 
 /// The set of configured collectors and their last status.
 pub struct Collectors {
+    blocking: Batch,
     list: Vec<Arc<dyn Collector>>,
     status: Mutex<HashMap<String, Status>>,
 }
 
 impl std::fmt::Debug for Collectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.list.iter().map(|c| c.name()).collect();
-        f.debug_struct("Collectors").field("list", &names).finish()
+        f.debug_struct("Collectors")
+            .field("names", &self.names())
+            .finish()
     }
 }
 
 impl Collectors {
-    /// A framework running the given collectors.
-    pub fn new(list: Vec<Arc<dyn Collector>>) -> Self {
+    /// A framework running the given blocking and async collectors.
+    pub fn new(blocking: Vec<Arc<dyn BlockingCollector>>, list: Vec<Arc<dyn Collector>>) -> Self {
         Collectors {
+            blocking: Batch::new(blocking),
             list,
             status: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The collectors' names, in scrape order.
+    /// The collectors' names, in output order: blocking collectors first.
     pub fn names(&self) -> Vec<String> {
-        self.list.iter().map(|c| c.name().to_owned()).collect()
+        self.blocking
+            .names()
+            .chain(self.list.iter().map(|c| c.name()))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The last status of each collector that has run.
@@ -132,11 +152,50 @@ impl Collectors {
     /// collector is given longer than that, less a small offset.
     pub async fn gather(&self, scrape_timeout: Option<Duration>) -> Snapshot {
         let budget = scrape_timeout.map(|t| t.saturating_sub(SCRAPE_TIMEOUT_OFFSET));
+        let within = |timeout: Duration| budget.map_or(timeout, |b| b.min(timeout));
+        let (blocking, concurrent) = tokio::join!(
+            self.blocking.run(within(self.blocking.timeout())),
+            self.run_concurrent(within)
+        );
+
+        let mut snapshot = Snapshot::default();
+        let mut success = Family::gauge(
+            "warden_collector_success",
+            "Whether the collector's last run succeeded (1) or failed (0).",
+        );
+        let mut duration = Family::gauge(
+            "warden_collector_duration_seconds",
+            "How long the collector's last run took.",
+        );
+        let names = self
+            .blocking
+            .names()
+            .chain(self.list.iter().map(|c| c.name()));
+        for (name, (elapsed, result)) in names.zip(blocking.into_iter().chain(concurrent)) {
+            let ok = result.is_ok();
+            success.push([("collector", name.to_owned())], if ok { 1.0 } else { 0.0 });
+            duration.push([("collector", name.to_owned())], elapsed.as_secs_f64());
+            let error = match result {
+                Ok(families) => {
+                    snapshot.extend(families);
+                    None
+                }
+                Err(err) => Some(err),
+            };
+            self.record(name, elapsed, error);
+        }
+        snapshot.extend([success, duration, build_info()]);
+        snapshot
+    }
+
+    /// Runs the async collectors in parallel, each under `within(its timeout)`; one outcome per
+    /// collector, in order.
+    async fn run_concurrent(&self, within: impl Fn(Duration) -> Duration) -> Vec<Outcome> {
         let mut tasks = JoinSet::new();
         let mut task_index = HashMap::new();
         for (index, collector) in self.list.iter().enumerate() {
             let collector = Arc::clone(collector);
-            let limit = budget.map_or(collector.timeout(), |b| b.min(collector.timeout()));
+            let limit = within(collector.timeout());
             let handle = tasks.spawn(async move {
                 let started = Instant::now();
                 let result = match tokio::time::timeout(limit, collector.collect()).await {
@@ -159,36 +218,11 @@ impl Collectors {
                 }
             }
         }
-
-        let mut snapshot = Snapshot::default();
-        let mut success = Family::gauge(
-            "warden_collector_success",
-            "Whether the collector's last run succeeded (1) or failed (0).",
-        );
-        let mut duration = Family::gauge(
-            "warden_collector_duration_seconds",
-            "How long the collector's last run took.",
-        );
-        for (collector, result) in self.list.iter().zip(results) {
-            let name = collector.name();
-            // Every spawned task reports exactly once, through its result or its join error.
-            let Some((elapsed, result)) = result else {
-                continue;
-            };
-            let ok = result.is_ok();
-            success.push([("collector", name.to_owned())], if ok { 1.0 } else { 0.0 });
-            duration.push([("collector", name.to_owned())], elapsed.as_secs_f64());
-            let error = match result {
-                Ok(families) => {
-                    snapshot.extend(families);
-                    None
-                }
-                Err(err) => Some(err),
-            };
-            self.record(name, elapsed, error);
-        }
-        snapshot.extend([success, duration, build_info()]);
-        snapshot
+        // Every spawned task reports exactly once, through its result or its join error.
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or((Duration::ZERO, Err(Error::Timeout(Duration::ZERO)))))
+            .collect()
     }
 
     /// Stores a collector's status, logging a failure when the collector changes state so a

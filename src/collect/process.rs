@@ -2,24 +2,30 @@
 //! `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
 //! `process_start_time_seconds`, `process_open_fds` and `process_max_fds`.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{CollectFuture, Collector, Error, Family};
+use super::{BlockingCollector, Error, Family};
 
 /// Reads `/proc/self` (Linux) or asks sysinfo (elsewhere) for warden's own usage.
 #[derive(Debug)]
 pub struct ProcessCollector {
     timeout: Duration,
+    /// The boot time from `/proc/stat`, read once: the start time never changes.
+    boot_time: OnceLock<f64>,
 }
 
 impl ProcessCollector {
     /// A process collector that gives up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        ProcessCollector { timeout }
+        ProcessCollector {
+            timeout,
+            boot_time: OnceLock::new(),
+        }
     }
 }
 
-impl Collector for ProcessCollector {
+impl BlockingCollector for ProcessCollector {
     fn name(&self) -> &str {
         "process"
     }
@@ -28,12 +34,8 @@ impl Collector for ProcessCollector {
         self.timeout
     }
 
-    fn collect(&self) -> CollectFuture<'_> {
-        Box::pin(async {
-            tokio::task::spawn_blocking(read)
-                .await
-                .map_err(Error::Task)?
-        })
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        read(&self.boot_time)
     }
 }
 
@@ -89,9 +91,15 @@ fn families(usage: Usage) -> Vec<Family> {
 }
 
 #[cfg(target_os = "linux")]
-fn read() -> Result<Vec<Family>, Error> {
+fn read(boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
     let stat = read_file("/proc/self/stat")?;
-    let boot_time = boot_time_from_stat(&read_file("/proc/stat")?)?;
+    let boot_time = match boot_time.get() {
+        Some(known) => *known,
+        None => {
+            let read = boot_time_from_stat(&read_file("/proc/stat")?)?;
+            *boot_time.get_or_init(|| read)
+        }
+    };
     let ticks = rustix::param::clock_ticks_per_second() as f64;
     let page_size = rustix::param::page_size() as f64;
     let fields = parse_self_stat(&stat)?;
@@ -114,7 +122,7 @@ fn read() -> Result<Vec<Family>, Error> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read() -> Result<Vec<Family>, Error> {
+fn read(_boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
     use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
     let pid = sysinfo::get_current_pid().map_err(|reason| Error::Parse {
         path: "current process".to_owned(),
@@ -235,7 +243,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn reads_this_process() {
-        let families = read().unwrap();
+        let families = read(&OnceLock::new()).unwrap();
         let value = |name: &str| {
             families
                 .iter()

@@ -39,16 +39,19 @@ impl Collector for Fixed {
 }
 
 fn app(config: &Config) -> (Router, Arc<AppState>) {
-    let collectors = Collectors::new(vec![
-        Arc::new(Fixed {
-            name: "fixed",
-            hang: false,
-        }),
-        Arc::new(Fixed {
-            name: "stuck",
-            hang: true,
-        }),
-    ]);
+    let collectors = Collectors::new(
+        Vec::new(),
+        vec![
+            Arc::new(Fixed {
+                name: "fixed",
+                hang: false,
+            }),
+            Arc::new(Fixed {
+                name: "stuck",
+                hang: true,
+            }),
+        ],
+    );
     let state = AppState::new(config, collectors);
     (router(Arc::clone(&state), config), state)
 }

@@ -17,8 +17,10 @@
 //! set's lock, so an answer arriving just at the deadline is either used or clears the mark,
 //! never lost with the mark left behind.
 //!
-//! Cost in the normal case: one thread spawn per scrape (a persistent worker would save that
-//! ~20 µs but would need its own replacement logic when it hangs; not worth it).
+//! Only filesystems that wait on a remote server or a FUSE daemon (`nfs`, `cifs`, `fuse.*`, …)
+//! take that path; local ones are stat'ed directly, so a host without network mounts spawns no
+//! thread per scrape. A local `statvfs` that hangs anyway is contained by the collector
+//! framework's stall detection (see `collect::batch`).
 
 use std::collections::HashSet;
 use std::io;
@@ -30,7 +32,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::procfs::{read_error, read_into};
-use crate::collect::{CollectFuture, Collector, Error, Family};
+use crate::collect::{BlockingCollector, Error, Family};
 use crate::config::{FilesystemConfig, HostConfig};
 
 /// What `statvfs` says about one filesystem, in bytes and inodes.
@@ -111,7 +113,7 @@ impl Filesystem {
     }
 }
 
-impl Collector for Filesystem {
+impl BlockingCollector for Filesystem {
     fn name(&self) -> &str {
         "filesystem"
     }
@@ -120,13 +122,8 @@ impl Collector for Filesystem {
         self.timeout
     }
 
-    fn collect(&self) -> CollectFuture<'_> {
-        let state = Arc::clone(&self.state);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || state.collect())
-                .await
-                .map_err(Error::Task)?
-        })
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        self.state.collect()
     }
 }
 
@@ -166,25 +163,31 @@ impl State {
             self.select(&buf)
         };
 
-        // Stuck mounts are reported without being touched; the rest are stat'ed.
+        // Stuck mounts are reported without being touched. Local filesystems are stat'ed here;
+        // those that can hang on a remote server go to the bounded helper thread.
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(mounts.len());
-        let mut to_stat = Vec::with_capacity(mounts.len());
-        {
-            let stuck = lock(&self.stuck);
-            for mount in &mounts {
-                if stuck.contains(&mount.mount_point) {
-                    tracing::debug!(
-                        mountpoint = %mount.mount_point,
-                        "Mount point is in an unresponsive state."
-                    );
-                    outcomes.push(Some(Outcome::DeviceError));
-                } else {
-                    outcomes.push(None);
-                    to_stat.push(mount.mount_point.clone());
-                }
+        let mut to_stat = Vec::new();
+        let stuck = lock(&self.stuck).clone();
+        for mount in &mounts {
+            if stuck.contains(&mount.mount_point) {
+                tracing::debug!(
+                    mountpoint = %mount.mount_point,
+                    "Mount point is in an unresponsive state."
+                );
+                outcomes.push(Some(Outcome::DeviceError));
+            } else if may_hang(&mount.fs_type) {
+                outcomes.push(None);
+                to_stat.push(mount.mount_point.clone());
+            } else {
+                outcomes.push(Some(stat_one(&*self.stat, &mount.mount_point)));
             }
         }
-        let mut stated = self.stat_all(to_stat).into_iter();
+        let mut stated = if to_stat.is_empty() {
+            Vec::new()
+        } else {
+            self.stat_all(to_stat)
+        }
+        .into_iter();
         let outcomes = outcomes
             .into_iter()
             .map(|o| o.or_else(|| stated.next()).unwrap_or(Outcome::DeviceError));
@@ -299,13 +302,7 @@ fn stat_worker(
     sender: &mpsc::Sender<Outcome>,
 ) {
     for point in &points[start..] {
-        let outcome = match stat(Path::new(point)) {
-            Ok(usage) => Outcome::Usage(usage),
-            Err(err) => {
-                tracing::debug!(mountpoint = %point, error = %err, "Error on statvfs.");
-                Outcome::DeviceError
-            }
-        };
+        let outcome = stat_one(stat, point);
         let mut stuck = lock(stuck);
         if stuck.remove(point) {
             tracing::info!(mountpoint = %point, "Mount point has recovered; monitoring resumes.");
@@ -314,6 +311,45 @@ fn stat_worker(
             return;
         }
         drop(stuck);
+    }
+}
+
+/// Filesystem types whose `statvfs` waits on a remote server (or a FUSE daemon) and can hang
+/// for minutes; only these are stat'ed on the bounded helper thread. A local filesystem answers
+/// from the kernel's superblock, and if even that hangs, the collector framework's own stall
+/// detection contains it.
+fn may_hang(fs_type: &str) -> bool {
+    const REMOTE: &[&str] = &[
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "ncpfs",
+        "ceph",
+        "glusterfs",
+        "9p",
+        "afs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "davfs",
+        "fuse",
+        "fuseblk",
+        "ocfs2",
+        "gfs2",
+    ];
+    REMOTE.contains(&fs_type) || fs_type.starts_with("fuse.")
+}
+
+/// Stats one mount point; an error is a device error, as node_exporter reports it.
+fn stat_one(stat: &(dyn Fn(&Path) -> io::Result<Usage> + Send + Sync), point: &str) -> Outcome {
+    match stat(Path::new(point)) {
+        Ok(usage) => Outcome::Usage(usage),
+        Err(err) => {
+            tracing::debug!(mountpoint = %point, error = %err, "Error on statvfs.");
+            Outcome::DeviceError
+        }
     }
 }
 
@@ -523,7 +559,7 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
         let dir = procfs_with("/dev/root / ext4 rw 0 0\n", "mounts");
         // Only <procfs>/mounts exists: the fallback is used.
         let fs = Filesystem::new(&config(dir.path(), Duration::from_secs(5)));
-        let families = fs.collect().await.expect("collects");
+        let families = fs.collect().expect("collects");
         let values = by_mount(&families);
         assert!(values["node_filesystem_size_bytes"]["/"] > 0.0);
         assert!(values["node_filesystem_files"]["/"] > 0.0);
@@ -545,7 +581,7 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
 
         // First scrape: /mnt/nfs hangs; the scrape returns after about one stat_timeout.
         let started = Instant::now();
-        let families = fs.collect().await.expect("collects");
+        let families = fs.collect().expect("collects");
         let elapsed = started.elapsed();
         assert!(elapsed >= stat_timeout, "{elapsed:?}");
         assert!(elapsed < stat_timeout * 5, "{elapsed:?}");
@@ -575,7 +611,7 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
 
         // Second scrape: the stuck mount is skipped without waiting for it.
         let started = Instant::now();
-        let families = fs.collect().await.expect("collects");
+        let families = fs.collect().expect("collects");
         assert!(started.elapsed() < stat_timeout, "{:?}", started.elapsed());
         let values = by_mount(&families);
         assert_eq!(values["node_filesystem_device_error"]["/mnt/nfs"], 1.0);
@@ -590,31 +626,49 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
             std::thread::sleep(Duration::from_millis(5));
         }
         release.send(()).expect("stat may be called again");
-        let families = fs.collect().await.expect("collects");
+        let families = fs.collect().expect("collects");
         let values = by_mount(&families);
         assert_eq!(values["node_filesystem_device_error"]["/mnt/nfs"], 0.0);
         assert_eq!(values["node_filesystem_size_bytes"]["/mnt/nfs"], 1000.0);
     }
 
-    #[tokio::test]
-    async fn one_thread_answers_every_mount_when_none_hangs() {
+    #[test]
+    fn only_remote_filesystems_go_to_the_helper_thread() {
         let dir = procfs_with(MOUNTS, "1/mounts");
-        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let threads = Arc::new(Mutex::new(HashMap::new()));
         let seen = Arc::clone(&threads);
-        let stat: StatFn = Arc::new(move |_: &Path| {
-            lock(&seen).insert(std::thread::current().id());
+        let stat: StatFn = Arc::new(move |path: &Path| {
+            lock(&seen).insert(path.to_owned(), std::thread::current().id());
             Ok(usage(1.0))
         });
         let fs = Filesystem::with_stat(&config(dir.path(), Duration::from_secs(5)), stat);
-        let families = fs.collect().await.expect("collects");
+        let families = fs.collect().expect("collects");
         assert_eq!(families[0].samples.len(), 4);
-        assert_eq!(lock(&threads).len(), 1);
+        let threads = lock(&threads);
+        let here = std::thread::current().id();
+        assert_eq!(threads[Path::new("/")], here);
+        assert_eq!(threads[Path::new("/data")], here);
+        assert_ne!(
+            threads[Path::new("/mnt/nfs")],
+            here,
+            "nfs4 is stat'ed on the helper"
+        );
+    }
+
+    #[test]
+    fn remote_and_fuse_types_may_hang() {
+        for fs_type in ["nfs", "nfs4", "cifs", "fuse.sshfs", "ceph"] {
+            assert!(may_hang(fs_type), "{fs_type}");
+        }
+        for fs_type in ["ext4", "xfs", "btrfs", "tmpfs", "vfat"] {
+            assert!(!may_hang(fs_type), "{fs_type}");
+        }
     }
 
     #[tokio::test]
     async fn missing_mount_files_fail() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fs = Filesystem::new(&config(dir.path(), Duration::from_secs(1)));
-        assert!(matches!(fs.collect().await, Err(Error::Read { .. })));
+        assert!(matches!(fs.collect(), Err(Error::Read { .. })));
     }
 }

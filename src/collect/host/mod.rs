@@ -45,12 +45,12 @@ mod vmstat;
 
 use std::sync::Arc;
 
-use super::Collector;
+use super::BlockingCollector;
 use crate::config::HostConfig;
 
 /// The host collectors for this configuration, one per node_exporter collector name; none when
 /// host metrics are disabled.
-pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn Collector>> {
+pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
     if !config.enabled {
         return Vec::new();
     }
@@ -65,7 +65,7 @@ pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn Collector>> {
 }
 
 #[cfg(target_os = "linux")]
-fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn Collector>> {
+fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
     use procfs::FileCollector;
 
     let timeout = config.timeout;
@@ -160,7 +160,6 @@ mod tests {
             assert_eq!(collector.timeout(), Duration::from_secs(5));
             let got = collector
                 .collect()
-                .await
                 .unwrap_or_else(|err| panic!("{}: {err}", collector.name()));
             assert!(!got.is_empty(), "{} returned nothing", collector.name());
             families.extend(got);
@@ -197,7 +196,7 @@ mod tests {
         let mut config = fixture_config();
         config.procfs = PathBuf::from("/nonexistent-proc");
         for collector in collectors(&config) {
-            let result = collector.collect().await;
+            let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
                 "time" | "uname" | "pressure" => assert!(result.is_ok(), "{}", collector.name()),

@@ -14,7 +14,7 @@ use regex::Regex;
 
 use super::time::Time;
 use super::uname::{self, Fields};
-use crate::collect::{CollectFuture, Collector, Error, Family};
+use crate::collect::{BlockingCollector, Error, Family};
 use crate::config::HostConfig;
 
 /// Memory figures in bytes.
@@ -90,13 +90,13 @@ struct SysinfoCollector {
 }
 
 /// The portable host collectors.
-pub(super) fn collectors(config: &HostConfig) -> Vec<Arc<dyn Collector>> {
+pub(super) fn collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
     let filters = Arc::new(Filters {
         mount_points_exclude: config.filesystem.mount_points_exclude.clone(),
         fs_types_exclude: config.filesystem.fs_types_exclude.clone(),
         network_device_exclude: config.network_device_exclude.clone(),
     });
-    let mut list: Vec<Arc<dyn Collector>> = [
+    let mut list: Vec<Arc<dyn BlockingCollector>> = [
         Source::Meminfo,
         Source::Filesystem,
         Source::Netdev,
@@ -110,14 +110,14 @@ pub(super) fn collectors(config: &HostConfig) -> Vec<Arc<dyn Collector>> {
             source,
             timeout: config.timeout,
             filters: Arc::clone(&filters),
-        }) as Arc<dyn Collector>
+        }) as Arc<dyn BlockingCollector>
     })
     .collect();
     list.push(Arc::new(Time::new(config.timeout)));
     list
 }
 
-impl Collector for SysinfoCollector {
+impl BlockingCollector for SysinfoCollector {
     fn name(&self) -> &str {
         self.source.name()
     }
@@ -126,14 +126,8 @@ impl Collector for SysinfoCollector {
         self.timeout
     }
 
-    fn collect(&self) -> CollectFuture<'_> {
-        let source = self.source;
-        let filters = Arc::clone(&self.filters);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || gather(source, &filters))
-                .await
-                .map_err(Error::Task)?
-        })
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        gather(self.source, &self.filters)
     }
 }
 
@@ -500,7 +494,6 @@ mod tests {
         for collector in &list {
             let families = collector
                 .collect()
-                .await
                 .unwrap_or_else(|err| panic!("{}: {err}", collector.name()));
             assert!(!families.is_empty(), "{}", collector.name());
         }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::procfs::{ReadBuffer, parse_error, parse_u64};
-use crate::collect::{CollectFuture, Collector, Error, Family};
+use crate::collect::{BlockingCollector, Error, Family};
 
 /// A PSI resource: file name, and the families for its "some" and "full" lines.
 struct Resource {
@@ -91,7 +91,7 @@ impl Pressure {
     }
 }
 
-impl Collector for Pressure {
+impl BlockingCollector for Pressure {
     fn name(&self) -> &str {
         "pressure"
     }
@@ -100,13 +100,8 @@ impl Collector for Pressure {
         self.timeout
     }
 
-    fn collect(&self) -> CollectFuture<'_> {
-        let state = Arc::clone(&self.state);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || state.collect())
-                .await
-                .map_err(Error::Task)?
-        })
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        self.state.collect()
     }
 }
 
@@ -241,11 +236,11 @@ mod tests {
     async fn a_kernel_without_psi_is_not_a_failure() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pressure = Pressure::new(dir.path(), Duration::from_secs(1));
-        let families = pressure.collect().await.expect("not applicable is success");
+        let families = pressure.collect().expect("not applicable is success");
         assert!(families.is_empty());
         assert!(pressure.state.logged_unavailable.load(Ordering::Relaxed));
         // Still fine the second time.
-        assert!(pressure.collect().await.expect("succeeds").is_empty());
+        assert!(pressure.collect().expect("succeeds").is_empty());
     }
 
     #[tokio::test]
@@ -254,6 +249,6 @@ mod tests {
         let psi = dir.path().join("pressure");
         std::fs::create_dir_all(psi.join("cpu")).expect("mkdir");
         let pressure = Pressure::new(dir.path(), Duration::from_secs(1));
-        assert!(matches!(pressure.collect().await, Err(Error::Read { .. })));
+        assert!(matches!(pressure.collect(), Err(Error::Read { .. })));
     }
 }

@@ -4,11 +4,10 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
-use crate::collect::{CollectFuture, Collector, Error, Family};
+use crate::collect::{BlockingCollector, Error, Family};
 
 /// Initial capacity of a read buffer; /proc/vmstat, the largest file read, is about 5 KiB.
 const BUFFER_CAPACITY: usize = 8 * 1024;
@@ -43,33 +42,23 @@ pub(super) fn parse_u64(field: &str, what: &str) -> Result<u64, String> {
         .map_err(|_| format!("{what}: {field:?} is not an unsigned integer"))
 }
 
-/// Reads of one file that may be outstanding at once. A read that never returns (a procfs
-/// served by a hung filesystem, a FIFO) keeps its blocking thread; past this bound the collector
-/// fails at once instead of parking one more thread per scrape.
-const MAX_READS_IN_FLIGHT: usize = 2;
-
 /// A buffer kept across collections so a scrape does not allocate for the file text.
 #[derive(Debug, Default)]
 pub(super) struct ReadBuffer {
     text: Mutex<String>,
-    in_flight: AtomicUsize,
 }
 
 impl ReadBuffer {
-    /// Reads `path` and hands its text to `f`. A concurrent caller reads into its own buffer
-    /// rather than waiting, so a read that hangs never blocks the next one behind a lock.
+    /// Reads `path` and hands its text to `f`. A concurrent caller (two scrapes at once, or a
+    /// read still hung from an earlier scrape) reads into its own buffer rather than waiting.
     ///
     /// # Errors
-    /// [`Error::Stalled`] when earlier reads are still outstanding, otherwise the read's or
-    /// `f`'s error.
+    /// The read's or `f`'s error.
     pub(super) fn with_file<T>(
         &self,
         path: &Path,
         f: impl FnOnce(&str) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let _slot = InFlight::enter(&self.in_flight).ok_or_else(|| Error::Stalled {
-            path: path.display().to_string(),
-        })?;
         match self.text.try_lock() {
             Ok(mut buf) => Self::read_then(&mut buf, path, f),
             Err(TryLockError::Poisoned(poisoned)) => {
@@ -92,31 +81,11 @@ impl ReadBuffer {
     }
 }
 
-/// A slot among [`MAX_READS_IN_FLIGHT`], released on drop.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Option<Self> {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_READS_IN_FLIGHT).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| InFlight(counter))
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// A collector that reads one procfs file and parses its text into families.
 pub(super) struct FileCollector<P> {
     name: &'static str,
     timeout: Duration,
-    source: Arc<FileSource<P>>,
+    source: FileSource<P>,
 }
 
 struct FileSource<P> {
@@ -135,20 +104,20 @@ where
         timeout: Duration,
         path: PathBuf,
         parse: P,
-    ) -> Arc<dyn Collector> {
+    ) -> Arc<dyn BlockingCollector> {
         Arc::new(FileCollector {
             name,
             timeout,
-            source: Arc::new(FileSource {
+            source: FileSource {
                 path,
                 buffer: ReadBuffer::default(),
                 parse,
-            }),
+            },
         })
     }
 }
 
-impl<P> Collector for FileCollector<P>
+impl<P> BlockingCollector for FileCollector<P>
 where
     P: Fn(&str) -> Result<Vec<Family>, String> + Send + Sync + 'static,
 {
@@ -160,16 +129,10 @@ where
         self.timeout
     }
 
-    fn collect(&self) -> CollectFuture<'_> {
-        let source = Arc::clone(&self.source);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                source.buffer.with_file(&source.path, |text| {
-                    (source.parse)(text).map_err(|reason| parse_error(&source.path, reason))
-                })
-            })
-            .await
-            .map_err(Error::Task)?
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        let source = &self.source;
+        source.buffer.with_file(&source.path, |text| {
+            (source.parse)(text).map_err(|reason| parse_error(&source.path, reason))
         })
     }
 }
@@ -193,27 +156,6 @@ mod tests {
     }
 
     #[test]
-    fn reads_beyond_the_in_flight_bound_fail_at_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("f");
-        std::fs::write(&path, "x").expect("write");
-        let buffer = ReadBuffer::default();
-        // Two reads that have not returned, as if their files hung.
-        let held: Vec<InFlight<'_>> = (0..MAX_READS_IN_FLIGHT)
-            .map(|_| InFlight::enter(&buffer.in_flight).expect("slot"))
-            .collect();
-        match buffer.with_file(&path, |t| Ok(t.to_owned())) {
-            Err(Error::Stalled { path: p }) => assert_eq!(p, path.display().to_string()),
-            other => panic!("expected Stalled, got {other:?}"),
-        }
-        drop(held);
-        assert_eq!(
-            buffer.with_file(&path, |t| Ok(t.to_owned())).expect("read"),
-            "x"
-        );
-    }
-
-    #[test]
     fn a_concurrent_reader_does_not_wait_for_the_buffer() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
@@ -234,7 +176,7 @@ mod tests {
         let collector = FileCollector::arc("x", Duration::from_secs(1), path.clone(), |_| {
             Err("nope".to_owned())
         });
-        match collector.collect().await {
+        match collector.collect() {
             Err(Error::Parse { path: p, reason }) => {
                 assert_eq!(p, path.display().to_string());
                 assert_eq!(reason, "nope");

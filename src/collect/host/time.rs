@@ -11,7 +11,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::collect::{CollectFuture, Collector, Error, Family};
+use crate::collect::{BlockingCollector, Error, Family};
 
 /// Where zone names from `$TZ` are looked up (Go also tries this directory first).
 #[cfg(unix)]
@@ -33,7 +33,7 @@ impl Time {
     }
 }
 
-impl Collector for Time {
+impl BlockingCollector for Time {
     fn name(&self) -> &str {
         "time"
     }
@@ -42,16 +42,9 @@ impl Collector for Time {
         self.timeout
     }
 
-    fn collect(&self) -> CollectFuture<'_> {
-        Box::pin(async move {
-            if self.zone.get().is_none() {
-                let zone = Arc::clone(&self.zone);
-                tokio::task::spawn_blocking(move || {
-                    zone.get_or_init(load_local_zone);
-                })
-                .await
-                .map_err(Error::Task)?;
-            }
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        {
+            self.zone.get_or_init(load_local_zone);
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
@@ -77,7 +70,7 @@ impl Collector for Time {
                 families.push(offset);
             }
             Ok(families)
-        })
+        }
     }
 }
 
@@ -369,7 +362,7 @@ mod tests {
     #[tokio::test]
     async fn reports_time_and_a_zone() {
         let time = Time::new(Duration::from_secs(1));
-        let families = time.collect().await.expect("collects");
+        let families = time.collect().expect("collects");
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("after 1970")

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::collect::Family;
 #[cfg(target_os = "linux")]
-use crate::collect::{CollectFuture, Collector};
+use crate::collect::{BlockingCollector, Error};
 
-/// The `uname` collector. uname(2) does not block, so it runs on the runtime.
+/// The `uname` collector.
 #[cfg(target_os = "linux")]
 pub(super) struct Uname {
     timeout: Duration,
@@ -24,7 +24,7 @@ impl Uname {
 }
 
 #[cfg(target_os = "linux")]
-impl Collector for Uname {
+impl BlockingCollector for Uname {
     fn name(&self) -> &str {
         "uname"
     }
@@ -33,18 +33,16 @@ impl Collector for Uname {
         self.timeout
     }
 
-    fn collect(&self) -> CollectFuture<'_> {
-        Box::pin(async move {
-            let uname = rustix::system::uname();
-            Ok(vec![info(&Fields {
-                domainname: text(uname.domainname()),
-                machine: text(uname.machine()),
-                nodename: text(uname.nodename()),
-                release: text(uname.release()),
-                sysname: text(uname.sysname()),
-                version: text(uname.version()),
-            })])
-        })
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        let uname = rustix::system::uname();
+        Ok(vec![info(&Fields {
+            domainname: text(uname.domainname()),
+            machine: text(uname.machine()),
+            nodename: text(uname.nodename()),
+            release: text(uname.release()),
+            sysname: text(uname.sysname()),
+            version: text(uname.version()),
+        })])
     }
 }
 
@@ -92,7 +90,6 @@ mod tests {
     async fn reports_this_kernel() {
         let families = Uname::new(Duration::from_secs(1))
             .collect()
-            .await
             .expect("collects");
         let sample = &families[0].samples[0];
         let names: Vec<&str> = sample.labels.iter().map(|(n, _)| n.as_ref()).collect();

@@ -1,0 +1,325 @@
+//! Blocking collectors, run one after another on a single blocking thread per scrape.
+//!
+//! Most sources are a few short reads of procfs files. Running each on its own blocking-pool
+//! thread would cost a thread hand-off and wake-up per collector per scrape, which is most of a
+//! procfs scrape's CPU. So a scrape hands the whole list to one `spawn_blocking` job and waits
+//! for it under the batch's timeout (the smallest of its collectors').
+//!
+//! A read can still hang (a procfs or mount on a dead filesystem). The scrape checks on the
+//! thread when half its time is gone: a collector that has run that long is marked *stuck*, and
+//! a fresh thread takes over the collectors not yet run, so the others still answer in this
+//! scrape. Whatever is unfinished at the deadline reports a timeout. Later scrapes skip a stuck
+//! collector (reporting [`Error::Stalled`]) until its call returns and clears the mark, so a
+//! hung source parks one thread and never delays the others again.
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{Error, Family, Outcome};
+
+/// A source whose collection is short blocking work: reading procfs or sysfs files.
+pub trait BlockingCollector: Send + Sync + 'static {
+    /// The value of the `collector` label, unique among collectors.
+    fn name(&self) -> &str;
+    /// How long one collection may take before it counts as failed.
+    fn timeout(&self) -> Duration;
+    /// Reads the source and returns its families; runs on a blocking thread.
+    fn collect(&self) -> Result<Vec<Family>, Error>;
+}
+
+/// The blocking collectors and which of them are stuck.
+pub(super) struct Batch {
+    list: Arc<[Arc<dyn BlockingCollector>]>,
+    /// Indices into `list` whose call has not returned since a scrape gave up on it.
+    stuck: Arc<Mutex<HashSet<usize>>>,
+}
+
+/// What one batch run has done so far; shared between its threads and the scrape.
+struct Progress {
+    results: Vec<Option<Outcome>>,
+    /// The collector the current thread is running, and since when.
+    current: Option<(usize, Instant)>,
+    /// The thread generation the scrape still listens to; older threads stop after their
+    /// current collector, and any thread stops once the scrape has given up.
+    generation: u64,
+    abandoned: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Batch {
+    pub(super) fn new(list: Vec<Arc<dyn BlockingCollector>>) -> Self {
+        Batch {
+            list: list.into(),
+            stuck: Arc::default(),
+        }
+    }
+
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|c| c.name())
+    }
+
+    /// The batch's timeout: the smallest of its collectors'.
+    pub(super) fn timeout(&self) -> Duration {
+        self.list
+            .iter()
+            .map(|c| c.timeout())
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Runs every collector once, waiting at most `limit`; one outcome per collector, in order.
+    pub(super) async fn run(&self, limit: Duration) -> Vec<Outcome> {
+        if self.list.is_empty() {
+            return Vec::new();
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        // A collector running longer than this is taken for hung. Half the budget leaves the
+        // other half to the collectors after it.
+        let stall_after = limit / 2;
+        let progress = Arc::new(Mutex::new(Progress {
+            results: (0..self.list.len()).map(|_| None).collect(),
+            current: None,
+            generation: 0,
+            abandoned: false,
+        }));
+        let mut job = self.spawn(&progress, 0);
+        let mut stall_check = tokio::time::Instant::now() + stall_after;
+        loop {
+            match tokio::time::timeout_at(stall_check.min(deadline), &mut job).await {
+                // `work` catches collector panics, so a failed join means the runtime is
+                // shutting down; the progress says what is done either way.
+                Ok(_) => break,
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    let mut state = lock(&progress);
+                    state.abandoned = true;
+                    if let Some((index, _)) = state.current {
+                        self.mark_stuck(index, limit);
+                    }
+                    break;
+                }
+                Err(_) => {
+                    let mut state = lock(&progress);
+                    let Some((index, started)) = state.current else {
+                        stall_check = tokio::time::Instant::now() + stall_after;
+                        continue;
+                    };
+                    if started.elapsed() < stall_after {
+                        stall_check = tokio::time::Instant::from_std(started + stall_after);
+                        continue;
+                    }
+                    // Hung: leave it to its thread and hand the rest to a fresh one.
+                    self.mark_stuck(index, stall_after);
+                    state.results[index] = Some((stall_after, Err(Error::Timeout(stall_after))));
+                    state.current = None;
+                    state.generation += 1;
+                    let generation = state.generation;
+                    drop(state);
+                    job = self.spawn(&progress, generation);
+                    stall_check = tokio::time::Instant::now() + stall_after;
+                }
+            }
+        }
+
+        let mut progress = lock(&progress);
+        progress
+            .results
+            .iter_mut()
+            .map(|result| {
+                result
+                    .take()
+                    .unwrap_or((Duration::ZERO, Err(Error::Timeout(limit))))
+            })
+            .collect()
+    }
+
+    fn spawn(
+        &self,
+        progress: &Arc<Mutex<Progress>>,
+        generation: u64,
+    ) -> tokio::task::JoinHandle<()> {
+        let (list, stuck, progress) = (
+            Arc::clone(&self.list),
+            Arc::clone(&self.stuck),
+            Arc::clone(progress),
+        );
+        tokio::task::spawn_blocking(move || work(&list, &stuck, &progress, generation))
+    }
+
+    fn mark_stuck(&self, index: usize, after: Duration) {
+        lock(&self.stuck).insert(index);
+        tracing::warn!(
+            collector = self.list[index].name(),
+            after = ?after,
+            "Collector has not returned; skipping it until it does."
+        );
+    }
+}
+
+/// A blocking thread: runs the collectors that have no result yet, in order, recording each
+/// outcome as it goes, until done or no longer listened to.
+fn work(
+    list: &[Arc<dyn BlockingCollector>],
+    stuck: &Mutex<HashSet<usize>>,
+    progress: &Mutex<Progress>,
+    generation: u64,
+) {
+    for (index, collector) in list.iter().enumerate() {
+        {
+            let mut progress = lock(progress);
+            if progress.abandoned || progress.generation != generation {
+                return;
+            }
+            if progress.results[index].is_some() {
+                continue;
+            }
+            if lock(stuck).contains(&index) {
+                progress.results[index] = Some((
+                    Duration::ZERO,
+                    Err(Error::Stalled {
+                        collector: collector.name().to_owned(),
+                    }),
+                ));
+                continue;
+            }
+            progress.current = Some((index, Instant::now()));
+        }
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
+            .unwrap_or_else(|_| {
+                Err(Error::Panicked {
+                    collector: collector.name().to_owned(),
+                })
+            });
+        // Under the progress lock, so a scrape that gives up at this instant either sees the
+        // result or marks the collector stuck before the mark is cleared here, never after.
+        let mut progress = lock(progress);
+        if progress.results[index].is_none() {
+            progress.results[index] = Some((started.elapsed(), result));
+        }
+        if progress.generation == generation {
+            progress.current = None;
+        }
+        if lock(stuck).remove(&index) {
+            tracing::info!(
+                collector = collector.name(),
+                "Collector returned after being stuck; collecting it again."
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// Returns one family, or blocks until released when `gate` is set.
+    struct Probe {
+        name: &'static str,
+        gate: Option<Mutex<mpsc::Receiver<()>>>,
+        panics: bool,
+    }
+
+    impl BlockingCollector for Probe {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_millis(300)
+        }
+        fn collect(&self) -> Result<Vec<Family>, Error> {
+            if self.panics {
+                panic!("probe panicked");
+            }
+            if let Some(gate) = &self.gate {
+                let _ = lock(gate).recv();
+            }
+            Ok(vec![Family::single_gauge(self.name, "probe", 1.0)])
+        }
+    }
+
+    fn probe(name: &'static str) -> Arc<dyn BlockingCollector> {
+        Arc::new(Probe {
+            name,
+            gate: None,
+            panics: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn runs_every_collector_in_order() {
+        let batch = Batch::new(vec![probe("a"), probe("b")]);
+        let outcomes = batch.run(Duration::from_secs(5)).await;
+        let names: Vec<String> = outcomes
+            .into_iter()
+            .map(|(_, r)| r.unwrap()[0].name.to_string())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(batch.timeout(), Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_only_its_collector() {
+        let panicking = Arc::new(Probe {
+            name: "bad",
+            gate: None,
+            panics: true,
+        });
+        let batch = Batch::new(vec![panicking, probe("good")]);
+        let outcomes = batch.run(Duration::from_secs(5)).await;
+        assert!(matches!(outcomes[0].1, Err(Error::Panicked { .. })));
+        assert!(outcomes[1].1.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_hung_collector_is_marked_stuck_skipped_and_cleared_on_return() {
+        let (release, gate) = mpsc::channel();
+        let hung = Arc::new(Probe {
+            name: "hung",
+            gate: Some(Mutex::new(gate)),
+            panics: false,
+        });
+        let batch = Batch::new(vec![probe("before"), hung, probe("after")]);
+
+        let first = batch.run(Duration::from_millis(400)).await;
+        assert!(first[0].1.is_ok(), "finished before the hang: kept");
+        assert!(
+            matches!(first[1].1, Err(Error::Timeout(_))),
+            "{:?}",
+            first[1].1
+        );
+        assert!(
+            first[2].1.is_ok(),
+            "a fresh thread took over after the stall"
+        );
+
+        let second = batch.run(Duration::from_millis(400)).await;
+        assert!(second[0].1.is_ok());
+        assert!(matches!(second[1].1, Err(Error::Stalled { .. })));
+        assert!(
+            second[2].1.is_ok(),
+            "later collectors are no longer delayed"
+        );
+
+        release.send(()).unwrap();
+        for _ in 0..100 {
+            if lock(&batch.stuck).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            lock(&batch.stuck).is_empty(),
+            "the returning call clears the mark"
+        );
+        release.send(()).unwrap();
+        let third = batch.run(Duration::from_secs(5)).await;
+        assert!(third.iter().all(|(_, r)| r.is_ok()));
+    }
+}
