@@ -121,6 +121,18 @@ impl Family {
         });
     }
 
+    /// The value of the first sample whose labels include every given pair.
+    pub fn value(&self, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|sample| {
+                labels
+                    .iter()
+                    .all(|(name, value)| sample.labels.iter().any(|(n, v)| n == name && v == value))
+            })
+            .map(|sample| sample.value)
+    }
+
     /// The name prometheus-client registers: counters without their `_total`, which the
     /// encoder appends again.
     fn registered_name(&self) -> &str {

@@ -173,10 +173,7 @@ mod tests {
         families
             .iter()
             .find(|f| f.name == name)?
-            .samples
-            .iter()
-            .find(|s| s.labels == [("device".into(), device.to_owned())])
-            .map(|s| s.value)
+            .value(&[("device", device)])
     }
 
     fn default_exclude() -> Regex {

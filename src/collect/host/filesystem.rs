@@ -6,8 +6,9 @@
 //! types are skipped; a mount listed twice with the same labels is reported once.
 //!
 //! # Hung mounts (node_exporter #244)
-//! `statvfs` on a dead NFS or CIFS server can block for minutes. So the calls run on a helper
-//! thread, one per scrape, that stats the mounts in order and sends each answer back; the
+//! `statvfs` on a dead NFS or CIFS server can block for minutes. So those calls run on a helper
+//! thread, started when a scrape has such mounts, that stats them in order and sends each
+//! answer back; the
 //! collection (in the blocking pool) waits at most [`FilesystemConfig::stat_timeout`] per
 //! mount. A mount that does not answer in time is marked stuck in a set the collector keeps
 //! across scrapes and reported with `node_filesystem_device_error 1` and no size metrics; the

@@ -7,12 +7,13 @@
 //! dashboards and the comparison tests are written against.
 //!
 //! On Linux every collector reads procfs under [`HostConfig::procfs`] (never `/proc` directly,
-//! so tests point it at `fixtures/proc`), always inside `tokio::task::spawn_blocking`. Parsers
-//! work on the file text with plain string splitting and reuse one read buffer per collector.
+//! so tests point it at `fixtures/proc`). They are [`BlockingCollector`]s: a scrape runs them in
+//! order on one blocking thread (`collect::batch`). Parsers work on the file text with plain
+//! string splitting and reuse one read buffer per collector.
 //!
-//! Tasks: no long-lived tasks. Each collection runs one blocking-pool job; the filesystem
-//! collector also starts one short-lived helper thread per scrape for `statvfs` (see
-//! [`filesystem`] for how a hung mount is bounded and remembered).
+//! Tasks: no long-lived tasks. The filesystem collector starts a short-lived helper thread for
+//! `statvfs` of network and FUSE mounts only (see [`filesystem`] for how a hung mount is bounded
+//! and remembered).
 //!
 //! On other systems [`portable`] maps what `sysinfo` offers onto the same names.
 
