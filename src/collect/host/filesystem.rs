@@ -8,9 +8,7 @@
 //! # Hung mounts (node_exporter #244)
 //! `statvfs` on a dead NFS or CIFS server can block for minutes. So those calls run on a helper
 //! thread, started when a scrape has such mounts, that stats them in order and sends each
-//! answer back; the
-//! collection (in the blocking pool) waits at most [`FilesystemConfig::stat_timeout`] per
-//! mount. A mount that does not answer in time is marked stuck in a set the collector keeps
+//! answer back; the collection waits at most [`FilesystemConfig::stat_timeout`] per mount. A mount that does not answer in time is marked stuck in a set the collector keeps
 //! across scrapes and reported with `node_filesystem_device_error 1` and no size metrics; the
 //! remaining mounts go to a fresh helper thread. Later scrapes skip stuck mounts (again
 //! `device_error 1`) without touching them, until the hung thread's `statvfs` finally returns:
