@@ -7,7 +7,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -17,8 +16,6 @@ use crate::collect::{self, BlockingCollector, Collectors, Format, process::Proce
 use crate::config::Config;
 use crate::serve::{self, AppState};
 
-/// The process collector's timeout: it reads three small files under `/proc/self`.
-const PROCESS_COLLECTOR_TIMEOUT: Duration = Duration::from_secs(2);
 /// The lock file that keeps two wardens off one state directory.
 const LOCK_FILE: &str = "warden.lock";
 
@@ -59,7 +56,8 @@ pub enum Error {
 /// Every collector the configuration enables, in scrape order.
 pub fn collectors(config: &Config) -> Collectors {
     let mut blocking: Vec<Arc<dyn BlockingCollector>> = collect::host::collectors(&config.host);
-    blocking.push(Arc::new(ProcessCollector::new(PROCESS_COLLECTOR_TIMEOUT)));
+    // The process collector runs in the same batch as the host collectors, under the same limit.
+    blocking.push(Arc::new(ProcessCollector::new(config.host.timeout)));
     Collectors::new(blocking, Vec::new())
 }
 
@@ -90,6 +88,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         );
     }
     let state = AppState::new(&config, collectors(&config));
+    let app_state = Arc::clone(&state);
     let app = serve::router(Arc::clone(&state), &config);
     let tracker = TaskTracker::new();
     let server_token = shutdown.child_token();
@@ -112,11 +111,21 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
             grace = ?config.web.shutdown_grace,
             "Shutdown did not complete within the grace period; abandoning open requests."
         );
+        log_stuck(&app_state);
         return Ok(());
     }
+    log_stuck(&app_state);
     match server.await {
         Ok(result) => result.map_err(Error::Serve),
         Err(err) => Err(Error::Serve(std::io::Error::other(err))),
+    }
+}
+
+/// Names the collectors whose threads are still blocked; exiting abandons them.
+fn log_stuck(state: &AppState) {
+    let stuck = state.collectors.stuck();
+    if !stuck.is_empty() {
+        tracing::warn!(collectors = ?stuck, "Abandoning collector threads still blocked in a read.");
     }
 }
 

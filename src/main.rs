@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,9 @@ use warden::config::{self, Config, LogFormat, ProcessEnv};
 const EXIT_INVALID_CONFIG: u8 = 64;
 /// Exit code for a failure while running.
 const EXIT_FAILURE: u8 = 1;
+/// How long exiting waits for blocking threads after the work is done: only threads stuck in a
+/// hung read are still running then, and they are abandoned.
+const RUNTIME_SHUTDOWN_LIMIT: Duration = Duration::from_millis(200);
 
 /// Host and database exporter for Prometheus that also acts on Alertmanager alerts.
 #[derive(Debug, Parser)]
@@ -63,7 +67,7 @@ fn main() -> ExitCode {
     let mut config = match load(config_path.as_deref()) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("warden: {err}");
+            eprintln!("warden: {}", warden::collect::ErrorChain(&err));
             return ExitCode::from(EXIT_INVALID_CONFIG);
         }
     };
@@ -118,7 +122,11 @@ fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(future) {
+    let result = runtime.block_on(future);
+    // Blocking threads still stuck in a hung read (reported when shutdown began) would keep a
+    // plain drop of the runtime waiting forever; the grace period has already been spent.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_LIMIT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "warden stopped.");

@@ -63,6 +63,16 @@ impl Batch {
         self.list.iter().map(|c| c.name())
     }
 
+    /// The names of the collectors whose call has not returned.
+    pub(super) fn stuck(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.stuck)
+            .iter()
+            .map(|&i| self.list[i].name().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The batch's timeout: the smallest of its collectors'.
     pub(super) fn timeout(&self) -> Duration {
         self.list

@@ -103,7 +103,7 @@ pub struct Status {
 type Outcome = (Duration, Result<Vec<Family>, Error>);
 
 /// Scrape time left over for encoding and the network when Prometheus sends its scrape timeout
-/// (the same offset sql_exporter uses).
+/// (the same offset sql_exporter uses), or a tenth of a shorter timeout.
 const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 
 /// The set of configured collectors and their last status.
@@ -140,6 +140,11 @@ impl Collectors {
             .collect()
     }
 
+    /// The collectors whose last call has not returned.
+    pub fn stuck(&self) -> Vec<String> {
+        self.blocking.stuck()
+    }
+
     /// The last status of each collector that has run.
     pub fn statuses(&self) -> HashMap<String, Status> {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
@@ -151,7 +156,7 @@ impl Collectors {
     /// `scrape_timeout` is Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`, when sent: no
     /// collector is given longer than that, less a small offset.
     pub async fn gather(&self, scrape_timeout: Option<Duration>) -> Snapshot {
-        let budget = scrape_timeout.map(|t| t.saturating_sub(SCRAPE_TIMEOUT_OFFSET));
+        let budget = scrape_timeout.map(|t| t.saturating_sub(SCRAPE_TIMEOUT_OFFSET.min(t / 10)));
         let within = |timeout: Duration| budget.map_or(timeout, |b| b.min(timeout));
         let (blocking, concurrent) = tokio::join!(
             self.blocking.run(within(self.blocking.timeout())),

@@ -42,6 +42,10 @@ pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|co
 /// (node_exporter's default).
 pub const DEFAULT_DISK_DEVICE_EXCLUDE: &str =
     "^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\\d+n\\d+p)\\d+$";
+/// The most scrapes `web.max_concurrent_scrapes` may allow at once.
+pub const MAX_CONCURRENT_SCRAPES: usize = 1024;
+/// Time a scrape needs beyond its collectors: merging, encoding, writing the response.
+const SCRAPE_MARGIN: Duration = Duration::from_secs(1);
 /// Structural errors reported before giving up on deserializing; a bound on pathological files.
 const MAX_STRUCTURAL_PROBLEMS: usize = 100;
 
@@ -101,8 +105,9 @@ pub struct HostConfig {
     pub timeout: Duration,
     /// Where procfs is mounted (`/proc`; another path when watching a host from a container).
     pub procfs: PathBuf,
-    /// Where sysfs is mounted.
-    pub sysfs: PathBuf,
+    /// Where the host's root filesystem is mounted (`/`; `/host` in a container): mount points
+    /// read from procfs are stat'ed under it.
+    pub rootfs: PathBuf,
     /// Filesystem metrics.
     pub filesystem: FilesystemConfig,
     /// Block devices the disk metrics skip.
@@ -160,9 +165,12 @@ impl Config {
         let mut tree: Value = if text.trim().is_empty() {
             Value::Object(Default::default())
         } else {
-            serde_saphyr::from_str(text).map_err(|err| Error::Syntax {
+            // YAML 1.2 booleans only: under YAML 1.1 rules a value such as `n` or `no` would
+            // silently turn into `false`.
+            let options = serde_saphyr::options! { strict_booleans: true };
+            serde_saphyr::from_str_with_options(text, options).map_err(|err| Error::Syntax {
                 path: name.to_owned(),
-                message: err.to_string(),
+                message: syntax_message(&err.to_string()),
             })?
         };
         if tree.is_null() {
@@ -214,17 +222,29 @@ fn deserialize_reporting_all(mut tree: Value, problems: &mut Problems) -> Option
     None
 }
 
-/// Rewrites serde's messages for operators: `unknown field` becomes `unknown key`.
+/// Rewrites serde's messages for operators: `unknown field` becomes `unknown key`, and the
+/// offending value is left out (it may be a secret given in the wrong place).
 fn describe_serde(err: &serde_json::Error) -> String {
     let message = err.to_string();
-    let message = message
-        .split(" at line ")
-        .next()
-        .unwrap_or(&message)
-        .to_owned();
+    let message = message.split(" at line ").next().unwrap_or(&message);
+    let message = match message.split_once(", expected ") {
+        Some((what, expected))
+            if what.starts_with("invalid type") || what.starts_with("invalid value") =>
+        {
+            let kind = what.split(':').next().unwrap_or(what);
+            format!("{kind}, expected {expected}")
+        }
+        _ => message.to_owned(),
+    };
     message
         .replace("unknown field", "unknown key")
         .replace("missing field", "missing key")
+}
+
+/// The parser's message and position without the source snippet it quotes: the quoted line may
+/// hold a secret.
+fn syntax_message(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_owned()
 }
 
 /// Removes the node at a serde_path_to_error path from the tree; false if there is none.
@@ -303,7 +323,14 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
             problems.push("web.max_concurrent_scrapes", "must be at least 1");
             1
         }
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(n) if n > MAX_CONCURRENT_SCRAPES as u64 => {
+            problems.push(
+                "web.max_concurrent_scrapes",
+                format!("at most {MAX_CONCURRENT_SCRAPES}"),
+            );
+            MAX_CONCURRENT_SCRAPES
+        }
+        Some(n) => n as usize,
     };
     let web = WebConfig {
         bearer_token,
@@ -326,7 +353,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         enabled: raw.host.enabled.unwrap_or(true),
         timeout: duration(raw.host.timeout, "5s", "host.timeout", &mut problems),
         procfs: PathBuf::from(raw.host.procfs.unwrap_or_else(|| "/proc".to_owned())),
-        sysfs: PathBuf::from(raw.host.sysfs.unwrap_or_else(|| "/sys".to_owned())),
+        rootfs: PathBuf::from(raw.host.rootfs.unwrap_or_else(|| "/".to_owned())),
         filesystem: FilesystemConfig {
             mount_points_exclude: regex(
                 raw.host.filesystem.mount_points_exclude,
@@ -364,12 +391,28 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     let both_parsed = problems.0.iter().all(|p| {
         !p.path.starts_with("host.timeout") && !p.path.starts_with("host.filesystem.stat_timeout")
     });
-    if both_parsed && host.filesystem.stat_timeout >= host.timeout {
+    // A collector still running at half the host timeout is taken for hung (collect::batch);
+    // the filesystem collector's own bound on remote mounts must come first.
+    if both_parsed && host.filesystem.stat_timeout >= host.timeout / 2 {
         problems.push(
             "host.filesystem.stat_timeout",
             format!(
-                "must be shorter than host.timeout ({}), or a stuck mount fails the whole host collector",
+                "must be shorter than half of host.timeout ({}), or a stuck mount fails the whole filesystem collector",
                 humantime::format_duration(host.timeout)
+            ),
+        );
+    }
+    let timeouts_parsed = problems
+        .0
+        .iter()
+        .all(|p| !p.path.starts_with("host.timeout") && !p.path.starts_with("web.request_timeout"));
+    if timeouts_parsed && web.request_timeout <= host.timeout + SCRAPE_MARGIN {
+        problems.push(
+            "web.request_timeout",
+            format!(
+                "must be longer than host.timeout ({}) plus {}, or a slow collector fails the whole scrape",
+                humantime::format_duration(host.timeout),
+                humantime::format_duration(SCRAPE_MARGIN)
             ),
         );
     }

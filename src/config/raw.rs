@@ -5,6 +5,43 @@
 
 use serde::Deserialize;
 
+/// Booleans and numbers that may also arrive as strings: `${NAME}` expansion always produces a
+/// string, so `enabled: ${HOST_METRICS}` must still read as a boolean.
+mod lenient {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Typed(T),
+        Text(String),
+    }
+
+    pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Option::<Either<bool>>::deserialize(d)? {
+            None => Ok(None),
+            Some(Either::Typed(b)) => Ok(Some(b)),
+            Some(Either::Text(t)) => match t.as_str() {
+                "true" => Ok(Some(true)),
+                "false" => Ok(Some(false)),
+                _ => Err(D::Error::custom("invalid value, expected true or false")),
+            },
+        }
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Either<u64>>::deserialize(d)? {
+            None => Ok(None),
+            Some(Either::Typed(n)) => Ok(Some(n)),
+            Some(Either::Text(t)) => t
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| D::Error::custom("invalid value, expected a whole number")),
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +68,7 @@ pub struct RawLog {
 pub struct RawWeb {
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<String>,
+    #[serde(default, deserialize_with = "lenient::u64")]
     pub max_concurrent_scrapes: Option<u64>,
     pub request_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -39,10 +77,11 @@ pub struct RawWeb {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHost {
+    #[serde(default, deserialize_with = "lenient::bool")]
     pub enabled: Option<bool>,
     pub timeout: Option<String>,
     pub procfs: Option<String>,
-    pub sysfs: Option<String>,
+    pub rootfs: Option<String>,
     #[serde(default)]
     pub filesystem: RawFilesystem,
     #[serde(default)]

@@ -73,7 +73,7 @@ fn one_invalid_file_reports_every_problem_with_its_path() {
         "extra: environment variable UNSET_VARIABLE is not set",
         "colour: unknown key",
         "web.bogus: unknown key",
-        "host.enabled: invalid type",
+        "host.enabled: invalid value, expected true or false",
         "host.timeout: invalid type",
         "host.dsik: unknown key",
         "extra: unknown key",
@@ -83,7 +83,7 @@ fn one_invalid_file_reports_every_problem_with_its_path() {
         "web.max_concurrent_scrapes: must be at least 1",
         "web.request_timeout: `soon` is not a duration",
         "host.filesystem.mount_points_exclude: not a regular expression",
-        "host.filesystem.stat_timeout: must be shorter than host.timeout",
+        "host.filesystem.stat_timeout: must be shorter than half of host.timeout",
     ];
     for want in expected {
         assert!(
@@ -149,4 +149,54 @@ fn secret_errors_never_show_the_secret() {
 fn bearer_token_does_not_leak_through_debug() {
     let config = load("web: {bearer_token: hunter2}\n").unwrap();
     assert!(!format!("{config:?}").contains("hunter2"));
+}
+
+#[test]
+fn limits_that_would_break_serving_are_rejected() {
+    let found = problems(
+        "web: {max_concurrent_scrapes: 5000, request_timeout: 5s}\nhost: {timeout: 5s, filesystem: {stat_timeout: 3s}}\n",
+    );
+    let expected = [
+        "web.max_concurrent_scrapes: at most 1024",
+        "web.request_timeout: must be longer than host.timeout (5s) plus 1s",
+        "host.filesystem.stat_timeout: must be shorter than half of host.timeout (5s)",
+    ];
+    for want in expected {
+        assert!(
+            found.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+}
+
+#[test]
+fn expanded_variables_fill_boolean_and_number_keys() {
+    let env = HashMap::from([
+        ("HOST_ON".to_owned(), "false".to_owned()),
+        ("SCRAPES".to_owned(), "8".to_owned()),
+    ]);
+    let config = Config::try_from_yaml(
+        "host: {enabled: '${HOST_ON}'}\nweb: {max_concurrent_scrapes: '${SCRAPES}'}\n",
+        "t.yml",
+        Path::new("."),
+        &env,
+    )
+    .unwrap();
+    assert!(!config.host.enabled);
+    assert_eq!(config.web.max_concurrent_scrapes, 8);
+}
+
+#[test]
+fn errors_do_not_quote_values() {
+    // A token given where a number belongs, and a syntax error on a line holding a secret.
+    let found = problems("web: {max_concurrent_scrapes: [sekrit-value]}\n");
+    assert!(!found.iter().any(|p| p.contains("sekrit")), "{found:?}");
+    match load("web:\n  bearer_token: \"s3cretTOKEN\n") {
+        Err(err @ Error::Syntax { .. }) => {
+            let text = err.to_string();
+            assert!(!text.contains("s3cretTOKEN"), "{text}");
+        }
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
 }

@@ -30,13 +30,27 @@ pub async fn handler(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     let scrape_timeout = headers
         .get(SCRAPE_TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|secs| secs.is_finite() && *secs > 0.0)
-        .map(Duration::from_secs_f64);
+        .and_then(parse_scrape_timeout);
     let snapshot = state.collectors.gather(scrape_timeout).await;
     let body = family::encode(snapshot, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
+
+/// The scrape timeout Prometheus sends, in seconds; absent when unparseable, and at most
+/// [`MAX_SCRAPE_TIMEOUT`] (a header is untrusted input; a huge value must not overflow).
+fn parse_scrape_timeout(text: &str) -> Option<Duration> {
+    let seconds: f64 = text.trim().parse().ok()?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return None;
+    }
+    if seconds >= MAX_SCRAPE_TIMEOUT.as_secs_f64() {
+        return Some(MAX_SCRAPE_TIMEOUT);
+    }
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// The longest scrape timeout taken from the header; collectors have their own, shorter limits.
+const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Picks OpenMetrics when the client accepts it at least as much as text format 0.0.4;
 /// text otherwise, including when the header is absent or unparseable.
@@ -73,6 +87,19 @@ mod tests {
     fn prometheus_2_42_gets_openmetrics() {
         let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
         assert_eq!(negotiate(accept), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn scrape_timeout_header_is_bounded_and_tolerant() {
+        assert_eq!(parse_scrape_timeout("10"), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_scrape_timeout(" 0.5 "),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(parse_scrape_timeout("1e300"), Some(MAX_SCRAPE_TIMEOUT));
+        for bad in ["", "-1", "0", "NaN", "inf", "ten"] {
+            assert_eq!(parse_scrape_timeout(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

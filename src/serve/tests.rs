@@ -118,7 +118,7 @@ async fn scrape_timeout_header_shortens_collector_timeouts() {
     let (status, _, _) = get(
         router,
         "/metrics",
-        &[("x-prometheus-scrape-timeout-seconds", "0.6")],
+        &[("x-prometheus-scrape-timeout-seconds", "0.2")],
     )
     .await;
     assert_eq!(status, StatusCode::OK);

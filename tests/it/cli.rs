@@ -110,3 +110,46 @@ fn metrics_command_prints_one_collection() {
         Some(1.0)
     );
 }
+
+#[test]
+fn metrics_command_exits_even_when_a_read_hangs() {
+    let (fake, fifo) = crate::serve::hung_procfs();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("w.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "host: {{procfs: {}, timeout: 1s, filesystem: {{stat_timeout: 200ms}}}}\n",
+            fake.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(warden_bin())
+        .args(["metrics", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = crate::support::wait_for(
+        std::time::Duration::from_secs(10),
+        "warden metrics to exit",
+        || child.try_wait().unwrap(),
+    );
+    crate::serve::release(&fifo);
+    assert!(status.success(), "{status}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(
+        crate::support::value(&out, "warden_collector_success", &[("collector", "cpu")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        crate::support::value(
+            &out,
+            "warden_collector_success",
+            &[("collector", "meminfo")]
+        ),
+        Some(1.0)
+    );
+}

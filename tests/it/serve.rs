@@ -94,29 +94,11 @@ pub fn promtool_check(promtool: &std::path::Path, body: &str) -> Vec<String> {
 fn a_hanging_collector_times_out_and_the_scrape_still_answers() {
     // A procfs whose `stat` is a FIFO without a writer: opening it blocks forever, like a read
     // from a hung filesystem. Everything else links to the real /proc. Both `cpu` and `stat`
-    // read that file; collectors listed before them answer even in the first scrape. Both `cpu` and `stat`
     // read that file; collectors listed before them answer even in the first scrape.
-    let fake = tempfile::tempdir().unwrap();
-    for entry in [
-        "meminfo",
-        "diskstats",
-        "net",
-        "loadavg",
-        "pressure",
-        "sys",
-        "vmstat",
-        "1",
-        "mounts",
-        "self",
-    ] {
-        std::os::unix::fs::symlink(format!("/proc/{entry}"), fake.path().join(entry)).unwrap();
-    }
-    let fifo = fake.path().join("stat");
-    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(status.success());
+    let (fake, fifo) = hung_procfs();
 
     let warden = Warden::start(&format!(
-        "host:\n  procfs: {}\n  timeout: 1s\n  filesystem: {{stat_timeout: 500ms}}\n",
+        "host:\n  procfs: {}\n  timeout: 1s\n  filesystem: {{stat_timeout: 200ms}}\nweb: {{shutdown_grace: 2s}}\n",
         fake.path().display()
     ));
     let started = Instant::now();
@@ -179,8 +161,53 @@ fn a_hanging_collector_times_out_and_the_scrape_still_answers() {
         "{landing}"
     );
 
-    // Release the blocked reader so the abandoned thread can finish.
-    let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    // Shutdown is bounded even though two threads are still blocked in the read: they are
+    // abandoned and named in the log.
+    let mut warden = warden;
+    let status = warden.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}: {}", warden.stderr());
+    assert!(
+        warden
+            .stderr()
+            .contains("Abandoning collector threads still blocked"),
+        "{}",
+        warden.stderr()
+    );
+    release(&fifo);
+}
+
+/// A procfs directory linking to the real /proc, except that `stat` is a FIFO without a writer:
+/// opening it blocks, like a read from a hung filesystem.
+pub fn hung_procfs() -> (tempfile::TempDir, std::path::PathBuf) {
+    let fake = tempfile::tempdir().unwrap();
+    for entry in [
+        "meminfo",
+        "diskstats",
+        "net",
+        "loadavg",
+        "pressure",
+        "sys",
+        "vmstat",
+        "1",
+        "mounts",
+        "self",
+    ] {
+        std::os::unix::fs::symlink(format!("/proc/{entry}"), fake.path().join(entry)).unwrap();
+    }
+    let fifo = fake.path().join("stat");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    (fake, fifo)
+}
+
+/// Unblocks every reader of a FIFO from `hung_procfs`, so abandoned threads can finish.
+pub fn release(fifo: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: with no reader left (warden exited), a plain open would wait forever.
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(fifo);
 }
 
 #[test]

@@ -26,7 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 
@@ -96,6 +96,16 @@ impl Filesystem {
             fs_types_exclude,
             stat_timeout,
         } = &config.filesystem;
+        // Mount points come from the host's procfs; under a container they are reached through
+        // the host's root filesystem mounted at `rootfs`.
+        let stat: StatFn = if config.rootfs == Path::new("/") {
+            stat
+        } else {
+            let rootfs = config.rootfs.clone();
+            Arc::new(move |point: &Path| {
+                stat(&rootfs.join(point.strip_prefix("/").unwrap_or(point)))
+            })
+        };
         Filesystem {
             timeout: config.timeout,
             state: Arc::new(State {
@@ -136,7 +146,7 @@ struct Mount {
 }
 
 /// What became of one mount's `statvfs`.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Outcome {
     Usage(Usage),
     /// The call failed, did not answer in time, or the mount was already stuck.
@@ -230,18 +240,30 @@ impl State {
     }
 
     /// Stats each mount point on helper threads, waiting at most `stat_timeout` for each.
+    /// All of them together get at most `stat_timeout` per scrape: with several dead servers,
+    /// each scrape finds at most one more stuck mount and reports the ones it had no time left
+    /// for as device errors, so the collector stays well inside its own timeout.
     fn stat_all(&self, points: Vec<String>) -> Vec<Outcome> {
         let points: Arc<[String]> = points.into();
         let mut outcomes = Vec::with_capacity(points.len());
+        let deadline = Instant::now() + self.stat_timeout;
         while outcomes.len() < points.len() {
-            self.stat_round(&points, &mut outcomes);
+            if Instant::now() >= deadline {
+                tracing::debug!(
+                    skipped = points.len() - outcomes.len(),
+                    "No time left to stat the remaining network mounts this scrape."
+                );
+                outcomes.resize(points.len(), Outcome::DeviceError);
+                break;
+            }
+            self.stat_round(&points, &mut outcomes, deadline);
         }
         outcomes
     }
 
     /// Starts a helper thread for `points[outcomes.len()..]` and collects its answers until
     /// it finishes or one mount times out (which is then marked stuck).
-    fn stat_round(&self, points: &Arc<[String]>, outcomes: &mut Vec<Outcome>) {
+    fn stat_round(&self, points: &Arc<[String]>, outcomes: &mut Vec<Outcome>, deadline: Instant) {
         let start = outcomes.len();
         let (sender, receiver) = mpsc::channel();
         let worker = {
@@ -259,7 +281,7 @@ impl State {
             return;
         }
         for point in &points[start..] {
-            match receiver.recv_timeout(self.stat_timeout) {
+            match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(RecvTimeoutError::Timeout) => {
                     let mut stuck = lock(&self.stuck);
@@ -445,7 +467,7 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
             enabled: true,
             timeout: Duration::from_secs(10),
             procfs: procfs.to_owned(),
-            sysfs: PathBuf::from("/sys"),
+            rootfs: PathBuf::from("/"),
             filesystem: FilesystemConfig {
                 mount_points_exclude: Some(
                     Regex::new(crate::config::DEFAULT_MOUNT_POINTS_EXCLUDE).expect("valid regex"),

@@ -1,10 +1,11 @@
 //! Host metrics with node_exporter's names, types and labels.
 //!
-//! One [`Collector`] per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
+//! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`),
 //! so `warden_collector_success{collector}` reads like `node_scrape_collector_success`. The
-//! families, types, label names and help texts follow Debian's node_exporter 1.5, which is what
-//! dashboards and the comparison tests are written against.
+//! families, types, label names and help texts follow node_exporter as Debian ships it (1.5),
+//! which the comparison tests run against; the default device and filesystem filters are
+//! upstream's newer ones (README, "Metrics").
 //!
 //! On Linux every collector reads procfs under [`HostConfig::procfs`] (never `/proc` directly,
 //! so tests point it at `fixtures/proc`). They are [`BlockingCollector`]s: a scrape runs them in
@@ -116,7 +117,7 @@ mod tests {
             enabled: true,
             timeout: Duration::from_secs(5),
             procfs: fixture_proc(),
-            sysfs: PathBuf::from("/nonexistent-sys"),
+            rootfs: PathBuf::from("/"),
             filesystem: FilesystemConfig {
                 // Only `/` of the fixture's mounts exists on every test machine.
                 mount_points_exclude: Some(regex::Regex::new("^/.+").expect("valid regex")),

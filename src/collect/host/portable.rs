@@ -468,7 +468,7 @@ mod tests {
             enabled: true,
             timeout: Duration::from_secs(10),
             procfs: "/proc".into(),
-            sysfs: "/sys".into(),
+            rootfs: "/".into(),
             filesystem: crate::config::FilesystemConfig {
                 mount_points_exclude: None,
                 fs_types_exclude: None,

@@ -118,8 +118,12 @@ impl State {
             });
             match result {
                 Ok(()) => found += 1,
-                // Not every kernel has every resource (irq is 6.1+).
-                Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                // Not every kernel has every resource (irq is 6.1+), and a kernel built with PSI
+                // but booted with psi=0 answers EOPNOTSUPP (node_exporter treats both alike).
+                Err(Error::Read { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound
+                        || source.raw_os_error()
+                            == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {}
                 Err(err) => return Err(err),
             }
         }
