@@ -12,8 +12,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collect::{self, BlockingCollector, Collectors, Format, process::ProcessCollector};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::collect::postgres::{PostgresCollector, PostgresExecutor, Server};
+use crate::collect::query::{QueriesCollector, RunQueue, Runner, UserQuery};
+use crate::collect::sql::Executor;
+use crate::collect::sqlite::{SqliteCollector, SqliteExecutor};
+use crate::collect::{
+    self, BlockingCollector, CollectFuture, Collector, Collectors, Format,
+    process::ProcessCollector,
+};
 use crate::config::Config;
+use crate::config::{Sources, Target};
 use crate::serve::{self, AppState};
 
 /// The lock file that keeps two wardens off one state directory.
@@ -53,18 +66,157 @@ pub enum Error {
     Serve(#[source] std::io::Error),
 }
 
-/// Every collector the configuration enables, in scrape order.
-pub fn collectors(config: &Config) -> Collectors {
+/// Every collector the configuration enables, in scrape order, with the background tasks of
+/// the database sources started on `tracker` under `shutdown`.
+pub fn start(config: &Config, tracker: &TaskTracker, shutdown: &CancellationToken) -> Started {
     let mut blocking: Vec<Arc<dyn BlockingCollector>> = collect::host::collectors(&config.host);
     // The process collector runs in the same batch as the host collectors, under the same limit.
     blocking.push(Arc::new(ProcessCollector::new(config.host.timeout)));
-    Collectors::new(blocking, Vec::new())
+    let mut concurrent: Vec<Arc<dyn Collector>> = Vec::new();
+    let mut executors: HashMap<Target, Arc<dyn Executor>> = HashMap::new();
+    let sources = &config.sources;
+
+    let mut servers = Vec::new();
+    for pg in &sources.postgres {
+        let target = Target::Postgres(pg.name.clone());
+        let longest = longest_timeout(sources, &target);
+        let server = Server::new(pg.clone(), longest);
+        tracker.spawn(
+            Arc::clone(&server)
+                .run(shutdown.child_token())
+                .instrument(tracing::info_span!("postgres", server = %pg.name)),
+        );
+        concurrent.push(Arc::new(PostgresCollector::new(Arc::clone(&server))));
+        executors.insert(target, Arc::new(PostgresExecutor(Arc::clone(&server))));
+        servers.push(server);
+    }
+    for db in &sources.sqlite {
+        let collector = SqliteCollector::new(db.clone());
+        collector.spawn_integrity(shutdown.child_token(), tracker);
+        concurrent.push(Arc::new(OnBlockingThread(collector)));
+        executors.insert(Target::Sqlite(db.name.clone()), SqliteExecutor::new(db));
+    }
+
+    let jobs = sources
+        .queries
+        .iter()
+        .map(|q| (q.target.clone(), UserQuery::boxed(q.clone())))
+        .chain(
+            sources
+                .run_queues
+                .iter()
+                .map(|q| (q.target.clone(), RunQueue::boxed(q.clone()))),
+        );
+    let mut runners = Vec::new();
+    for (target, job) in jobs {
+        // Validation guarantees every target names a configured source.
+        let Some(executor) = executors.get(&target) else {
+            continue;
+        };
+        let runner = Runner::new(job, Arc::clone(executor));
+        tracker.spawn(Arc::clone(&runner).run(shutdown.child_token()));
+        runners.push(runner);
+    }
+    if !runners.is_empty() {
+        concurrent.push(Arc::new(QueriesCollector::new(runners.clone())));
+    }
+    Started {
+        collectors: Collectors::new(blocking, concurrent),
+        servers,
+        runners,
+    }
 }
 
-/// Collects once and returns the exposition in text format 0.0.4 (`warden metrics`).
+/// The longest timeout of the queries and run queues on a target: the session's
+/// `statement_timeout` must not cut them short.
+fn longest_timeout(sources: &Sources, target: &Target) -> Duration {
+    let queries = sources
+        .queries
+        .iter()
+        .filter(|q| q.target == *target)
+        .map(|q| q.timeout);
+    let queues = sources
+        .run_queues
+        .iter()
+        .filter(|q| q.target == *target)
+        .map(|q| q.timeout);
+    queries.chain(queues).max().unwrap_or_default()
+}
+
+/// What [`start`] built.
+pub struct Started {
+    /// Every collector.
+    pub collectors: Collectors,
+    servers: Vec<Arc<Server>>,
+    runners: Vec<Arc<Runner>>,
+}
+
+impl Started {
+    /// Waits until every PostgreSQL server has tried once and every query has run once, or
+    /// `limit` has passed (for `warden metrics`, which reports one collection).
+    pub async fn first_results(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let servers = self.servers.iter().all(|s| s.has_tried());
+            let runners = self.runners.iter().all(|r| r.has_run());
+            if servers && runners {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A blocking collector run on its own blocking thread, under its own timeout, in parallel with
+/// the others: for database files, whose locks should not hold up the host batch.
+struct OnBlockingThread<C>(Arc<C>);
+
+impl<C: BlockingCollector> Collector for OnBlockingThread<C> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.0.timeout()
+    }
+
+    fn collect(&self) -> CollectFuture<'_> {
+        let inner = Arc::clone(&self.0);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.collect())
+                .await
+                .map_err(collect::Error::Task)?
+        })
+    }
+}
+
+/// Collects once and returns the exposition in text format 0.0.4 (`warden metrics`). Database
+/// sources get one connection attempt and one run of each query, bounded by their timeouts.
 pub async fn metrics_once(config: &Config) -> String {
-    let snapshot = collectors(config).gather(None).await;
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let started = start(config, &tracker, &shutdown);
+    started.first_results(first_results_limit(config)).await;
+    let snapshot = started.collectors.gather(None).await;
+    shutdown.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     collect::family::encode(snapshot, Format::Text004)
+}
+
+/// How long `warden metrics` waits for the database sources: their longest timeout, twice (a
+/// connection attempt, then the statements), plus a second.
+fn first_results_limit(config: &Config) -> Duration {
+    let s = &config.sources;
+    let longest = s
+        .postgres
+        .iter()
+        .map(|p| p.timeout)
+        .chain(s.queries.iter().map(|q| q.timeout))
+        .chain(s.run_queues.iter().map(|q| q.timeout))
+        .max()
+        .unwrap_or_default();
+    longest * 2 + Duration::from_secs(1)
 }
 
 /// Runs the server until `shutdown` is cancelled (`warden serve`).
@@ -87,10 +239,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
             "Listening beyond loopback without web.bearer_token: anyone who can reach this address can read the metrics."
         );
     }
-    let state = AppState::new(&config, collectors(&config));
+    let tracker = TaskTracker::new();
+    let started = start(&config, &tracker, &shutdown);
+    let state = AppState::new(&config, started.collectors);
     let app_state = Arc::clone(&state);
     let app = serve::router(Arc::clone(&state), &config);
-    let tracker = TaskTracker::new();
     let server_token = shutdown.child_token();
     let server = tracker.spawn(async move {
         axum::serve(listener, app)

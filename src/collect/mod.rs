@@ -18,7 +18,11 @@
 pub mod batch;
 pub mod family;
 pub mod host;
+pub mod postgres;
 pub mod process;
+pub mod query;
+pub mod sql;
+pub mod sqlite;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -15,6 +15,7 @@
 mod error;
 pub mod expand;
 mod raw;
+mod sources;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};
 use raw::RawConfig;
+pub use sources::{
+    IntegrityCheck, MetricType, PostgresConfig, QueryConfig, QueryMetric, RunQueueConfig, RunState,
+    Sources, SqliteConfig, Target,
+};
 
 /// The default listen address: loopback only, on warden's port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9798";
@@ -62,6 +67,8 @@ pub struct Config {
     pub web: WebConfig,
     /// The host collector.
     pub host: HostConfig,
+    /// PostgreSQL servers, SQLite files, run queues and user queries.
+    pub sources: Sources,
 }
 
 /// Log output settings.
@@ -417,8 +424,18 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         );
     }
 
+    let sources = sources::validate(
+        raw.postgres,
+        raw.sqlite,
+        raw.run_queues,
+        raw.queries,
+        base,
+        &mut problems,
+    );
+
     if problems.0.is_empty() {
         Ok(Config {
+            sources,
             listen,
             state_dir,
             log,

@@ -54,6 +54,14 @@ pub struct RawConfig {
     pub web: RawWeb,
     #[serde(default)]
     pub host: RawHost,
+    #[serde(default)]
+    pub postgres: Vec<RawPostgres>,
+    #[serde(default)]
+    pub sqlite: Vec<RawSqlite>,
+    #[serde(default)]
+    pub run_queues: Vec<RawRunQueue>,
+    #[serde(default)]
+    pub queries: Vec<RawQuery>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,4 +110,73 @@ pub struct RawFilesystem {
 #[serde(deny_unknown_fields)]
 pub struct RawDevices {
     pub device_exclude: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub name: String,
+    pub dsn: Option<String>,
+    pub dsn_file: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub size_interval: Option<String>,
+    #[serde(default)]
+    pub tables: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSqlite {
+    pub name: String,
+    pub path: String,
+    pub timeout: Option<String>,
+    pub integrity_check: Option<String>,
+    pub integrity_interval: Option<String>,
+    #[serde(default)]
+    pub row_counts: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRunQueue {
+    pub name: String,
+    pub target: String,
+    pub table: Option<String>,
+    pub from: Option<String>,
+    pub status_column: String,
+    pub states: std::collections::BTreeMap<String, Vec<String>>,
+    pub queued_since: String,
+    pub running_since: String,
+    pub id_column: Option<String>,
+    pub top_running: Option<u64>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuery {
+    pub name: String,
+    pub target: String,
+    pub sql: String,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub metrics: Vec<RawQueryMetric>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueryMetric {
+    pub name: String,
+    pub help: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub value: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub const_labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub fill: std::collections::BTreeMap<String, Vec<String>>,
 }

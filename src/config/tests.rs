@@ -200,3 +200,128 @@ fn errors_do_not_quote_values() {
         other => panic!("expected a syntax error, got {other:?}"),
     }
 }
+
+const SOURCES: &str = r#"
+postgres:
+  - name: main
+    dsn: postgres://monitor:pw@127.0.0.1:5432/app
+    tables: [app]
+sqlite:
+  - {name: tutorial, path: /srv/app.db, row_counts: [users]}
+run_queues:
+  - name: forecast
+    target: postgres/main
+    table: runs
+    status_column: status
+    states: {queued: [scheduled], running: [running], succeeded: [completed], failed: [failed], cancelled: [cancelled]}
+    queued_since: created_at
+    running_since: start_time
+    id_column: run_id
+    top_running: 5
+queries:
+  - name: errors
+    target: sqlite/tutorial
+    sql: SELECT transport, count(*) AS n FROM request_logs GROUP BY transport
+    interval: 1m
+    timeout: 10s
+    metrics:
+      - {name: app_requests, value: n, labels: [transport], fill: {transport: [http, ws, no]}, const_labels: {app: tutorial}}
+"#;
+
+#[test]
+fn database_sections_validate_into_typed_values() {
+    let config = load(SOURCES).unwrap();
+    let pg = &config.sources.postgres[0];
+    assert_eq!(pg.database, "app");
+    assert!(pg.tables);
+    assert_eq!(pg.interval, Duration::from_secs(15));
+    assert_eq!(
+        config.sources.sqlite[0].integrity_check,
+        IntegrityCheck::Quick
+    );
+    let queue = &config.sources.run_queues[0];
+    assert_eq!(queue.target, Target::Postgres("main".into()));
+    assert_eq!(queue.states[&RunState::Queued], ["scheduled"]);
+    assert_eq!(queue.top_running, 5);
+    let query = &config.sources.queries[0];
+    assert_eq!(query.target, Target::Sqlite("tutorial".into()));
+    assert_eq!(query.interval, Duration::from_secs(60));
+    // YAML 1.1 would read `n` and `no` as booleans; warden reads YAML 1.2 booleans only.
+    assert_eq!(query.metrics[0].value, "n");
+    assert_eq!(
+        query.metrics[0].fill,
+        [(
+            "transport".to_owned(),
+            vec!["http".to_owned(), "ws".to_owned(), "no".to_owned()]
+        )]
+    );
+    assert!(
+        !format!("{config:?}").contains("pw@"),
+        "the DSN reached Debug output"
+    );
+}
+
+#[test]
+fn every_database_section_problem_is_reported_with_its_path() {
+    let found = problems(
+        r#"
+postgres:
+  - {name: main, dsn: "postgres://u:hunter2@h/app", tables: [other]}
+  - {name: main, dsn: "port=notanumber"}
+  - {name: "bad name"}
+sqlite:
+  - {name: s, path: /x.db, integrity_check: deep, row_counts: ["users; DROP TABLE x"]}
+run_queues:
+  - name: q
+    target: postgres/nope
+    table: "runs; --"
+    status_column: status
+    states: {queued: [a], waiting: [b], running: [a]}
+    queued_since: created_at
+    running_since: started
+    top_running: 5
+queries:
+  - name: q1
+    target: mysql/x
+    sql: SELECT 1
+    interval: 5s
+    timeout: 10s
+    metrics:
+      - {name: node_fake, value: v}
+      - {name: jobs, type: counter, value: v, labels: [bad-label], fill: {missing: [x]}}
+"#,
+    );
+    let expected = [
+        "postgres[0].tables[0]: per-table statistics come over this entry's one connection, which is to database `app`",
+        "postgres[1].dsn: not a PostgreSQL connection string",
+        "postgres[2].name: `bad name` must be",
+        "postgres[2].dsn: missing: set dsn or dsn_file",
+        "postgres[1].name: `main` is used twice",
+        "sqlite[0].integrity_check: `deep` is not one of",
+        "sqlite[0].row_counts[0]: `users; DROP TABLE x` is not a column or table name",
+        "run_queues[0].target: `postgres/nope` names no configured postgres entry",
+        "run_queues[0].table: `runs; --` is not a column or table name",
+        "run_queues[0].states.waiting: unknown state",
+        "run_queues[0].states.running: status `a` is mapped to two states",
+        "run_queues[0].top_running: needs id_column",
+        "queries[0].target: `mysql/x` is not a target",
+        "queries[0].timeout: must not be longer than the interval",
+        "queries[0].metrics[0].name: `node_fake` clashes with built-in metrics",
+        "queries[0].metrics[1].name: a counter's name must end in `_total`",
+        "queries[0].metrics[1].labels[0]: `bad-label` is not a label name",
+        "queries[0].metrics[1].fill.missing: fill names a label that is not in labels",
+        "queries[0].metrics[1].fill: list the known values of `bad-label` too",
+    ];
+    for want in expected {
+        assert!(
+            found.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            found.join("\n")
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{}", found.join("\n"));
+    assert!(
+        !found.iter().any(|p| p.contains("hunter2")),
+        "a password reached an error"
+    );
+}

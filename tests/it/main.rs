@@ -7,6 +7,8 @@
 
 mod cli;
 mod node_exporter;
+mod postgres;
+mod postgres_harness;
 mod prometheus;
 mod serve;
 mod support;

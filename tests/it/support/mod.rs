@@ -1,6 +1,7 @@
 //! Shared fixtures: a running warden, an HTTP client, free ports and required tools.
 
 pub mod http;
+pub mod postgres;
 pub mod prometheus;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,378 @@
+//! PostgreSQL: postgres_exporter's metric names and labels, plus a `server` label, read over
+//! **one long-lived connection per configured server**.
+//!
+//! Each server has one task, [`Server::run`], that owns the connection: it connects lazily
+//! with `application_name=warden`, `statement_timeout`, `lock_timeout` and read-only
+//! transactions, reconnects with backoff when the connection drops, refreshes the statistics
+//! every `interval` (database sizes every `size_interval`, because `pg_database_size` reads
+//! every file of every database), and runs the user queries and run queues that target the
+//! server, one statement at a time. Scrapes never touch the database: they read the last
+//! snapshot, so they answer at once, and with `pg_up 0` while the server is down, and two
+//! Prometheus replicas do not double the load on the database.
+//!
+//! A statement past its timeout is cancelled on the server (a PostgreSQL cancel request), not
+//! just abandoned; `statement_timeout` backs that up.
+
+mod stats;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_util::sync::CancellationToken;
+
+use super::sql::{Cell, Executor, QueryError, QueryFuture, Rows};
+use super::{CollectFuture, Collector, Family};
+use crate::config::PostgresConfig;
+
+/// The first reconnect delay; doubled after each failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Queued user statements per server; more are refused rather than piling up behind a slow one.
+const JOB_QUEUE: usize = 64;
+
+/// What the scrape reads: the connection state and the last statistics.
+#[derive(Debug, Default)]
+struct Snapshot {
+    up: bool,
+    stats: Vec<Family>,
+    sizes: Vec<Family>,
+}
+
+/// A statement to run for a user query or run queue.
+struct Job {
+    sql: String,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<Rows, QueryError>>,
+}
+
+/// One configured PostgreSQL server: its connection task, its snapshot and its job queue.
+pub struct Server {
+    config: PostgresConfig,
+    snapshot: Mutex<Snapshot>,
+    jobs: mpsc::Sender<Job>,
+    queue: Mutex<Option<mpsc::Receiver<Job>>>,
+    /// The session's `statement_timeout`: the longest timeout of anything run on it.
+    statement_timeout: Duration,
+    /// Set once the first connection attempt (and, when connected, refresh) has finished.
+    tried: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Server {
+    /// A server that has not connected yet; `longest_timeout` is the longest timeout of the
+    /// user queries that will run on it.
+    pub fn new(config: PostgresConfig, longest_timeout: Duration) -> Arc<Self> {
+        let (jobs, queue) = mpsc::channel(JOB_QUEUE);
+        let statement_timeout = config.timeout.max(longest_timeout) + Duration::from_secs(1);
+        Arc::new(Server {
+            config,
+            snapshot: Mutex::default(),
+            jobs,
+            queue: Mutex::new(Some(queue)),
+            statement_timeout,
+            tried: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the first connection attempt, and the first refresh if it connected, are done.
+    pub fn has_tried(&self) -> bool {
+        self.tried.load(Ordering::Acquire)
+    }
+
+    /// The configured name (the `server` label).
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Owns the connection until `shutdown`: connects, refreshes, runs jobs, reconnects.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut queue) = lock(&self.queue).take() else {
+            return;
+        };
+        let mut backoff = MIN_BACKOFF;
+        while !shutdown.is_cancelled() {
+            match self.connect().await {
+                Ok((client, connection)) => {
+                    backoff = MIN_BACKOFF;
+                    tracing::info!(server = %self.config.name, "Connected to PostgreSQL.");
+                    self.serve(&client, connection, &mut queue, &shutdown).await;
+                    self.set_down();
+                }
+                Err(err) => {
+                    self.set_down();
+                    self.tried.store(true, Ordering::Release);
+                    tracing::warn!(
+                        server = %self.config.name,
+                        error = %err,
+                        retry_in = ?backoff,
+                        "Cannot connect to PostgreSQL."
+                    );
+                    // Jobs that arrive while down fail at once instead of waiting.
+                    let sleep = tokio::time::sleep(backoff);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            () = &mut sleep => break,
+                            () = shutdown.cancelled() => return,
+                            Some(job) = queue.recv() => {
+                                let _ = job.reply.send(Err(QueryError::Unavailable(
+                                    format!("postgres/{} is not connected", self.config.name),
+                                )));
+                            }
+                        }
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<
+        (
+            Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        ),
+        tokio_postgres::Error,
+    > {
+        // The DSN parsed at config time; parsing again cannot fail, and a failure would only
+        // mean "cannot connect".
+        let mut pg: tokio_postgres::Config =
+            self.config.dsn.expose_secret().parse().unwrap_or_default();
+        pg.application_name("warden")
+            .connect_timeout(self.config.timeout)
+            .options(format!(
+                "-c statement_timeout={} -c lock_timeout={} -c default_transaction_read_only=on",
+                self.statement_timeout.as_millis(),
+                self.config.timeout.as_millis().min(1000)
+            ));
+        pg.connect(NoTls).await
+    }
+
+    /// Serves one connection until it breaks or shutdown.
+    async fn serve(
+        &self,
+        client: &Client,
+        connection: tokio_postgres::Connection<
+            tokio_postgres::Socket,
+            tokio_postgres::tls::NoTlsStream,
+        >,
+        queue: &mut mpsc::Receiver<Job>,
+        shutdown: &CancellationToken,
+    ) {
+        let connection = async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(error = %err, "PostgreSQL connection closed.");
+            }
+        };
+        tokio::pin!(connection);
+        let mut stats_tick = tokio::time::interval(self.config.interval);
+        let mut size_tick = tokio::time::interval(self.config.size_interval);
+        for tick in [&mut stats_tick, &mut size_tick] {
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            // The connection future drives the socket; every statement below is raced against
+            // it, so a dropped connection ends the statement and this loop.
+            let work = async {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => Step::Stop,
+                    _ = stats_tick.tick() => Step::Stats,
+                    _ = size_tick.tick() => Step::Sizes,
+                    Some(job) = queue.recv() => Step::Job(job),
+                }
+            };
+            let step = tokio::select! {
+                () = &mut connection => return,
+                step = work => step,
+            };
+            let done = async {
+                match step {
+                    Step::Stop => false,
+                    Step::Stats => {
+                        let stats = stats::collect(client, &self.config, self.config.timeout).await;
+                        {
+                            let mut snapshot = lock(&self.snapshot);
+                            snapshot.up = stats.connected;
+                            snapshot.stats = stats.families;
+                        }
+                        self.tried.store(true, Ordering::Release);
+                        true
+                    }
+                    Step::Sizes => {
+                        if let Some(sizes) = stats::sizes(client, &self.config).await {
+                            lock(&self.snapshot).sizes = sizes;
+                        }
+                        true
+                    }
+                    Step::Job(job) => {
+                        let result = run_statement(client, &job.sql, job.timeout).await;
+                        let _ = job.reply.send(result);
+                        true
+                    }
+                }
+            };
+            let keep_going = tokio::select! {
+                () = &mut connection => return,
+                keep_going = done => keep_going,
+            };
+            if !keep_going {
+                return;
+            }
+        }
+    }
+
+    fn set_down(&self) {
+        let mut snapshot = lock(&self.snapshot);
+        snapshot.up = false;
+        snapshot.stats.clear();
+        snapshot.sizes.clear();
+    }
+
+    /// The families a scrape reports: `pg_up` always, the statistics while connected.
+    fn families(&self) -> Vec<Family> {
+        let snapshot = lock(&self.snapshot);
+        let mut up = Family::gauge(
+            "pg_up",
+            "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).",
+        );
+        up.push(
+            [("server", self.config.name.clone())],
+            if snapshot.up { 1.0 } else { 0.0 },
+        );
+        let mut families = vec![up];
+        if snapshot.up {
+            families.extend(snapshot.stats.iter().cloned());
+            families.extend(snapshot.sizes.iter().cloned());
+        }
+        families
+    }
+}
+
+enum Step {
+    Stop,
+    Stats,
+    Sizes,
+    Job(Job),
+}
+
+/// Runs one simple-query statement, cancelling it on the server at `timeout`.
+async fn run_statement(client: &Client, sql: &str, timeout: Duration) -> Result<Rows, QueryError> {
+    let query = client.simple_query(sql);
+    tokio::pin!(query);
+    let messages = match tokio::time::timeout(timeout, &mut query).await {
+        Ok(result) => result.map_err(|err| QueryError::Database(describe(&err)))?,
+        Err(_) => {
+            if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
+                tracing::warn!(error = %err, "Cannot send a cancel request to PostgreSQL.");
+            }
+            // Wait for the cancelled statement to end so the next one does not queue behind it.
+            let _ = tokio::time::timeout(timeout, &mut query).await;
+            return Err(QueryError::Timeout(timeout));
+        }
+    };
+    Ok(rows(messages))
+}
+
+/// The first result set of a simple query as rows of text cells.
+pub(crate) fn rows(messages: Vec<SimpleQueryMessage>) -> Rows {
+    let mut out = Rows::default();
+    for message in messages {
+        match message {
+            SimpleQueryMessage::RowDescription(columns) if out.columns.is_empty() => {
+                out.columns = columns.iter().map(|c| c.name().to_owned()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                if out.columns.is_empty() {
+                    out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                }
+                out.rows.push(
+                    (0..row.len())
+                        .map(|i| match row.get(i) {
+                            Some(text) => Cell::Text(text.to_owned()),
+                            None => Cell::Null,
+                        })
+                        .collect(),
+                );
+            }
+            // The first result set is complete; later statements' results are ignored.
+            SimpleQueryMessage::CommandComplete(_) if !out.columns.is_empty() => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A PostgreSQL error as one line: the server's message when there is one.
+pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => err.to_string(),
+    }
+}
+
+/// The scrape side of a server: reads its snapshot.
+pub struct PostgresCollector {
+    server: Arc<Server>,
+    name: String,
+}
+
+impl PostgresCollector {
+    /// The collector for `server`; its `collector` label is `postgres/NAME`.
+    pub fn new(server: Arc<Server>) -> Self {
+        let name = format!("postgres/{}", server.name());
+        PostgresCollector { server, name }
+    }
+}
+
+impl Collector for PostgresCollector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn collect(&self) -> CollectFuture<'_> {
+        Box::pin(async move { Ok(self.server.families()) })
+    }
+}
+
+/// Runs user statements on a server's connection.
+pub struct PostgresExecutor(pub Arc<Server>);
+
+impl Executor for PostgresExecutor {
+    fn query(&self, sql: String, timeout: Duration) -> QueryFuture<'_> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let unavailable =
+                || QueryError::Unavailable(format!("postgres/{} is not running", self.0.name()));
+            self.0
+                .jobs
+                .try_send(Job {
+                    sql,
+                    timeout,
+                    reply,
+                })
+                .map_err(|err| match err {
+                    mpsc::error::TrySendError::Full(_) => QueryError::Unavailable(format!(
+                        "postgres/{}: {JOB_QUEUE} statements already queued",
+                        self.0.name()
+                    )),
+                    mpsc::error::TrySendError::Closed(_) => unavailable(),
+                })?;
+            answer.await.map_err(|_| unavailable())?
+        })
+    }
+}

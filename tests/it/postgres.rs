@@ -1,0 +1,188 @@
+//! The PostgreSQL collector against a real, throwaway cluster.
+
+use std::time::{Duration, Instant};
+
+use crate::support::postgres::Postgres;
+use crate::support::{Warden, value, wait_for};
+
+fn warden_for(pg: &Postgres, extra: &str) -> Warden {
+    Warden::start(&format!(
+        "postgres:\n  - name: main\n    dsn: {}\n    interval: 1s\n    timeout: 2s\n    tables: [app]\n{extra}",
+        pg.dsn("app")
+    ))
+}
+
+fn scrape(warden: &Warden) -> String {
+    warden.get("/metrics", &[]).body
+}
+
+#[test]
+fn exports_postgres_exporter_families_with_a_server_label() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    pg.psql("app", "CREATE TABLE runs (id int primary key, status text); INSERT INTO runs VALUES (1, 'running');");
+    let warden = warden_for(&pg, "");
+    // Sizes are refreshed right after the first statistics, on their own interval.
+    let body = wait_for(
+        Duration::from_secs(20),
+        "pg_up 1 and database sizes",
+        || {
+            let body = scrape(&warden);
+            let up = value(&body, "pg_up", &[("server", "main")]) == Some(1.0);
+            (up && body.contains("\npg_database_size_bytes{")).then_some(body)
+        },
+    );
+    for family in [
+        "pg_postmaster_start_time_seconds",
+        "pg_stat_database_xact_commit",
+        "pg_stat_database_numbackends",
+        "pg_stat_activity_count",
+        "pg_stat_activity_max_tx_duration",
+        "pg_locks_count",
+        "pg_settings_max_connections",
+        "pg_stat_bgwriter_buffers_alloc_total",
+        "pg_stat_archiver_archived_count",
+        "pg_replication_is_replica",
+        "pg_database_size_bytes",
+        "pg_stat_user_tables_n_live_tup",
+    ] {
+        assert!(body.contains(&format!("\n{family}{{")), "missing {family}");
+    }
+    assert_eq!(
+        value(
+            &body,
+            "pg_stat_activity_count",
+            &[
+                ("datname", "app"),
+                ("state", "disabled"),
+                ("server", "main")
+            ]
+        ),
+        Some(0.0),
+        "zero-filled"
+    );
+    assert_eq!(
+        value(
+            &body,
+            "pg_locks_count",
+            &[
+                ("datname", "postgres"),
+                ("mode", "sireadlock"),
+                ("server", "main")
+            ]
+        ),
+        Some(0.0),
+        "zero-filled"
+    );
+    assert!(value(&body, "pg_database_size_bytes", &[("datname", "app")]).unwrap() > 1e6);
+    // One backend connection held by warden.
+    let warden_backends = pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden'",
+    );
+    assert_eq!(warden_backends, "1");
+}
+
+#[test]
+fn transactions_and_idle_sessions_show_up() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let warden = warden_for(&pg, "");
+    let commits = |body: &str| {
+        value(body, "pg_stat_database_xact_commit", &[("datname", "app")]).unwrap_or(0.0)
+    };
+    let before = wait_for(Duration::from_secs(20), "first stats", || {
+        let body = scrape(&warden);
+        value(&body, "pg_up", &[])
+            .filter(|v| *v == 1.0)
+            .map(|_| commits(&body))
+    });
+    for i in 0..5 {
+        pg.psql(
+            "app",
+            &format!("CREATE TABLE IF NOT EXISTS t (i int); INSERT INTO t VALUES ({i});"),
+        );
+    }
+    let _session = pg.spawn_psql_session("app", &["BEGIN;", "SELECT 1;"]);
+    wait_for(
+        Duration::from_secs(20),
+        "commits and an idle-in-transaction session",
+        || {
+            let body = scrape(&warden);
+            let idle = value(
+                &body,
+                "pg_stat_activity_count",
+                &[("datname", "app"), ("state", "idle in transaction")],
+            );
+            (commits(&body) >= before + 5.0 && idle == Some(1.0)).then_some(())
+        },
+    );
+}
+
+#[test]
+fn stopping_and_restarting_the_cluster() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let warden = warden_for(&pg, "");
+    wait_for(Duration::from_secs(20), "pg_up 1", || {
+        (value(&scrape(&warden), "pg_up", &[]) == Some(1.0)).then_some(())
+    });
+    pg.stop();
+    wait_for(Duration::from_secs(10), "pg_up 0", || {
+        (value(&scrape(&warden), "pg_up", &[]) == Some(0.0)).then_some(())
+    });
+    // While down, scrapes answer at once (a liveness bound, not a benchmark).
+    for _ in 0..5 {
+        let started = Instant::now();
+        let body = scrape(&warden);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(value(&body, "pg_up", &[("server", "main")]), Some(0.0));
+        assert!(
+            !body.contains("pg_stat_database_xact_commit"),
+            "no stale statistics while down"
+        );
+    }
+    pg.restart();
+    wait_for(
+        Duration::from_secs(40),
+        "pg_up back to 1 without restarting warden",
+        || (value(&scrape(&warden), "pg_up", &[]) == Some(1.0)).then_some(()),
+    );
+}
+
+#[test]
+fn a_query_past_its_timeout_is_cancelled_on_the_server() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let warden = warden_for(
+        &pg,
+        "queries:\n  - name: slow\n    target: postgres/main\n    sql: SELECT pg_sleep(30) AS n\n    interval: 2s\n    timeout: 1s\n    metrics:\n      - {name: app_slow, value: n}\n",
+    );
+    wait_for(Duration::from_secs(20), "the slow query to fail", || {
+        let body = scrape(&warden);
+        (value(&body, "warden_query_success", &[("query", "slow")]) == Some(0.0)).then_some(())
+    });
+    let sleeping = || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden' AND state = 'active' AND query LIKE '%pg_sleep%'",
+        )
+    };
+    // Between runs no pg_sleep is left running on the server: it was cancelled, not abandoned.
+    wait_for(Duration::from_secs(10), "no pg_sleep left running", || {
+        (sleeping() == "0").then_some(())
+    });
+    assert!(
+        warden.stderr().contains("cancelled after the 1s timeout"),
+        "{}",
+        warden.stderr()
+    );
+    let body = scrape(&warden);
+    assert!(value(&body, "warden_query_errors_total", &[("query", "slow")]).unwrap() >= 1.0);
+    // The statistics still come through the same connection.
+    assert_eq!(value(&body, "pg_up", &[]), Some(1.0));
+}
