@@ -186,3 +186,37 @@ fn a_query_past_its_timeout_is_cancelled_on_the_server() {
     // The statistics still come through the same connection.
     assert_eq!(value(&body, "pg_up", &[]), Some(1.0));
 }
+
+#[test]
+fn metrics_command_waits_for_the_first_refresh() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("w.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "postgres:\n  - {{name: main, dsn: '{}', timeout: 2s}}\nqueries:\n  - name: one\n    target: postgres/main\n    sql: SELECT 1 AS n\n    metrics: [{{name: app_one, value: n}}]\n",
+            pg.dsn("app")
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(crate::support::warden_bin())
+        .args(["metrics", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let body = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        value(&body, "pg_up", &[("server", "main")]),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(body.contains("\npg_stat_database_xact_commit{"));
+    assert_eq!(value(&body, "app_one", &[]), Some(1.0));
+    assert_eq!(
+        value(&body, "warden_query_success", &[("query", "one")]),
+        Some(1.0)
+    );
+}
