@@ -71,7 +71,10 @@ impl Server {
     /// user queries that will run on it.
     pub fn new(config: PostgresConfig, longest_timeout: Duration) -> Arc<Self> {
         let (jobs, queue) = mpsc::channel(JOB_QUEUE);
-        let statement_timeout = config.timeout.max(longest_timeout) + Duration::from_secs(1);
+        // The database-size query gets SIZE_TIMEOUT_FACTOR × timeout; nothing may be cut short
+        // by the session limit before the client-side cancel.
+        let statement_timeout = (config.timeout * stats::SIZE_TIMEOUT_FACTOR).max(longest_timeout)
+            + Duration::from_secs(1);
         Arc::new(Server {
             config,
             snapshot: Mutex::default(),

@@ -60,6 +60,9 @@ const SETTINGS: [&str; 16] = [
     "statement_timeout",
 ];
 
+/// `pg_database_size` reads every file of every database: it gets this many times the timeout.
+pub(super) const SIZE_TIMEOUT_FACTOR: u32 = 4;
+
 /// The result of one refresh.
 pub(super) struct Stats {
     /// Whether the server answered at all.
@@ -229,7 +232,14 @@ pub(super) async fn sizes(client: &Client, config: &PostgresConfig) -> Option<Ve
     let sql =
         "SELECT datname, pg_database_size(oid), datconnlimit FROM pg_database WHERE datallowconn";
     // Sizes read every file of every database: give them the session's full statement timeout.
-    let rows = query(client, sql, config.timeout * 4, server, "pg_database_size").await?;
+    let rows = query(
+        client,
+        sql,
+        config.timeout * SIZE_TIMEOUT_FACTOR,
+        server,
+        "pg_database_size",
+    )
+    .await?;
     let mut size = Family::gauge("pg_database_size_bytes", "Disk space used by the database");
     let mut limit = Family::gauge(
         "pg_database_connection_limit",

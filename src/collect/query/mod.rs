@@ -25,6 +25,10 @@ use super::{CollectFuture, Collector, Family, Kind};
 use crate::config::{MetricType, QueryConfig, QueryMetric};
 pub use run_queue::RunQueue;
 
+/// The most series one user metric may have: a query that returns a row per user or per
+/// request would otherwise flood Prometheus (cardinality), so it fails loudly instead.
+pub const MAX_SERIES_PER_METRIC: usize = 10_000;
+
 /// Why a run produced no metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -248,6 +252,14 @@ pub fn to_family(metric: &QueryMetric, rows: &Rows) -> Result<Family, String> {
         MetricType::Gauge => Kind::Gauge,
         MetricType::Counter => Kind::Counter,
     };
+    if rows.rows.len() > MAX_SERIES_PER_METRIC {
+        return Err(format!(
+            "metric {}: the query returned {} rows; at most {MAX_SERIES_PER_METRIC} series per metric \
+             (aggregate in SQL, or filter)",
+            metric.name,
+            rows.rows.len()
+        ));
+    }
     let mut family = Family::new(metric.name.clone(), metric.help.clone(), kind);
     let mut seen: HashSet<Vec<String>> = HashSet::new();
     for (n, row) in rows.rows.iter().enumerate() {

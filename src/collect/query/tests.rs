@@ -293,3 +293,16 @@ async fn runner_reports_failures_and_drops_stale_metrics() {
     assert_eq!(get("warden_query_success"), Some(0.0));
     assert_eq!(get("warden_query_errors_total"), Some(1.0));
 }
+
+#[test]
+fn too_many_rows_fail_instead_of_flooding_prometheus() {
+    let data = (0..=MAX_SERIES_PER_METRIC)
+        .map(|i| vec![text(&format!("user{i}")), Cell::Int(1)])
+        .collect();
+    let err = to_family(
+        &metric(&["transport"], &[]),
+        &rows(&["transport", "n"], data),
+    )
+    .unwrap_err();
+    assert!(err.contains("at most 10000 series"), "{err}");
+}
