@@ -86,10 +86,24 @@ STOP_TIMEOUT_SECONDS = 10.0
 
 
 _STARTED: list[subprocess.Popen] = []
+# Further clean-ups (the PostgreSQL cluster of --postgres), run after the exporters are stopped.
+_CLEANUPS: list = []
 
 
 def _stop_all() -> None:
     """Stops every process this script started: SIGTERM, then SIGKILL after a grace period."""
+    try:
+        _stop_processes()
+    finally:
+        while _CLEANUPS:
+            cleanup = _CLEANUPS.pop()
+            try:
+                cleanup()
+            except Exception as err:  # noqa: BLE001 - keep cleaning up
+                print(f"bench: clean-up failed: {err}", file=sys.stderr)
+
+
+def _stop_processes() -> None:
     for proc in _STARTED:
         if proc.poll() is None:
             try:
@@ -213,6 +227,8 @@ class Exporter:
     # collector name -> durations seen across the measured scrapes
     collector_durations: dict[str, list[float]] = field(default_factory=dict)
     collector_failures: dict[str, int] = field(default_factory=dict)
+    # Extra environment for the process (postgres_exporter reads DATA_SOURCE_NAME).
+    env: dict[str, str] | None = None
 
     @property
     def pid(self) -> int:
@@ -224,6 +240,7 @@ class Exporter:
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=os.path.dirname(self.log_path),
+            env=None if self.env is None else {**os.environ, **self.env},
         )
         log.close()
         _STARTED.append(self.proc)
@@ -299,10 +316,11 @@ class Exporter:
 
 
 _DURATION_RE = re.compile(
-    rb'^(?:warden_collector_duration_seconds|node_scrape_collector_duration_seconds)'
+    rb'^(?:warden_collector_duration_seconds|node_scrape_collector_duration_seconds'
+    rb'|pg_scrape_collector_duration_seconds)'
     rb'\{[^}]*collector="([^"]+)"[^}]*\} (\S+)', re.M)
 _SUCCESS_RE = re.compile(
-    rb'^(?:warden_collector_success|node_scrape_collector_success)'
+    rb'^(?:warden_collector_success|node_scrape_collector_success|pg_scrape_collector_success)'
     rb'\{[^}]*collector="([^"]+)"[^}]*\} (\S+)', re.M)
 
 
@@ -544,6 +562,633 @@ def targets(rows: dict) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
+# --postgres: warden (host + one PostgreSQL) against node_exporter + postgres_exporter
+
+
+# The issue's targets for warden with one PostgreSQL server, against the two anchors together.
+PG_TARGET_CPU_RATIO = 0.2             # warden CPU per scrape <= 0.2 x (node-same + postgres_exporter)
+PG_TARGET_P50_SECONDS = 0.002         # p50 latency <= 2 ms
+PG_TARGET_RSS_BYTES = 15 * 1024 * 1024
+PG_TARGET_BACKENDS = 1                # at most one backend connection held by warden
+PG_TARGET_DOWN_P50_SECONDS = 0.050    # database down: scrape p50 <= 50 ms
+PG_TARGET_SERIES = 1000               # default series on a small host with one database
+
+PG_APP = "warden"                     # warden's application_name
+BENCH_APP = "warden-bench"            # this script's psql sessions
+PG_CTL_TIMEOUT = "30"                 # seconds pg_ctl -w waits
+PSQL_TIMEOUT_SECONDS = 120.0          # the seeding statements run well under this
+PG_START_ATTEMPTS = 3
+
+# Appended to postgresql.conf: loopback only, a private socket directory (set on the command
+# line), no durability (the cluster is thrown away), and a log line per connection so that the
+# connections each exporter opens can be counted.
+PG_SETTINGS = """
+# Added by warden's scripts/bench.py --postgres.
+listen_addresses = '127.0.0.1'
+fsync = off
+full_page_writes = off
+synchronous_commit = off
+log_connections = on
+"""
+
+# The application's schema: a job table of ~100k rows and a few small tables.
+PG_SEED_SQL = """
+CREATE TABLE runs (
+    id bigserial PRIMARY KEY,
+    model text NOT NULL,
+    status text NOT NULL,
+    queued_at timestamptz NOT NULL,
+    started_at timestamptz,
+    finished_at timestamptz,
+    error text
+);
+INSERT INTO runs (model, status, queued_at, started_at, finished_at, error)
+SELECT 'model-' || (g % 20),
+       (ARRAY['scheduled','running','completed','completed','completed','failed','cancelled'])[1 + g % 7],
+       now() - make_interval(secs => g * 30),
+       CASE WHEN g % 7 <> 0 THEN now() - make_interval(secs => g * 30 - 5) END,
+       CASE WHEN g % 7 > 1 THEN now() - make_interval(secs => g * 30 - 600) END,
+       CASE WHEN g % 7 = 5 THEN 'exit status 1' END
+FROM generate_series(1, 100000) AS g;
+CREATE INDEX runs_status ON runs (status);
+CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, created_at timestamptz DEFAULT now());
+INSERT INTO users (name) SELECT 'user-' || g FROM generate_series(1, 200) AS g;
+CREATE TABLE settings (key text PRIMARY KEY, value text);
+INSERT INTO settings VALUES ('retention_days', '30'), ('max_parallel_runs', '4');
+CREATE TABLE request_logs (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(),
+                           transport text, status int, duration_ms double precision);
+INSERT INTO request_logs (transport, status, duration_ms)
+SELECT (ARRAY['stdio','sse','http'])[1 + g % 3], CASE WHEN g % 50 = 0 THEN 500 ELSE 200 END, g % 97
+FROM generate_series(1, 2000) AS g;
+UPDATE runs SET error = NULL WHERE id % 100 = 0;
+DELETE FROM request_logs WHERE id % 10 = 0;
+ANALYZE;
+"""
+
+
+def pg_bin_dir() -> str | None:
+    """The bin directory of the newest PostgreSQL under /usr/lib/postgresql."""
+    base = "/usr/lib/postgresql"
+    try:
+        versions = [v for v in os.listdir(base) if os.path.isfile(os.path.join(base, v, "bin", "initdb"))]
+    except OSError:
+        return None
+    if not versions:
+        return None
+
+    def key(v: str):
+        return tuple(int(p) if p.isdigit() else 0 for p in v.split("."))
+    return os.path.join(base, max(versions, key=key), "bin")
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster on a free loopback port, in its own temp dir under /tmp.
+
+    PostgreSQL refuses to run as root: then every server binary runs as the ``postgres`` OS user
+    through ``runuser -u postgres --`` and the directory is handed to that user. psql connects
+    over TCP with trust auth, so it runs as whoever we are.
+    """
+
+    def __init__(self, bin_dir: str):
+        self.bin = bin_dir
+        self.psql_bin = os.path.join(bin_dir, "psql") if os.path.isfile(os.path.join(bin_dir, "psql")) \
+            else (shutil.which("psql") or "psql")
+        self.root = os.geteuid() == 0
+        self.dir = tempfile.mkdtemp(prefix="warden-bench-pg-", dir="/tmp")
+        self.data = os.path.join(self.dir, "data")
+        self.sock = os.path.join(self.dir, "sock")
+        self.log = os.path.join(self.dir, "server.log")
+        self.port = 0
+        self.running = False
+        os.mkdir(self.sock)
+        if self.root:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            for path in (self.dir, self.sock):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.dir, 0o755)  # the log is read by this script
+
+    def _as_owner(self, argv: list[str]) -> list[str]:
+        return (["runuser", "-u", "postgres", "--"] + argv) if self.root else argv
+
+    def _run(self, argv: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+        return subprocess.run(self._as_owner(argv), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def init_and_start(self) -> None:
+        out = self._run([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres",
+                         "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"], timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{out.stdout}\n{out.stderr}")
+        conf = os.path.join(self.data, "postgresql.conf")
+        # Append as the owner: the data directory is 0700 and owned by postgres.
+        proc = subprocess.run(self._as_owner(["tee", "-a", conf]), input=PG_SETTINGS, text=True,
+                              capture_output=True, timeout=10)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cannot append to {conf}: {proc.stderr}")
+        for attempt in range(PG_START_ATTEMPTS):
+            self.port = free_port()
+            if self.start():
+                return
+            if attempt + 1 == PG_START_ATTEMPTS:
+                raise RuntimeError(f"PostgreSQL did not start:\n{self.log_tail()}")
+
+    def start(self) -> bool:
+        out = self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log,
+                         "-w", "-t", PG_CTL_TIMEOUT,
+                         "-o", f"-p {self.port} -k {self.sock}", "start"], timeout=90)
+        self.running = out.returncode == 0
+        return self.running
+
+    def stop(self, mode: str = "fast") -> None:
+        if not os.path.isfile(os.path.join(self.data, "postmaster.pid")):
+            self.running = False
+            return
+        self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-w", "-t", PG_CTL_TIMEOUT,
+                   "-m", mode, "stop"], timeout=90)
+        self.running = False
+
+    def destroy(self) -> None:
+        try:
+            self.stop("fast")
+        except (OSError, subprocess.TimeoutExpired):
+            try:
+                self.stop("immediate")
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_size(self) -> int:
+        try:
+            return os.path.getsize(self.log)
+        except OSError:
+            return 0
+
+    def log_between(self, start: int, end: int) -> str:
+        with open(self.log, "rb") as f:
+            f.seek(start)
+            return f.read(max(0, end - start)).decode("utf-8", "replace")
+
+    def psql(self, db: str, sql: str, timeout: float = PSQL_TIMEOUT_SECONDS) -> str:
+        env = {**os.environ, "PGAPPNAME": BENCH_APP, "PGCONNECT_TIMEOUT": "10"}
+        out = subprocess.run([self.psql_bin, "-X", "-q", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1",
+                              "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+                              "-c", sql], capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"psql failed ({db}): {out.stderr.strip()}")
+        return out.stdout
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.data, "postmaster.pid"), encoding="ascii") as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+
+def pg_backends(cluster: PgCluster) -> list[dict]:
+    """Client backends other than this script's, from pg_stat_activity."""
+    rows = cluster.psql("postgres",
+                        "SELECT pid, coalesce(application_name, ''), coalesce(datname, ''), "
+                        "coalesce(state, ''), backend_start FROM pg_stat_activity "
+                        f"WHERE backend_type = 'client backend' AND application_name <> '{BENCH_APP}'",
+                        timeout=30)
+    out = []
+    for line in rows.splitlines():
+        parts = line.split("|")
+        if len(parts) == 5:
+            out.append({"pid": int(parts[0]), "app": parts[1], "db": parts[2], "state": parts[3],
+                        "start": parts[4]})
+    return out
+
+
+def connections_in_log(text: str) -> dict[str, int]:
+    """Connections authorized in a slice of the server log, by application_name ('' = none)."""
+    out: dict[str, int] = {}
+    for m in re.finditer(r"connection authorized: ([^\n]*)", text):
+        app = re.search(r"application_name=(\S+)", m.group(1))
+        name = app.group(1) if app else ""
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
+def proc_cpu_with_children(pid: int) -> float:
+    """utime+stime+cutime+cstime: a postmaster's own CPU plus that of the backends it reaped."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def cluster_cpu(postmaster: int | None) -> float | None:
+    """CPU of the whole cluster: every live child of the postmaster, plus reaped children."""
+    if postmaster is None:
+        return None
+    try:
+        total = proc_cpu_with_children(postmaster)
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/{postmaster}/task/{postmaster}/children", encoding="ascii") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            total += cpu_seconds(child)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+_PG_UP_RE = re.compile(rb"^pg_up(?:\{[^}]*\})? (\S+)$", re.M)
+_PGX_LAST_SCRAPE_RE = re.compile(rb"^pg_exporter_last_scrape_duration_seconds (\S+)$", re.M)
+
+
+def pg_up_values(body: bytes) -> list[float]:
+    return [float(m.group(1)) for m in _PG_UP_RE.finditer(body)]
+
+
+def count_prefix(body: bytes, prefix: bytes) -> int:
+    return sum(1 for line in body.split(b"\n") if line.startswith(prefix))
+
+
+def wait_pg_up(e: Exporter, seconds: float = 30.0) -> bool:
+    """Scrapes (unrecorded) until the exporter reports pg_up 1; bounded."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        e.scrape(record=False)
+        if pg_up_values(e.last_body) and all(v == 1.0 for v in pg_up_values(e.last_body)):
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def run_postgres(args: argparse.Namespace, tmp: str) -> int:
+    rng = random.Random(args.seed)
+    facts = machine_facts()
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        print("bench: no PostgreSQL server under /usr/lib/postgresql; "
+              "install it: apt-get install postgresql", file=sys.stderr)
+        return 2
+    interval = args.pg_interval
+
+    # ---- the database
+    cluster = PgCluster(bin_dir)
+    _CLEANUPS.append(cluster.destroy)
+    print(f"bench: starting PostgreSQL from {bin_dir} in {cluster.dir} …", file=sys.stderr)
+    cluster.init_and_start()
+    cluster.psql("postgres", "CREATE DATABASE app")
+    t_seed = time.monotonic()
+    cluster.psql("app", PG_SEED_SQL)
+    pg_version = cluster.psql("postgres", "SHOW server_version").strip()
+    runs_rows = int(cluster.psql("app", "SELECT count(*) FROM runs").strip())
+    print(f"bench: PostgreSQL {pg_version} on 127.0.0.1:{cluster.port}; seeded app "
+          f"({runs_rows} runs) in {time.monotonic() - t_seed:.1f} s", file=sys.stderr)
+
+    # ---- the exporters
+    w_port = free_port()
+    config_path = os.path.join(tmp, "warden.yml")
+    with open(config_path, "w", encoding="utf-8") as f:
+        f.write(f"listen: 127.0.0.1:{w_port}\n"
+                f"state_dir: {os.path.join(tmp, 'warden-state')}\n"
+                "postgres:\n"
+                "  - name: main\n"
+                f"    dsn: postgres://postgres@127.0.0.1:{cluster.port}/app\n"
+                f"    interval: {interval:g}s\n")
+    warden = Exporter("warden", [args.warden, "serve", "--config", config_path,
+                                 "--listen", f"127.0.0.1:{w_port}"],
+                      w_port, os.path.join(tmp, "warden.log"))
+    n_port = free_port()
+    node_same = Exporter("node-same",
+                         [args.node_exporter, f"--web.listen-address=127.0.0.1:{n_port}",
+                          "--log.level=warn", "--collector.disable-defaults"]
+                         + [f"--collector.{c}" for c in SAME_COLLECTORS],
+                         n_port, os.path.join(tmp, "node-same.log"))
+    p_port = free_port()
+    pg_dsn = f"postgresql://postgres@127.0.0.1:{cluster.port}/app?sslmode=disable"
+    pgx = Exporter("postgres_exporter",
+                   [args.postgres_exporter, f"--web.listen-address=127.0.0.1:{p_port}",
+                    "--log.level=warn"],
+                   p_port, os.path.join(tmp, "postgres_exporter.log"),
+                   env={"DATA_SOURCE_NAME": pg_dsn})
+    exporters = [warden, node_same, pgx]
+    for e in exporters:
+        e.start()
+    for e in exporters:
+        e.wait_ready()
+    for e in (warden, pgx):
+        if not wait_pg_up(e):
+            raise RuntimeError(f"{e.name} does not report pg_up 1:\n{e.log_tail()}")
+    print(f"bench: started {', '.join(f'{e.name} (pid {e.pid}, port {e.port})' for e in exporters)}",
+          file=sys.stderr)
+    for _ in range(args.warmup):
+        for e in exporters:
+            e.scrape(record=False)
+
+    # ---- the interleaved, paced run
+    n = args.scrapes
+    duration = args.pg_duration
+    period = duration / n if duration > 0 else 0.0
+    sample_every = max(1, n // max(1, args.pg_samples))
+    samples: list[dict] = []
+    postmaster = cluster.postmaster_pid()
+    warden_backends_before = [b for b in pg_backends(cluster) if b["app"] == PG_APP]
+    warden_backend_pid = warden_backends_before[0]["pid"] if warden_backends_before else None
+    print(f"bench: {n} scrapes each of {', '.join(e.name for e in exporters)}, interleaved, "
+          f"paced over ≥ {duration:g} s (warden's PostgreSQL interval {interval:g} s) …",
+          file=sys.stderr)
+    for e in exporters:
+        e.connections = 0
+    log0 = cluster.log_size()
+    db0 = cluster_cpu(postmaster)
+    wb0 = cpu_seconds(warden_backend_pid) if warden_backend_pid else None
+    before = {e.name: (cpu_seconds(e.pid), sched_seconds(e.pid)) for e in exporters}
+    t0 = time.monotonic()
+    order = list(exporters)
+    for i in range(n):
+        rng.shuffle(order)
+        for e in order:
+            e.scrape()
+        if i % sample_every == sample_every // 2:
+            t_s = time.monotonic()
+            backends = pg_backends(cluster)
+            samples.append({"t": round(t_s - t0, 2),
+                            "warden": sum(1 for b in backends if b["app"] == PG_APP),
+                            "other": sum(1 for b in backends if b["app"] != PG_APP),
+                            "backends": backends})
+        # Pace the rounds: round i+1 starts no earlier than t0 + (i+1) * period.
+        delay = t0 + (i + 1) * period - time.monotonic()
+        if delay > 0:
+            time.sleep(min(delay, period))
+    wall = time.monotonic() - t0
+    after = {e.name: (cpu_seconds(e.pid), sched_seconds(e.pid)) for e in exporters}
+    db1 = cluster_cpu(postmaster)
+    wb1 = cpu_seconds(warden_backend_pid) if warden_backend_pid else None
+    log1 = cluster.log_size()
+    conns = connections_in_log(cluster.log_between(log0, log1))
+    conns.pop(BENCH_APP, None)
+    print(f"bench: measured run took {wall:.1f} s", file=sys.stderr)
+
+    # ---- idle: warden's background refresh alone
+    for e in exporters:
+        e.close()
+    idle_seconds = args.idle if args.idle is not None else 2 * interval
+    idle = {}
+    if idle_seconds > 0:
+        print(f"bench: idle for {idle_seconds:g} s (warden keeps refreshing every {interval:g} s) …",
+              file=sys.stderr)
+        ib = {e.name: (cpu_seconds(e.pid), thread_counters(e.pid)) for e in exporters}
+        t_idle = time.monotonic()
+        time.sleep(idle_seconds)
+        window = time.monotonic() - t_idle
+        for e in exporters:
+            wakeups, sched = idle_delta(ib[e.name][1], thread_counters(e.pid))
+            idle[e.name] = {"idle_cpu_seconds": cpu_seconds(e.pid) - ib[e.name][0],
+                            "idle_window_seconds": window, "idle_wakeups": wakeups,
+                            "idle_sched_seconds": sched}
+
+    rows = {}
+    for e in exporters:
+        c0, s0 = before[e.name]
+        c1, s1 = after[e.name]
+        row = summarize(e, c1 - c0, None if s0 is None or s1 is None else s1 - s0, n,
+                        proc_status(e.pid))
+        row.pop("_family_names", None)
+        row["wall_seconds"] = wall
+        row["cpu_seconds_per_wall_second"] = (c1 - c0) / wall
+        row["pg_series"] = count_prefix(e.last_body, b"pg_")
+        row["node_series"] = count_prefix(e.last_body, b"node_")
+        row["pg_up"] = pg_up_values(e.last_body)
+        row.update(idle.get(e.name, {}))
+        rows[e.name] = row
+    m = _PGX_LAST_SCRAPE_RE.search(pgx.last_body)
+    rows["postgres_exporter"]["self_reported_last_scrape_seconds"] = float(m.group(1)) if m else None
+
+    # ---- database down
+    down = {}
+    if args.pg_down_scrapes > 0:
+        print("bench: stopping PostgreSQL (pg_ctl stop -m fast), waiting 3 s …", file=sys.stderr)
+        cluster.stop("fast")
+        time.sleep(3)
+        views = [Exporter(f"{e.name}-down", e.argv, e.port, e.log_path, proc=e.proc)
+                 for e in (warden, pgx)]
+        print(f"bench: {args.pg_down_scrapes} scrapes each of warden and postgres_exporter with "
+              "the database down …", file=sys.stderr)
+        order = list(views)
+        for _ in range(args.pg_down_scrapes):
+            rng.shuffle(order)
+            for v in order:
+                v.scrape()
+        for v in views:
+            down[v.name.removesuffix("-down")] = {
+                "scrapes": len(v.latencies),
+                "p50": percentile(v.latencies, 50), "p90": percentile(v.latencies, 90),
+                "p99": percentile(v.latencies, 99), "max": max(v.latencies),
+                "pg_up": pg_up_values(v.last_body),
+                "series": exposition_stats(v.last_body)["series"],
+            }
+            v.close()
+
+    w, ns, px = rows["warden"], rows["node-same"], rows["postgres_exporter"]
+    pair_cpu = ns["cpu_seconds_per_scrape"] + px["cpu_seconds_per_scrape"]
+    refreshes_idle = (w.get("idle_window_seconds") or 0) / interval
+    refresh_cpu = (w["idle_sched_seconds"] / refreshes_idle) if refreshes_idle >= 1 else None
+    facts["loadavg_end"] = open("/proc/loadavg", encoding="ascii").read().split()[:3]
+    report = {
+        "mode": "postgres",
+        "machine": facts,
+        "versions": {"warden": version_of([args.warden]), "warden_git": git_revision(),
+                     "node_exporter": version_of([args.node_exporter]),
+                     "postgres_exporter": version_of([args.postgres_exporter]),
+                     "postgresql": pg_version},
+        "paths": {"warden": args.warden, "node_exporter": args.node_exporter,
+                  "postgres_exporter": args.postgres_exporter, "postgresql_bin": bin_dir},
+        "warden_config": open(config_path, encoding="utf-8").read(),
+        "scrapes": n, "warmup": args.warmup, "seed": args.seed, "clk_tck": CLK_TCK,
+        "pg_interval_seconds": interval, "min_duration_seconds": duration, "wall_seconds": wall,
+        "refreshes_in_run": wall / interval, "runs_rows": runs_rows,
+        "results": rows,
+        "pair": {"cpu_seconds_per_scrape": pair_cpu,
+                 "cpu_seconds_per_wall_second": ns["cpu_seconds_per_wall_second"]
+                 + px["cpu_seconds_per_wall_second"],
+                 "series": ns["series"] + px["series"],
+                 "hwm_bytes": ns["hwm_bytes"] + px["hwm_bytes"]},
+        "warden_refresh_cpu_seconds": refresh_cpu,
+        "db": {"samples": [{k: v for k, v in s.items() if k != "backends"} for s in samples],
+               "sample_backends": [s["backends"] for s in samples],
+               "warden_backends_max": max((s["warden"] for s in samples), default=None),
+               "other_backends_max": max((s["other"] for s in samples), default=None),
+               "connections_opened_in_run": conns,
+               "warden_backend_pid": warden_backend_pid,
+               "warden_backend_cpu_seconds": None if wb0 is None or wb1 is None else wb1 - wb0,
+               "cluster_cpu_seconds": None if db0 is None or db1 is None else db1 - db0},
+        "down": down,
+    }
+    report["targets"] = pg_targets(report)
+    text = render_postgres(report)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    return 0 if all(t["pass"] for t in report["targets"]) else 1
+
+
+def pg_targets(report: dict) -> list[dict]:
+    rows = report["results"]
+    w, ns, px = rows["warden"], rows["node-same"], rows["postgres_exporter"]
+    pair = report["pair"]
+    out = []
+    r = ratio(w["cpu_seconds_per_scrape"], pair["cpu_seconds_per_scrape"])
+    out.append({"target": f"CPU per scrape ≤ {PG_TARGET_CPU_RATIO}× node-same + postgres_exporter",
+                "measured": f"{w['cpu_seconds_per_scrape'] * 1e3:.3f} ms vs "
+                            f"{ns['cpu_seconds_per_scrape'] * 1e3:.3f} + "
+                            f"{px['cpu_seconds_per_scrape'] * 1e3:.3f} = "
+                            f"{pair['cpu_seconds_per_scrape'] * 1e3:.3f} ms → {fmt_ratio(r)}",
+                "pass": r is not None and r <= PG_TARGET_CPU_RATIO})
+    p50 = w["latency_seconds"]["p50"]
+    out.append({"target": f"p50 latency ≤ {PG_TARGET_P50_SECONDS * 1e3:g} ms",
+                "measured": f"{fmt_ms(p50)} ms (node-same {fmt_ms(ns['latency_seconds']['p50'])}, "
+                            f"postgres_exporter {fmt_ms(px['latency_seconds']['p50'])})",
+                "pass": p50 <= PG_TARGET_P50_SECONDS})
+    out.append({"target": f"RSS ≤ {PG_TARGET_RSS_BYTES / 1048576:g} MiB (peak, VmHWM)",
+                "measured": f"{fmt_mib(w['hwm_bytes'])} MiB (pair {fmt_mib(pair['hwm_bytes'])} MiB)",
+                "pass": w["hwm_bytes"] <= PG_TARGET_RSS_BYTES})
+    db = report["db"]
+    opened = db["connections_opened_in_run"].get(PG_APP, 0)
+    held = db["warden_backends_max"]
+    out.append({"target": f"backends held by warden ≤ {PG_TARGET_BACKENDS}",
+                "measured": f"max {held} in {len(db['samples'])} samples of pg_stat_activity; "
+                            f"{opened} connections opened during the run",
+                "pass": held is not None and held <= PG_TARGET_BACKENDS and opened == 0})
+    d = report["down"]
+    if d:
+        wd, pd = d["warden"], d["postgres_exporter"]
+        ok = wd["p50"] <= PG_TARGET_DOWN_P50_SECONDS and wd["pg_up"] == [0.0]
+        out.append({"target": f"database down: p50 ≤ {PG_TARGET_DOWN_P50_SECONDS * 1e3:g} ms, pg_up 0",
+                    "measured": f"{fmt_ms(wd['p50'])} ms, pg_up {wd['pg_up']} "
+                                f"(postgres_exporter {fmt_ms(pd['p50'])} ms, pg_up {pd['pg_up']})",
+                    "pass": ok})
+    out.append({"target": f"series < {PG_TARGET_SERIES} (default config, one database)",
+                "measured": f"{w['series']} ({w['pg_series']} pg_*; pair {pair['series']})",
+                "pass": w["series"] < PG_TARGET_SERIES})
+    return out
+
+
+def render_postgres(report: dict) -> str:
+    m = report["machine"]
+    rows = report["results"]
+    w, ns, px = rows["warden"], rows["node-same"], rows["postgres_exporter"]
+    pair = report["pair"]
+    v = report["versions"]
+    out = [f"## PostgreSQL run {m['date']}\n"]
+    out.append(f"- machine: {m['hostname']}, {m['nproc']} CPU ({m['cpu_model']}), "
+               f"{fmt_mib(m['mem_total_bytes'])} MiB RAM, kernel {m['kernel']}, "
+               f"load at start {' '.join(m['loadavg_start'])}, at end {' '.join(m['loadavg_end'])}")
+    out.append(f"- warden: {v['warden']} (git {v['warden_git']}); node_exporter: {v['node_exporter']}; "
+               f"postgres_exporter: {v['postgres_exporter']}; PostgreSQL {v['postgresql']} "
+               f"(`app` with {report['runs_rows']} `runs` rows + 3 small tables)")
+    out.append(f"- {report['scrapes']} measured scrapes per exporter after {report['warmup']} warm-up "
+               f"rounds, interleaved round-robin (shuffled, seed {report['seed']}), paced over "
+               f"{report['wall_seconds']:.1f} s; warden's PostgreSQL interval "
+               f"{report['pg_interval_seconds']:g} s, so ≈ {report['refreshes_in_run']:.1f} background "
+               "refreshes fall inside the run and are in warden's CPU figure\n")
+    out.append("| exporter | series | pg_* series | bytes | p50 ms | p90 ms | p99 ms | max ms "
+               "| CPU ms/scrape | CPU ms per s of wall | peak RSS MiB | threads | idle CPU ms |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        lat = r["latency_seconds"]
+        idle = r.get("idle_cpu_seconds")
+        out.append(f"| {name} | {r['series']} | {r['pg_series']} | {r['payload_bytes']} | "
+                   f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | {fmt_ms(lat['p99'])} | "
+                   f"{fmt_ms(lat['max'])} | {r['cpu_seconds_per_scrape'] * 1e3:.3f} | "
+                   f"{r['cpu_seconds_per_wall_second'] * 1e3:.2f} | {fmt_mib(r['hwm_bytes'])} | "
+                   f"{r['threads']} | {'—' if idle is None else f'{idle * 1e3:.0f}'} |")
+    out.append(f"| **pair** (node-same + postgres_exporter) | {pair['series']} | {px['pg_series']} | "
+               f"{ns['payload_bytes'] + px['payload_bytes']} | — | — | — | — | "
+               f"{pair['cpu_seconds_per_scrape'] * 1e3:.3f} | "
+               f"{pair['cpu_seconds_per_wall_second'] * 1e3:.2f} | {fmt_mib(pair['hwm_bytes'])} | — | — |")
+    out.append("")
+    out.append("Ratios, warden / pair:\n")
+    out.append(f"- CPU per scrape: {fmt_ratio(ratio(w['cpu_seconds_per_scrape'], pair['cpu_seconds_per_scrape']))}"
+               + (f" (schedstat cross-check: "
+                  f"{fmt_ratio(ratio(w['sched_seconds_per_scrape'], ns['sched_seconds_per_scrape'] + px['sched_seconds_per_scrape']))})"
+                  if w.get("sched_seconds_per_scrape") and ns.get("sched_seconds_per_scrape")
+                  and px.get("sched_seconds_per_scrape") else ""))
+    out.append(f"- CPU per second of wall time at this scrape rate: "
+               f"{fmt_ratio(ratio(w['cpu_seconds_per_wall_second'], pair['cpu_seconds_per_wall_second']))}")
+    out.append(f"- p50 latency: {fmt_ratio(ratio(w['latency_seconds']['p50'], ns['latency_seconds']['p50']))} "
+               f"of node-same's, {fmt_ratio(ratio(w['latency_seconds']['p50'], px['latency_seconds']['p50']))} "
+               "of postgres_exporter's")
+    out.append(f"- peak RSS: {fmt_ratio(ratio(w['hwm_bytes'], pair['hwm_bytes']))}; "
+               f"series: {fmt_ratio(ratio(w['series'], pair['series']))}")
+    rc = report["warden_refresh_cpu_seconds"]
+    if rc is not None:
+        worst = w["cpu_seconds_per_scrape"] + rc
+        out.append(f"- warden's background refresh, measured alone in the idle window (schedstat of "
+                   f"its threads ÷ {w['idle_window_seconds'] / report['pg_interval_seconds']:.1f} "
+                   f"refreshes): {rc * 1e3:.3f} ms each. At Prometheus' pace of one scrape per "
+                   f"interval every scrape pays for a whole refresh: at most "
+                   f"{worst * 1e3:.3f} ms per scrape = "
+                   f"{fmt_ratio(ratio(worst, pair['cpu_seconds_per_scrape']))} of the pair")
+    out.append("")
+    db = report["db"]
+    out.append("Database load:\n")
+    out.append(f"- backends in pg_stat_activity over {len(db['samples'])} samples: warden max "
+               f"{db['warden_backends_max']}, everyone else (postgres_exporter) max "
+               f"{db['other_backends_max']}")
+    out.append(f"- connections opened during the run (server log, log_connections): "
+               + (", ".join(f"{k or '(no application_name: postgres_exporter)'} {c}"
+                            for k, c in sorted(db['connections_opened_in_run'].items())) or "none"))
+    if db["warden_backend_cpu_seconds"] is not None:
+        out.append(f"- CPU of warden's backend during the run: {db['warden_backend_cpu_seconds'] * 1e3:.0f} ms; "
+                   f"whole cluster (all processes, reaped backends included): "
+                   f"{(db['cluster_cpu_seconds'] or 0) * 1e3:.0f} ms")
+    out.append("")
+    d = report["down"]
+    if d:
+        out.append("Database down (pg_ctl stop -m fast, 3 s later):\n")
+        out.append("| exporter | scrapes | p50 ms | p90 ms | p99 ms | max ms | pg_up | series |")
+        out.append("|---|---:|---:|---:|---:|---:|---|---:|")
+        for name, r in d.items():
+            out.append(f"| {name} | {r['scrapes']} | {fmt_ms(r['p50'])} | {fmt_ms(r['p90'])} | "
+                       f"{fmt_ms(r['p99'])} | {fmt_ms(r['max'])} | {r['pg_up']} | {r['series']} |")
+        out.append("")
+    out.append("Targets (warden, host + one PostgreSQL, against the pair):\n")
+    out.append("| target | measured | result |")
+    out.append("|---|---|---|")
+    for t in report["targets"]:
+        out.append(f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'FAIL'} |")
+    out.append("")
+    for name, r in rows.items():
+        durs = r["collector_duration_p50_seconds"]
+        if durs:
+            top = sorted(durs.items(), key=lambda kv: -kv[1])
+            out.append(f"{name}: median self-reported collector duration (ms): "
+                       + ", ".join(f"{k} {val * 1e3:.3f}" for k, val in top))
+            if r["collector_failures"]:
+                out.append(f"  failures: {r['collector_failures']}")
+            out.append("")
+    if px.get("self_reported_last_scrape_seconds") is not None:
+        out.append(f"postgres_exporter: pg_exporter_last_scrape_duration_seconds "
+                   f"{px['self_reported_last_scrape_seconds'] * 1e3:.3f} ms (last scrape)\n")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
 # Main
 
 
@@ -561,9 +1206,11 @@ def default_warden() -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scrapes", type=int, default=500, help="measured scrapes per exporter (500)")
+    p.add_argument("--scrapes", type=int, default=None,
+                   help="measured scrapes per exporter (500; 300 with --postgres)")
     p.add_argument("--warmup", type=int, default=10, help="unmeasured scrapes first (10)")
-    p.add_argument("--idle", type=float, default=20.0, help="idle window in seconds (20)")
+    p.add_argument("--idle", type=float, default=None,
+                   help="idle window in seconds (20; with --postgres, 2 x --pg-interval)")
     p.add_argument("--warden", default=default_warden(),
                    help="the warden binary ($CARGO_TARGET_DIR or ./target /release/warden)")
     p.add_argument("--node-exporter", default=shutil.which("prometheus-node-exporter")
@@ -576,13 +1223,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--markdown", metavar="FILE", help="also write the report as markdown")
     p.add_argument("--seed", type=int, default=1, help="seed for the round-robin shuffle (1)")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with exporter logs")
+    pg = p.add_argument_group("--postgres mode: warden (host + one PostgreSQL) against "
+                              "node_exporter + postgres_exporter")
+    pg.add_argument("--postgres", action="store_true",
+                    help="start a throwaway PostgreSQL cluster and run the PostgreSQL benchmark "
+                         "(default --scrapes 300)")
+    pg.add_argument("--postgres-exporter", default=shutil.which("prometheus-postgres-exporter")
+                    or "/usr/bin/prometheus-postgres-exporter", help="the postgres_exporter binary")
+    pg.add_argument("--pg-interval", type=float, default=15.0,
+                    help="warden's PostgreSQL refresh interval in seconds (15, its default)")
+    pg.add_argument("--pg-duration", type=float, default=60.0,
+                    help="the interleaved run is paced to last at least this many seconds (60)")
+    pg.add_argument("--pg-samples", type=int, default=12,
+                    help="pg_stat_activity samples during the run (12)")
+    pg.add_argument("--pg-down-scrapes", type=int, default=50,
+                    help="scrapes of warden and postgres_exporter each with the database down (50)")
     args = p.parse_args(argv)
+    if args.scrapes is None:
+        args.scrapes = 300 if args.postgres else 500
+    if args.idle is None and not args.postgres:
+        args.idle = 20.0
     if not 1 <= args.scrapes <= 1_000_000:
         p.error("--scrapes must be between 1 and 1000000")
     if not 0 <= args.warmup <= 10_000:
         p.error("--warmup must be between 0 and 10000")
-    if not 0 <= args.idle <= 3600:
+    if args.idle is not None and not 0 <= args.idle <= 3600:
         p.error("--idle must be between 0 and 3600 seconds")
+    if not 1 <= args.pg_interval <= 3600:
+        p.error("--pg-interval must be between 1 and 3600 seconds")
+    if not 0 <= args.pg_duration <= 3600:
+        p.error("--pg-duration must be between 0 and 3600 seconds")
+    if not 1 <= args.pg_samples <= 1000:
+        p.error("--pg-samples must be between 1 and 1000")
+    if not 0 <= args.pg_down_scrapes <= 10_000:
+        p.error("--pg-down-scrapes must be between 0 and 10000")
     return args
 
 
@@ -607,8 +1281,12 @@ def measure(exporters: list[Exporter], n: int, rng: random.Random) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for path, hint in ((args.warden, "build it: cargo build --release"),
-                       (args.node_exporter, "install it: apt-get install prometheus-node-exporter")):
+    tools = [(args.warden, "build it: cargo build --release"),
+             (args.node_exporter, "install it: apt-get install prometheus-node-exporter")]
+    if args.postgres:
+        tools.append((args.postgres_exporter,
+                      "install it: apt-get install prometheus-postgres-exporter"))
+    for path, hint in tools:
         if not os.access(path, os.X_OK):
             print(f"bench: {path} is not executable; {hint}", file=sys.stderr)
             return 2
@@ -619,7 +1297,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _on_signal)
     tmp = tempfile.mkdtemp(prefix="warden-bench-")
     try:
-        return run(args, tmp)
+        return run_postgres(args, tmp) if args.postgres else run(args, tmp)
     except KeyboardInterrupt as err:
         print(f"bench: interrupted ({err}); stopping the exporters", file=sys.stderr)
         return 130

@@ -223,6 +223,21 @@ pub(super) fn validate(
     unique(sqlite.iter().map(|s| &s.name), "sqlite", problems);
     unique(run_queues.iter().map(|q| &q.name), "run_queues", problems);
     unique(queries.iter().map(|q| &q.name), "queries", problems);
+    // On the raw entries, so paths are the file's positions even when an entry is invalid.
+    let mut seen = HashSet::new();
+    for (i, query) in queries.iter().enumerate() {
+        for (j, metric) in query.metrics.iter().enumerate() {
+            if !seen.insert(metric.name.clone()) {
+                problems.push(
+                    format!("queries[{i}].metrics[{j}].name"),
+                    format!(
+                        "metric `{}` is already produced by another query",
+                        metric.name
+                    ),
+                );
+            }
+        }
+    }
     let postgres: Vec<PostgresConfig> = postgres
         .into_iter()
         .enumerate()
@@ -250,20 +265,6 @@ pub(super) fn validate(
         .enumerate()
         .filter_map(|(i, raw)| validate_query(raw, &format!("queries[{i}]"), &targets, problems))
         .collect();
-    let mut seen = HashSet::new();
-    for (i, query) in queries.iter().enumerate() {
-        for (j, metric) in query.metrics.iter().enumerate() {
-            if !seen.insert(metric.name.clone()) {
-                problems.push(
-                    format!("queries[{i}].metrics[{j}].name"),
-                    format!(
-                        "metric `{}` is already produced by another query",
-                        metric.name
-                    ),
-                );
-            }
-        }
-    }
     Sources {
         postgres,
         sqlite,
@@ -697,7 +698,12 @@ fn validate_metric(raw: RawQueryMetric, path: &str, problems: &mut Problems) -> 
         }
     }
     if !raw.fill.is_empty() {
-        for label in raw.labels.iter().filter(|l| !raw.fill.contains_key(*l)) {
+        let unfilled: std::collections::BTreeSet<&String> = raw
+            .labels
+            .iter()
+            .filter(|l| !raw.fill.contains_key(*l))
+            .collect();
+        for label in unfilled {
             problems.push(
                 format!("{path}.fill"),
                 format!("list the known values of `{label}` too: zero-filling needs a value for every label"),

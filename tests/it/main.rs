@@ -6,9 +6,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod compat;
 mod node_exporter;
 mod postgres;
 mod postgres_harness;
 mod prometheus;
 mod serve;
+mod sqlite;
 mod support;

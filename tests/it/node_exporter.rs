@@ -1,12 +1,10 @@
 //! Compatibility with Debian's node_exporter, run live on the same host.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use crate::serve::promtool_check;
-use crate::support::{self, Warden, http, require_tool, wait_for};
+use crate::support::anchors::Exporter;
+use crate::support::{self, Warden, require_tool};
 
 /// The families the foundation issue requires, each of which both exporters must emit.
 const REQUIRED: &[&str] = &[
@@ -53,66 +51,6 @@ const REQUIRED: &[&str] = &[
     "node_vmstat_pgmajfault",
 ];
 
-/// node_exporter 1.5 restricted to the collectors warden implements.
-struct NodeExporter {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NodeExporter {
-    fn start() -> NodeExporter {
-        let binary = require_tool("prometheus-node-exporter", "prometheus-node-exporter");
-        let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-            .parse()
-            .unwrap();
-        let mut args = vec![
-            format!("--web.listen-address={addr}"),
-            "--collector.disable-defaults".to_owned(),
-        ];
-        for collector in [
-            "cpu",
-            "meminfo",
-            "filesystem",
-            "diskstats",
-            "netdev",
-            "loadavg",
-            "stat",
-            "time",
-            "uname",
-            "pressure",
-            "filefd",
-            "vmstat",
-        ] {
-            args.push(format!("--collector.{collector}"));
-        }
-        let child = Command::new(binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let exporter = NodeExporter { child, addr };
-        wait_for(Duration::from_secs(20), "node_exporter to answer", || {
-            http::get(addr, "/metrics", &[])
-                .ok()
-                .filter(|r| r.status == 200)
-        });
-        exporter
-    }
-
-    fn scrape(&self) -> String {
-        http::get(self.addr, "/metrics", &[]).unwrap().body
-    }
-}
-
-impl Drop for NodeExporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Family name → (type, label-name sets seen).
 fn shape(body: &str) -> BTreeMap<String, (String, BTreeSet<Vec<String>>)> {
     let types = support::types(body);
@@ -140,7 +78,7 @@ fn shape(body: &str) -> BTreeMap<String, (String, BTreeSet<Vec<String>>)> {
 
 #[test]
 fn family_names_types_and_labels_match_node_exporter() {
-    let node_exporter = NodeExporter::start();
+    let node_exporter = Exporter::node();
     let warden = Warden::start("");
     let theirs = shape(&node_exporter.scrape());
     let ours = shape(&warden.get("/metrics", &[]).body);
@@ -191,7 +129,7 @@ fn family_names_types_and_labels_match_node_exporter() {
 #[test]
 fn promtool_reports_nothing_beyond_what_it_reports_on_node_exporter() {
     let promtool = require_tool("promtool", "prometheus");
-    let node_exporter = NodeExporter::start();
+    let node_exporter = Exporter::node();
     let warden = Warden::start("");
     let accepted: BTreeSet<String> = promtool_check(&promtool, &node_exporter.scrape())
         .into_iter()

@@ -156,7 +156,12 @@ pub(super) async fn collect(client: &Client, config: &PostgresConfig, timeout: D
     if let Some(started) = number(&row[2]) {
         start.push([label()], started);
     }
-    let mut info = Family::gauge("pg_static", "Version string as reported by postgres.");
+    // Untyped, as postgres_exporter declares it.
+    let mut info = Family::new(
+        "pg_static",
+        "Version string as reported by postgres.",
+        crate::collect::Kind::Untyped,
+    );
     let version_text = text(&row[1]);
     let short = version_text
         .split_whitespace()

@@ -14,8 +14,8 @@
 //!   changes. A down database is not a collector failure: alert on `up`.
 //! - `warden_sqlite_file_size_bytes`, `warden_sqlite_wal_size_bytes`,
 //!   `warden_sqlite_shm_size_bytes` (0 when the `-wal`/`-shm` file is absent);
-//! - `warden_sqlite_page_count`, `warden_sqlite_page_size_bytes`,
-//!   `warden_sqlite_freelist_count` (pages `VACUUM` would return to the file system);
+//! - `warden_sqlite_pages`, `warden_sqlite_page_size_bytes`,
+//!   `warden_sqlite_freelist_pages` (pages `VACUUM` would return to the file system);
 //! - `warden_sqlite_journal_mode_info{journal_mode}`: `wal` for a WAL database, otherwise
 //!   `delete`. The rollback-journal modes (`truncate`, `persist`, …) are a setting of each
 //!   connection, not of the file, so a reader cannot see which one the application uses;
@@ -519,7 +519,7 @@ impl BlockingCollector for SqliteCollector {
                 up.push(database(), 1.0);
                 for (name, help, value) in [
                     (
-                        "warden_sqlite_page_count",
+                        "warden_sqlite_pages",
                         "Pages in the SQLite database file (PRAGMA page_count).",
                         reading.page_count,
                     ),
@@ -529,7 +529,7 @@ impl BlockingCollector for SqliteCollector {
                         reading.page_size,
                     ),
                     (
-                        "warden_sqlite_freelist_count",
+                        "warden_sqlite_freelist_pages",
                         "Unused pages in the SQLite database file, reclaimable by VACUUM (PRAGMA freelist_count).",
                         reading.freelist_count,
                     ),

@@ -67,11 +67,11 @@ fn assert_pages(families: &[Family], page_size: i64, pages: i64, free: i64) {
         Some(page_size as f64)
     );
     assert_eq!(
-        value(families, "warden_sqlite_page_count", &[]),
+        value(families, "warden_sqlite_pages", &[]),
         Some(pages as f64)
     );
     assert_eq!(
-        value(families, "warden_sqlite_freelist_count", &[]),
+        value(families, "warden_sqlite_freelist_pages", &[]),
         Some(free as f64)
     );
 }
@@ -199,7 +199,7 @@ fn a_missing_file_is_down_not_failed_and_not_created() {
     for _ in 0..2 {
         let families = collector.collect().unwrap();
         assert_eq!(value(&families, "warden_sqlite_up", &[]), Some(0.0));
-        assert_eq!(value(&families, "warden_sqlite_page_count", &[]), None);
+        assert_eq!(value(&families, "warden_sqlite_pages", &[]), None);
         assert_eq!(
             value(
                 &families,
