@@ -354,39 +354,120 @@ const STAT_DATABASE: [(&str, &str, bool); 17] = [
     ),
 ];
 
-fn stat_database_sql(version: u32) -> String {
-    let columns: Vec<&str> = STAT_DATABASE.iter().map(|(c, _, _)| *c).collect();
-    let columns = columns
-        .join(", ")
-        .replace("stats_reset", "extract(epoch from stats_reset)");
-    let active = if version >= 140_000 {
-        ", active_time / 1000.0"
-    } else {
-        ""
+/// One exported column of pg_stat_database: the SQL expression, the family name, its help, and
+/// whether it counts (untyped when the name lacks `_total`) or is a gauge.
+struct Column {
+    sql: String,
+    name: String,
+    help: &'static str,
+    counter: bool,
+}
+
+/// The columns this server version has: the base set, checksums, and from PostgreSQL 14 the
+/// session statistics (named as postgres_exporter names them).
+fn stat_database_columns(version: u32) -> Vec<Column> {
+    let mut columns: Vec<Column> = STAT_DATABASE
+        .iter()
+        .map(|(column, help, counter)| Column {
+            sql: if *column == "stats_reset" {
+                "extract(epoch from stats_reset)".to_owned()
+            } else {
+                (*column).to_owned()
+            },
+            name: format!("pg_stat_database_{column}"),
+            help,
+            counter: *counter,
+        })
+        .collect();
+    let mut add = |sql: &str, name: &str, help: &'static str, counter: bool| {
+        columns.push(Column {
+            sql: sql.to_owned(),
+            name: name.to_owned(),
+            help,
+            counter,
+        })
     };
+    add(
+        "checksum_failures",
+        "pg_stat_database_checksum_failures",
+        "Number of data page checksum failures detected in this database",
+        true,
+    );
+    add(
+        "extract(epoch from checksum_last_failure)",
+        "pg_stat_database_checksum_last_failure",
+        "Time at which the last data page checksum failure was detected in this database",
+        true,
+    );
+    if version >= 140_000 {
+        add(
+            "active_time / 1000.0",
+            "pg_stat_database_active_time_seconds_total",
+            "Time spent executing SQL statements in this database, in seconds",
+            true,
+        );
+        add(
+            "session_time",
+            "pg_stat_database_session_time",
+            "Time spent by database sessions in this database, in milliseconds",
+            true,
+        );
+        add(
+            "idle_in_transaction_time",
+            "pg_stat_database_idle_in_transaction_time",
+            "Time spent idling while in a transaction in this database, in milliseconds",
+            true,
+        );
+        add(
+            "sessions",
+            "pg_stat_database_sessions",
+            "Total number of sessions established to this database",
+            true,
+        );
+        add(
+            "sessions_abandoned",
+            "pg_stat_database_sessions_abandoned",
+            "Number of database sessions to this database that were terminated because connection to the client was lost",
+            true,
+        );
+        add(
+            "sessions_fatal",
+            "pg_stat_database_sessions_fatal",
+            "Number of database sessions to this database that were terminated by fatal errors",
+            true,
+        );
+        add(
+            "sessions_killed",
+            "pg_stat_database_sessions_killed",
+            "Number of database sessions to this database that were terminated by operator intervention",
+            true,
+        );
+    }
+    columns
+}
+
+fn stat_database_sql(version: u32) -> String {
+    let columns: Vec<String> = stat_database_columns(version)
+        .into_iter()
+        .map(|c| c.sql)
+        .collect();
     format!(
-        "SELECT datid, datname, {columns}{active} FROM pg_stat_database WHERE datname IS NOT NULL"
+        "SELECT datid, datname, {} FROM pg_stat_database WHERE datname IS NOT NULL",
+        columns.join(", ")
     )
 }
 
 fn stat_database(rows: &Rows, server: &str, version: u32) -> Vec<Family> {
-    let mut families: Vec<Family> = STAT_DATABASE
-        .iter()
-        .map(|(column, help, counter)| {
-            let name = format!("pg_stat_database_{column}");
-            if *counter {
-                Family::counter(name, *help)
+    let mut families: Vec<Family> = stat_database_columns(version)
+        .into_iter()
+        .map(|c| {
+            if c.counter {
+                Family::counter(c.name, c.help)
             } else {
-                Family::gauge(name, *help)
+                Family::gauge(c.name, c.help)
             }
         })
         .collect();
-    let mut active = (version >= 140_000).then(|| {
-        Family::counter(
-            "pg_stat_database_active_time_seconds_total",
-            "Time spent executing SQL statements in this database, in seconds",
-        )
-    });
     for row in &rows.rows {
         let labels = || {
             [
@@ -396,19 +477,10 @@ fn stat_database(rows: &Rows, server: &str, version: u32) -> Vec<Family> {
             ]
         };
         for (i, family) in families.iter_mut().enumerate() {
-            // stats_reset is NULL until the first reset; postgres_exporter reports 0 then.
+            // Timestamps are NULL until the event first happens; postgres_exporter reports 0.
             family.push(labels(), row.get(i + 2).and_then(number).unwrap_or(0.0));
         }
-        if let Some(active) = active.as_mut() {
-            active.push(
-                labels(),
-                row.get(STAT_DATABASE.len() + 2)
-                    .and_then(number)
-                    .unwrap_or(0.0),
-            );
-        }
     }
-    families.extend(active);
     families
 }
 
@@ -873,11 +945,13 @@ mod tests {
 
     #[test]
     fn stat_database_maps_columns_in_order_and_nulls_to_zero() {
+        let columns = stat_database_columns(150_000);
         let mut row: Vec<Option<&str>> = vec![Some("5"), Some("app")];
-        row.extend((1..=STAT_DATABASE.len()).map(|_| Some("7")));
-        let last = row.len() - 1;
-        row[last] = None; // stats_reset never happened
-        row.push(Some("1.5")); // active_time in seconds (PG 14+)
+        row.extend(columns.iter().map(|c| match c.name.as_str() {
+            "pg_stat_database_stats_reset" => None,
+            "pg_stat_database_active_time_seconds_total" => Some("1.5"),
+            _ => Some("7"),
+        }));
         let families = stat_database(&rows(row.len(), &[&row]), "main", 150_000);
         let labels = [("datid", "5"), ("datname", "app"), ("server", "main")];
         let get = |name: &str| {
@@ -887,6 +961,7 @@ mod tests {
                 .and_then(|f| f.value(&labels))
         };
         assert_eq!(get("pg_stat_database_xact_commit"), Some(7.0));
+        assert_eq!(get("pg_stat_database_sessions_killed"), Some(7.0));
         assert_eq!(get("pg_stat_database_stats_reset"), Some(0.0));
         assert_eq!(get("pg_stat_database_active_time_seconds_total"), Some(1.5));
         let commit = families
@@ -898,15 +973,9 @@ mod tests {
             crate::collect::Kind::Untyped,
             "postgres_exporter's name has no _total"
         );
-        let pg13 = stat_database(
-            &rows(row.len() - 1, &[&row[..row.len() - 1]]),
-            "main",
-            130_000,
-        );
-        assert!(
-            pg13.iter()
-                .all(|f| f.name != "pg_stat_database_active_time_seconds_total")
-        );
+        let pg13 = stat_database_columns(130_000);
+        assert!(pg13.iter().all(|c| c.name != "pg_stat_database_sessions"));
+        assert!(stat_database_sql(130_000).contains("checksum_failures"));
     }
 
     #[test]
