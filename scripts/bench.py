@@ -27,6 +27,18 @@ What it does (see BENCHMARKS.md for the method and the recorded figures):
 6. Prints a markdown report with ratios (warden / node-same) and PASS/FAIL against the targets,
    and writes the same figures as JSON with ``--json``.
 
+With ``--postgres`` (default 300 scrapes) it instead benchmarks warden with one PostgreSQL server
+against node_exporter (node-same) + postgres_exporter together: it starts a throwaway PostgreSQL
+cluster (initdb/pg_ctl of the newest /usr/lib/postgresql/*/bin, as the ``postgres`` user when root,
+trust auth, a free loopback port, a temp dir under /tmp; stopped and removed at exit), seeds a
+database ``app`` (``runs`` with 100k rows, three small tables), runs the three exporters
+interleaved and paced over >= --pg-duration seconds (so warden's background refreshes every
+--pg-interval fall inside the measured CPU), samples pg_stat_activity, counts connections from the
+server log (log_connections), sits idle to measure warden's refresh alone, then stops the cluster
+and scrapes warden and postgres_exporter with the database down. See BENCHMARKS.md.
+
+    python3 scripts/bench.py --postgres [--scrapes N] [--pg-interval S] [--pg-duration S]
+
 Python 3 standard library only. Loopback only. Every loop is bounded. The exporters it started
 are stopped on exit, also on Ctrl-C, SIGTERM and exceptions.
 """
@@ -902,8 +914,18 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
     sample_every = max(1, n // max(1, args.pg_samples))
     samples: list[dict] = []
     postmaster = cluster.postmaster_pid()
-    warden_backends_before = [b for b in pg_backends(cluster) if b["app"] == PG_APP]
-    warden_backend_pid = warden_backends_before[0]["pid"] if warden_backends_before else None
+    # The backends each exporter holds when the run starts; warden sets application_name,
+    # postgres_exporter (lib/pq) sets none.
+    backend_pids = {"warden": [], "postgres_exporter": []}
+    for b in pg_backends(cluster):
+        backend_pids["warden" if b["app"] == PG_APP else "postgres_exporter"].append(b["pid"])
+
+    def backends_cpu() -> dict[str, float | None]:
+        out = {}
+        for who, pids in backend_pids.items():
+            vals = [sched_seconds(pid) for pid in pids]
+            out[who] = None if not pids or any(v is None for v in vals) else sum(vals)
+        return out
     print(f"bench: {n} scrapes each of {', '.join(e.name for e in exporters)}, interleaved, "
           f"paced over ≥ {duration:g} s (warden's PostgreSQL interval {interval:g} s) …",
           file=sys.stderr)
@@ -911,7 +933,7 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
         e.connections = 0
     log0 = cluster.log_size()
     db0 = cluster_cpu(postmaster)
-    wb0 = cpu_seconds(warden_backend_pid) if warden_backend_pid else None
+    bc0 = backends_cpu()
     before = {e.name: (cpu_seconds(e.pid), sched_seconds(e.pid)) for e in exporters}
     t0 = time.monotonic()
     order = list(exporters)
@@ -933,10 +955,12 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
     wall = time.monotonic() - t0
     after = {e.name: (cpu_seconds(e.pid), sched_seconds(e.pid)) for e in exporters}
     db1 = cluster_cpu(postmaster)
-    wb1 = cpu_seconds(warden_backend_pid) if warden_backend_pid else None
+    bc1 = backends_cpu()
     log1 = cluster.log_size()
     conns = connections_in_log(cluster.log_between(log0, log1))
     conns.pop(BENCH_APP, None)
+    conns_since_start = connections_in_log(cluster.log_between(0, log1))
+    conns_since_start.pop(BENCH_APP, None)
     print(f"bench: measured run took {wall:.1f} s", file=sys.stderr)
 
     # ---- idle: warden's background refresh alone
@@ -1003,6 +1027,15 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
     pair_cpu = ns["cpu_seconds_per_scrape"] + px["cpu_seconds_per_scrape"]
     refreshes_idle = (w.get("idle_window_seconds") or 0) / interval
     refresh_cpu = (w["idle_sched_seconds"] / refreshes_idle) if refreshes_idle >= 1 else None
+    # warden's cost at Prometheus' pace (one scrape per interval, so one refresh per scrape),
+    # from schedstat (ns): the run's CPU minus the refreshes inside it gives the scrape alone.
+    prom_pace = None
+    if refresh_cpu is not None and all(r.get("sched_seconds_per_scrape") for r in (w, ns, px)):
+        scrape_only = max(0.0, w["sched_seconds_per_scrape"] - (wall / interval) * refresh_cpu / n)
+        prom_pace = {"scrape_only_seconds": scrape_only,
+                     "per_scrape_seconds": scrape_only + refresh_cpu,
+                     "pair_sched_seconds_per_scrape": ns["sched_seconds_per_scrape"]
+                     + px["sched_seconds_per_scrape"]}
     facts["loadavg_end"] = open("/proc/loadavg", encoding="ascii").read().split()[:3]
     report = {
         "mode": "postgres",
@@ -1024,13 +1057,21 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
                  "series": ns["series"] + px["series"],
                  "hwm_bytes": ns["hwm_bytes"] + px["hwm_bytes"]},
         "warden_refresh_cpu_seconds": refresh_cpu,
+        "warden_at_one_scrape_per_interval": prom_pace,
         "db": {"samples": [{k: v for k, v in s.items() if k != "backends"} for s in samples],
                "sample_backends": [s["backends"] for s in samples],
                "warden_backends_max": max((s["warden"] for s in samples), default=None),
                "other_backends_max": max((s["other"] for s in samples), default=None),
+               "distinct_backend_pids": {
+                   who: sorted({b["pid"] for s in samples for b in s["backends"]
+                                if (b["app"] == PG_APP) == (who == "warden")})
+                   for who in ("warden", "postgres_exporter")},
                "connections_opened_in_run": conns,
-               "warden_backend_pid": warden_backend_pid,
-               "warden_backend_cpu_seconds": None if wb0 is None or wb1 is None else wb1 - wb0,
+               "connections_opened_since_cluster_start": conns_since_start,
+               "backend_pids_at_start": backend_pids,
+               "backend_cpu_seconds": {
+                   who: None if bc0[who] is None or bc1[who] is None else bc1[who] - bc0[who]
+                   for who in backend_pids},
                "cluster_cpu_seconds": None if db0 is None or db1 is None else db1 - db0},
         "down": down,
     }
@@ -1137,26 +1178,40 @@ def render_postgres(report: dict) -> str:
                f"series: {fmt_ratio(ratio(w['series'], pair['series']))}")
     rc = report["warden_refresh_cpu_seconds"]
     if rc is not None:
-        worst = w["cpu_seconds_per_scrape"] + rc
         out.append(f"- warden's background refresh, measured alone in the idle window (schedstat of "
                    f"its threads ÷ {w['idle_window_seconds'] / report['pg_interval_seconds']:.1f} "
-                   f"refreshes): {rc * 1e3:.3f} ms each. At Prometheus' pace of one scrape per "
-                   f"interval every scrape pays for a whole refresh: at most "
-                   f"{worst * 1e3:.3f} ms per scrape = "
-                   f"{fmt_ratio(ratio(worst, pair['cpu_seconds_per_scrape']))} of the pair")
+                   f"refreshes): {rc * 1e3:.3f} ms each")
+    pp = report.get("warden_at_one_scrape_per_interval")
+    if pp:
+        out.append(f"- at Prometheus' pace (one scrape per {report['pg_interval_seconds']:g} s "
+                   f"interval, so a whole refresh per scrape; schedstat): scrape alone "
+                   f"{pp['scrape_only_seconds'] * 1e3:.3f} ms + refresh {rc * 1e3:.3f} ms = "
+                   f"{pp['per_scrape_seconds'] * 1e3:.3f} ms vs the pair's "
+                   f"{pp['pair_sched_seconds_per_scrape'] * 1e3:.3f} ms = "
+                   f"{fmt_ratio(ratio(pp['per_scrape_seconds'], pp['pair_sched_seconds_per_scrape']))}")
     out.append("")
     db = report["db"]
     out.append("Database load:\n")
     out.append(f"- backends in pg_stat_activity over {len(db['samples'])} samples: warden max "
                f"{db['warden_backends_max']}, everyone else (postgres_exporter) max "
                f"{db['other_backends_max']}")
-    out.append(f"- connections opened during the run (server log, log_connections): "
-               + (", ".join(f"{k or '(no application_name: postgres_exporter)'} {c}"
-                            for k, c in sorted(db['connections_opened_in_run'].items())) or "none"))
-    if db["warden_backend_cpu_seconds"] is not None:
-        out.append(f"- CPU of warden's backend during the run: {db['warden_backend_cpu_seconds'] * 1e3:.0f} ms; "
-                   f"whole cluster (all processes, reaped backends included): "
-                   f"{(db['cluster_cpu_seconds'] or 0) * 1e3:.0f} ms")
+    out.append(f"- distinct backend pids seen: warden {db['distinct_backend_pids']['warden']}, "
+               f"postgres_exporter {db['distinct_backend_pids']['postgres_exporter']}")
+
+    def conn_list(d: dict) -> str:
+        return ", ".join(f"{'postgres_exporter (no application_name)' if not k else k} {c}"
+                         for k, c in sorted(d.items())) or "none"
+    out.append(f"- connections opened (server log, log_connections; this script's psql excluded): "
+               f"during the run: {conn_list(db['connections_opened_in_run'])}; since the cluster "
+               f"started: {conn_list(db['connections_opened_since_cluster_start'])}")
+    bc = db["backend_cpu_seconds"]
+    n_scr = report["scrapes"]
+    out.append("- CPU of each exporter's backends during the run (schedstat): "
+               + ", ".join(f"{who} {'n/a' if v is None else f'{v * 1e3:.1f} ms ({v / n_scr * 1e3:.3f} ms/scrape)'}"
+                           for who, v in bc.items())
+               + (f"; whole cluster (all processes, reaped backends included, this script's psql "
+                  f"samples too): {db['cluster_cpu_seconds'] * 1e3:.0f} ms"
+                  if db["cluster_cpu_seconds"] is not None else ""))
     out.append("")
     d = report["down"]
     if d:
