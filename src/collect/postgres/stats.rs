@@ -174,53 +174,75 @@ pub(super) async fn collect(client: &Client, config: &PostgresConfig, timeout: D
     );
     families.extend([start, info]);
 
-    if let Some(rows) = query(
-        client,
-        &stat_database_sql(version),
-        timeout,
-        server,
-        "pg_stat_database",
-    )
-    .await
-    {
-        families.extend(stat_database(&rows, server, version));
-    }
-    if let Some(rows) = query(client, ACTIVITY_SQL, timeout, server, "pg_stat_activity").await {
-        families.extend(activity(&rows, server));
-    }
-    if let Some(rows) = query(client, LOCKS_SQL, timeout, server, "pg_locks").await {
-        families.push(locks(&rows, server));
-    }
+    // The rest are sent together (tokio-postgres pipelines statements issued at once on one
+    // connection): one round trip and one wake-up instead of one per view, each still its own
+    // statement, so a view the role may not read costs only its own family. A timeout's cancel
+    // request may also cancel the statement running after it; the next refresh repeats both.
+    let stat_database_sql = stat_database_sql(version);
+    let bgwriter_sql = bgwriter_sql(version);
     let settings_sql = format!(
         "SELECT name, setting, COALESCE(unit, ''), vartype FROM pg_settings WHERE name IN ({})",
         SETTINGS.map(|s| format!("'{s}'")).join(", ")
     );
-    if let Some(rows) = query(client, &settings_sql, timeout, server, "pg_settings").await {
+    let tables = async {
+        if config.tables {
+            query(client, TABLES_SQL, timeout, server, "pg_stat_user_tables").await
+        } else {
+            None
+        }
+    };
+    let (
+        database,
+        activity_rows,
+        lock_rows,
+        setting_rows,
+        bgwriter_rows,
+        archiver_rows,
+        replication_rows,
+        slot_rows,
+        table_rows,
+    ) = tokio::join!(
+        query(
+            client,
+            &stat_database_sql,
+            timeout,
+            server,
+            "pg_stat_database"
+        ),
+        query(client, ACTIVITY_SQL, timeout, server, "pg_stat_activity"),
+        query(client, LOCKS_SQL, timeout, server, "pg_locks"),
+        query(client, &settings_sql, timeout, server, "pg_settings"),
+        query(client, &bgwriter_sql, timeout, server, "pg_stat_bgwriter"),
+        query(client, ARCHIVER_SQL, timeout, server, "pg_stat_archiver"),
+        query(client, REPLICATION_SQL, timeout, server, "pg_replication"),
+        query(client, SLOTS_SQL, timeout, server, "pg_replication_slots"),
+        tables,
+    );
+    if let Some(rows) = database {
+        families.extend(stat_database(&rows, server, version));
+    }
+    if let Some(rows) = activity_rows {
+        families.extend(activity(&rows, server));
+    }
+    if let Some(rows) = lock_rows {
+        families.push(locks(&rows, server));
+    }
+    if let Some(rows) = setting_rows {
         families.extend(settings(&rows, server));
     }
-    if let Some(rows) = query(
-        client,
-        &bgwriter_sql(version),
-        timeout,
-        server,
-        "pg_stat_bgwriter",
-    )
-    .await
-    {
+    if let Some(rows) = bgwriter_rows {
         families.extend(bgwriter(&rows, server));
     }
-    if let Some(rows) = query(client, ARCHIVER_SQL, timeout, server, "pg_stat_archiver").await {
+    if let Some(rows) = archiver_rows {
         families.extend(archiver(&rows, server));
     }
-    if let Some(rows) = query(client, REPLICATION_SQL, timeout, server, "pg_replication").await {
+    if let Some(rows) = replication_rows {
         families.extend(replication(&rows, server));
     }
-    if let Some(rows) = query(client, SLOTS_SQL, timeout, server, "pg_replication_slots").await {
+    if let Some(rows) = slot_rows {
         families.extend(slots(&rows, server));
     }
-    if config.tables
-        && let Some(rows) = query(client, TABLES_SQL, timeout, server, "pg_stat_user_tables").await
-    {
+    if let Some(rows) = table_rows {
         families.extend(user_tables(&rows, server, &config.database));
     }
     Stats {
