@@ -13,7 +13,9 @@ use super::raw::{RawPostgres, RawQuery, RawQueryMetric, RawRunQueue, RawSqlite};
 use super::{duration, secret};
 
 /// Families warden or its anchors already export; user metrics may not start with these.
-pub const RESERVED_PREFIXES: &[&str] = &["node_", "pg_", "process_", "warden_", "go_", "up"];
+pub const RESERVED_PREFIXES: &[&str] = &["node_", "pg_", "process_", "warden_", "go_"];
+/// Names Prometheus itself writes for every target.
+pub const RESERVED_NAMES: &[&str] = &["up", "scrape_duration_seconds", "scrape_samples_scraped"];
 /// The most per-run series a run queue may export (`top_running`).
 pub const MAX_TOP_RUNNING: u64 = 100;
 
@@ -636,6 +638,11 @@ fn validate_metric(raw: RawQueryMetric, path: &str, problems: &mut Problems) -> 
                 "`{}` is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
                 raw.name
             ),
+        );
+    } else if RESERVED_NAMES.contains(&raw.name.as_str()) {
+        problems.push(
+            format!("{path}.name"),
+            format!("`{}` is a name Prometheus writes itself", raw.name),
         );
     } else if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| raw.name.starts_with(**p)) {
         problems.push(

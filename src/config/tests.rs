@@ -325,3 +325,19 @@ queries:
         "a password reached an error"
     );
 }
+
+#[test]
+fn only_prometheus_own_names_are_reserved_exactly() {
+    let query = |name: &str| {
+        format!(
+            "sqlite: [{{name: db, path: /x.db}}]\nqueries:\n  - {{name: q, target: sqlite/db, sql: SELECT 1 AS v, metrics: [{{name: {name}, value: v}}]}}\n"
+        )
+    };
+    assert!(load(&query("uptime_seconds")).is_ok());
+    assert!(load(&query("upstream_errors")).is_ok());
+    let found = problems(&query("up"));
+    assert!(
+        found[0].contains("a name Prometheus writes itself"),
+        "{found:?}"
+    );
+}

@@ -220,3 +220,34 @@ fn metrics_command_waits_for_the_first_refresh() {
         Some(1.0)
     );
 }
+
+#[test]
+fn user_sql_cannot_leave_the_shared_session_in_a_transaction() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let warden = warden_for(
+        &pg,
+        "queries:\n  - name: sloppy\n    target: postgres/main\n    sql: \"BEGIN; SET statement_timeout = 0; SELECT 1 AS n\"\n    interval: 1s\n    timeout: 1s\n    metrics:\n      - {name: app_sloppy, value: n}\n",
+    );
+    wait_for(Duration::from_secs(20), "the query to run", || {
+        (value(
+            &scrape(&warden),
+            "warden_query_success",
+            &[("query", "sloppy")],
+        ) == Some(1.0))
+        .then_some(())
+    });
+    // Between runs warden's one session is idle, not idle in a transaction, and keeps its own
+    // statement_timeout.
+    wait_for(
+        Duration::from_secs(10),
+        "warden's session to be idle",
+        || {
+            let state = pg.psql(
+                "postgres",
+                "SELECT state FROM pg_stat_activity WHERE application_name = 'warden'",
+            );
+            (state == "idle").then_some(())
+        },
+    );
+}

@@ -32,6 +32,8 @@ use crate::config::PostgresConfig;
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Idle time before TCP keepalive probes start on the connection.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// Queued user statements per server; more are refused rather than piling up behind a slow one.
 const JOB_QUEUE: usize = 64;
 
@@ -102,40 +104,56 @@ impl Server {
         };
         let mut backoff = MIN_BACKOFF;
         while !shutdown.is_cancelled() {
-            match self.connect().await {
-                Ok((client, connection)) => {
-                    backoff = MIN_BACKOFF;
+            // The whole startup (TCP, authentication, parameters) is bounded: `connect_timeout`
+            // covers only the TCP connect, and a server that accepts and then stalls must not
+            // wedge this task. Jobs arriving meanwhile wait for it (their runner's own limit
+            // still applies); they fail at once only while waiting to retry.
+            let attempt = tokio::select! {
+                () = shutdown.cancelled() => return,
+                attempt = tokio::time::timeout(self.config.timeout, self.connect()) => attempt,
+            };
+            let healthy = match attempt {
+                Ok(Ok((client, connection))) => {
                     tracing::info!(server = %self.config.name, "Connected to PostgreSQL.");
-                    self.serve(&client, connection, &mut queue, &shutdown).await;
+                    let healthy = self.serve(&client, connection, &mut queue, &shutdown).await;
                     self.set_down();
+                    healthy
                 }
-                Err(err) => {
-                    self.set_down();
-                    self.tried.store(true, Ordering::Release);
-                    tracing::warn!(
-                        server = %self.config.name,
-                        error = %err,
-                        retry_in = ?backoff,
-                        "Cannot connect to PostgreSQL."
-                    );
-                    // Jobs that arrive while down fail at once instead of waiting.
-                    let sleep = tokio::time::sleep(backoff);
-                    tokio::pin!(sleep);
-                    loop {
-                        tokio::select! {
-                            () = &mut sleep => break,
-                            () = shutdown.cancelled() => return,
-                            Some(job) = queue.recv() => {
-                                let _ = job.reply.send(Err(QueryError::Unavailable(
-                                    format!("postgres/{} is not connected", self.config.name),
-                                )));
-                            }
-                        }
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                Ok(Err(err)) => {
+                    tracing::warn!(server = %self.config.name, error = %err, retry_in = ?backoff, "Cannot connect to PostgreSQL.");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(server = %self.config.name, timeout = ?self.config.timeout, retry_in = ?backoff, "PostgreSQL did not complete the connection in time.");
+                    false
+                }
+            };
+            self.set_down();
+            self.tried.store(true, Ordering::Release);
+            if healthy {
+                // A session that worked and then dropped: reconnect at once, from the start.
+                backoff = MIN_BACKOFF;
+                continue;
+            }
+            let sleep = tokio::time::sleep(backoff);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    () = shutdown.cancelled() => return,
+                    Some(job) = queue.recv() => self.refuse(job),
                 }
             }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// Fails a job at once because the server is not connected.
+    fn refuse(&self, job: Job) {
+        let _ = job.reply.send(Err(QueryError::Unavailable(format!(
+            "postgres/{} is not connected",
+            self.config.name
+        ))));
     }
 
     async fn connect(
@@ -151,13 +169,23 @@ impl Server {
         // mean "cannot connect".
         let mut pg: tokio_postgres::Config =
             self.config.dsn.expose_secret().parse().unwrap_or_default();
+        // warden's settings go after any `options` the DSN carries (search_path, say). ISO dates
+        // in UTC are what the timestamp parser reads, whatever the server's defaults are; no
+        // notices (the ROLLBACK after each user query warns when no transaction is open).
+        let options = format!(
+            "{} -c statement_timeout={} -c lock_timeout={} -c default_transaction_read_only=on \
+             -c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c client_min_messages=error",
+            pg.get_options().unwrap_or_default(),
+            self.statement_timeout.as_millis(),
+            self.config.timeout.as_millis().min(1000)
+        );
         pg.application_name("warden")
             .connect_timeout(self.config.timeout)
-            .options(format!(
-                "-c statement_timeout={} -c lock_timeout={} -c default_transaction_read_only=on",
-                self.statement_timeout.as_millis(),
-                self.config.timeout.as_millis().min(1000)
-            ));
+            // A peer that vanished (host crash, failover) is noticed within a minute rather
+            // than after the kernel's two-hour keepalive default.
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .tcp_user_timeout(self.config.timeout.max(KEEPALIVE_IDLE))
+            .options(options.trim_start());
         pg.connect(NoTls).await
     }
 
@@ -171,7 +199,9 @@ impl Server {
         >,
         queue: &mut mpsc::Receiver<Job>,
         shutdown: &CancellationToken,
-    ) {
+    ) -> bool {
+        // Whether a refresh has succeeded on this connection.
+        let mut healthy = false;
         let connection = async move {
             if let Err(err) = connection.await {
                 tracing::warn!(error = %err, "PostgreSQL connection closed.");
@@ -196,7 +226,7 @@ impl Server {
                 }
             };
             let step = tokio::select! {
-                () = &mut connection => return,
+                () = &mut connection => return healthy,
                 step = work => step,
             };
             let done = async {
@@ -204,13 +234,16 @@ impl Server {
                     Step::Stop => false,
                     Step::Stats => {
                         let stats = stats::collect(client, &self.config, self.config.timeout).await;
+                        let connected = stats.connected;
                         {
                             let mut snapshot = lock(&self.snapshot);
-                            snapshot.up = stats.connected;
+                            snapshot.up = connected;
                             snapshot.stats = stats.families;
                         }
                         self.tried.store(true, Ordering::Release);
-                        true
+                        // A session that cannot answer the first query (a dead peer, a stuck
+                        // backend) is replaced rather than kept.
+                        connected
                     }
                     Step::Sizes => {
                         if let Some(sizes) = stats::sizes(client, &self.config).await {
@@ -218,20 +251,29 @@ impl Server {
                         }
                         true
                     }
+                    // The runner stopped waiting (its own limit passed): do not run it late.
+                    Step::Job(job) if job.reply.is_closed() => true,
                     Step::Job(job) => {
                         let result = run_statement(client, &job.sql, job.timeout).await;
+                        // User SQL may have opened a transaction or changed a setting; neither
+                        // may outlive it on the shared session (RESET ALL returns to the
+                        // connection's own options).
+                        if let Err(err) = client.simple_query("ROLLBACK; RESET ALL").await {
+                            tracing::warn!(error = %describe(&err), "Cannot reset the session after a query.");
+                        }
                         let _ = job.reply.send(result);
                         true
                     }
                 }
             };
             let keep_going = tokio::select! {
-                () = &mut connection => return,
+                () = &mut connection => return healthy,
                 keep_going = done => keep_going,
             };
             if !keep_going {
-                return;
+                return healthy;
             }
+            healthy |= lock(&self.snapshot).up;
         }
     }
 

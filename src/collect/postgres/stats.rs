@@ -88,6 +88,18 @@ async fn query(
     }
 }
 
+/// Runs one statement without a limit of its own (the caller bounds the batch), logging a
+/// failure: a permission or version problem costs only its own family.
+async fn plain(client: &Client, sql: &str, server: &str, what: &str) -> Option<Rows> {
+    match client.simple_query(sql).await {
+        Ok(messages) => Some(super::rows(messages)),
+        Err(err) => {
+            tracing::warn!(server, family = what, error = %super::describe(&err), "PostgreSQL statistics query failed.");
+            None
+        }
+    }
+}
+
 /// A cell as a number: text numbers, booleans `t`/`f`; NULL and anything else as `None`.
 fn number(cell: &Cell) -> Option<f64> {
     match cell {
@@ -176,8 +188,9 @@ pub(super) async fn collect(client: &Client, config: &PostgresConfig, timeout: D
 
     // The rest are sent together (tokio-postgres pipelines statements issued at once on one
     // connection): one round trip and one wake-up instead of one per view, each still its own
-    // statement, so a view the role may not read costs only its own family. A timeout's cancel
-    // request may also cancel the statement running after it; the next refresh repeats both.
+    // statement, so a view the role may not read costs only its own family. They share one
+    // deadline and, past it, one cancel request: per-statement timers would count the wait
+    // behind a slow view against every view after it and send a cancel for each.
     let stat_database_sql = stat_database_sql(version);
     let bgwriter_sql = bgwriter_sql(version);
     let settings_sql = format!(
@@ -186,7 +199,7 @@ pub(super) async fn collect(client: &Client, config: &PostgresConfig, timeout: D
     );
     let tables = async {
         if config.tables {
-            query(client, TABLES_SQL, timeout, server, "pg_stat_user_tables").await
+            plain(client, TABLES_SQL, server, "pg_stat_user_tables").await
         } else {
             None
         }
@@ -201,23 +214,37 @@ pub(super) async fn collect(client: &Client, config: &PostgresConfig, timeout: D
         replication_rows,
         slot_rows,
         table_rows,
-    ) = tokio::join!(
-        query(
-            client,
-            &stat_database_sql,
-            timeout,
-            server,
-            "pg_stat_database"
-        ),
-        query(client, ACTIVITY_SQL, timeout, server, "pg_stat_activity"),
-        query(client, LOCKS_SQL, timeout, server, "pg_locks"),
-        query(client, &settings_sql, timeout, server, "pg_settings"),
-        query(client, &bgwriter_sql, timeout, server, "pg_stat_bgwriter"),
-        query(client, ARCHIVER_SQL, timeout, server, "pg_stat_archiver"),
-        query(client, REPLICATION_SQL, timeout, server, "pg_replication"),
-        query(client, SLOTS_SQL, timeout, server, "pg_replication_slots"),
-        tables,
-    );
+    ) = match tokio::time::timeout(timeout, async {
+        tokio::join!(
+            plain(client, &stat_database_sql, server, "pg_stat_database"),
+            plain(client, ACTIVITY_SQL, server, "pg_stat_activity"),
+            plain(client, LOCKS_SQL, server, "pg_locks"),
+            plain(client, &settings_sql, server, "pg_settings"),
+            plain(client, &bgwriter_sql, server, "pg_stat_bgwriter"),
+            plain(client, ARCHIVER_SQL, server, "pg_stat_archiver"),
+            plain(client, REPLICATION_SQL, server, "pg_replication"),
+            plain(client, SLOTS_SQL, server, "pg_replication_slots"),
+            tables,
+        )
+    })
+    .await
+    {
+        Ok(results) => results,
+        Err(_) => {
+            if let Err(err) = client
+                .cancel_token()
+                .cancel_query(tokio_postgres::NoTls)
+                .await
+            {
+                tracing::warn!(server, error = %err, "Cannot send a cancel request to PostgreSQL.");
+            }
+            tracing::warn!(server, timeout = ?timeout, "PostgreSQL statistics did not arrive in time; cancelled.");
+            return Stats {
+                connected: true,
+                families,
+            };
+        }
+    };
     if let Some(rows) = database {
         families.extend(stat_database(&rows, server, version));
     }

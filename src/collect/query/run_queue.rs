@@ -160,10 +160,18 @@ impl Job for RunQueue {
                     "warden_run_queue_running_start_timestamp_seconds",
                     "When each of the longest-running jobs started (top_running of them).",
                 );
+                let mut seen = std::collections::HashSet::new();
                 for row in &rows.rows {
                     let at = value::timestamp(&row[1])
                         .map_err(|why| RunError::Shape(format!("running since {why}")))?;
-                    family.push([queue(), ("run_id", value::label(&row[0]))], at);
+                    let run_id = value::label(&row[0]);
+                    if !seen.insert(run_id.clone()) {
+                        // Two series with one label set would make Prometheus reject the scrape.
+                        return Err(RunError::Shape(format!(
+                            "run id `{run_id}` appears twice among the running jobs; id_column must be unique"
+                        )));
+                    }
+                    family.push([queue(), ("run_id", run_id)], at);
                 }
                 families.push(family);
             }

@@ -306,3 +306,28 @@ fn too_many_rows_fail_instead_of_flooding_prometheus() {
     .unwrap_err();
     assert!(err.contains("at most 10000 series"), "{err}");
 }
+
+#[tokio::test]
+async fn a_run_id_listed_twice_fails_the_run_instead_of_the_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE runs (run_id TEXT, status TEXT, created_at TEXT, start_time TEXT);
+             INSERT INTO runs VALUES ('r1', 'running', '2026-11-30 05:00:00', '2026-11-30 05:10:00'),
+                                     ('r1', 'running', '2026-11-30 05:00:00', '2026-11-30 05:20:00');",
+        )
+        .unwrap();
+    let (_keep, mut db) = runs_db();
+    db.path = path;
+    let executor: Arc<dyn Executor> = SqliteExecutor::new(&db);
+    let err = RunQueue::boxed(queue_config(5))
+        .run(&*executor)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("run id `r1` appears twice"),
+        "{err}"
+    );
+}
