@@ -390,6 +390,13 @@ fn validate_postgres(
             return None;
         }
     };
+    if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        // Said at check-config time rather than as a connection error in the log at run time.
+        problems.push(
+            format!("{path}.dsn"),
+            "sslmode=require is not supported yet: warden connects without TLS (use sslmode=disable, or prefer)",
+        );
+    }
     let database = parsed
         .get_dbname()
         .or(parsed.get_user())

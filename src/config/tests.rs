@@ -341,3 +341,14 @@ fn only_prometheus_own_names_are_reserved_exactly() {
         "{found:?}"
     );
 }
+
+#[test]
+fn tls_only_dsns_are_refused_at_check_time() {
+    let found = problems("postgres: [{name: main, dsn: 'postgres://u@h/app?sslmode=require'}]\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("postgres[0].dsn: sslmode=require is not supported yet"),
+        "{found:?}"
+    );
+    assert!(load("postgres: [{name: main, dsn: 'postgres://u@h/app?sslmode=prefer'}]\n").is_ok());
+}
