@@ -115,9 +115,7 @@ impl Server {
             let healthy = match attempt {
                 Ok(Ok((client, connection))) => {
                     tracing::info!(server = %self.config.name, "Connected to PostgreSQL.");
-                    let healthy = self.serve(&client, connection, &mut queue, &shutdown).await;
-                    self.set_down();
-                    healthy
+                    self.serve(&client, connection, &mut queue, &shutdown).await
                 }
                 Ok(Err(err)) => {
                     tracing::warn!(server = %self.config.name, error = %err, retry_in = ?backoff, "Cannot connect to PostgreSQL.");
