@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: real PostgreSQL, Prometheus, Alertmanager, node_exporter and
-# postgres_exporter (the compatibility anchors) and the sqlite3 shell.
-packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3)
+# postgres_exporter (the compatibility anchors), the sqlite3 shell, and openssl (test certificates).
+packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -118,6 +118,7 @@ pub struct RawPostgres {
     pub name: String,
     pub dsn: Option<String>,
     pub dsn_file: Option<String>,
+    pub ca_file: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub size_interval: Option<String>,

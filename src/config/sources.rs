@@ -36,6 +36,8 @@ pub struct PostgresConfig {
     pub size_interval: Duration,
     /// Whether per-table statistics of the connection's database are exported.
     pub tables: bool,
+    /// Extra CA certificates (PEM) trusted for TLS, besides the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// An SQLite database file to watch.
@@ -390,13 +392,21 @@ fn validate_postgres(
             return None;
         }
     };
-    if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        // Said at check-config time rather than as a connection error in the log at run time.
-        problems.push(
-            format!("{path}.dsn"),
-            "sslmode=require is not supported yet: warden connects without TLS (use sslmode=disable, or prefer)",
-        );
-    }
+    let ca_file = raw.ca_file.map(|file| {
+        let file = base.join(file);
+        match crate::collect::postgres::tls::load_ca_file(&file) {
+            Ok(0) => problems.push(
+                format!("{path}.ca_file"),
+                format!("{} holds no PEM certificate", file.display()),
+            ),
+            Ok(_) => {}
+            Err(err) => problems.push(
+                format!("{path}.ca_file"),
+                format!("cannot read {}: {err}", file.display()),
+            ),
+        }
+        file
+    });
     let database = parsed
         .get_dbname()
         .or(parsed.get_user())
@@ -424,6 +434,7 @@ fn validate_postgres(
         timeout,
         size_interval,
         tables,
+        ca_file,
     })
 }
 

@@ -343,12 +343,33 @@ fn only_prometheus_own_names_are_reserved_exactly() {
 }
 
 #[test]
-fn tls_only_dsns_are_refused_at_check_time() {
-    let found = problems("postgres: [{name: main, dsn: 'postgres://u@h/app?sslmode=require'}]\n");
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].starts_with("postgres[0].dsn: sslmode=require is not supported yet"),
-        "{found:?}"
-    );
-    assert!(load("postgres: [{name: main, dsn: 'postgres://u@h/app?sslmode=prefer'}]\n").is_ok());
+fn a_ca_file_must_hold_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+    let config = |file: &str| {
+        format!(
+            "postgres: [{{name: main, dsn: 'postgres://u@h/app?sslmode=require', ca_file: {file}}}]\n"
+        )
+    };
+    let load_in = |text: &str| Config::try_from_yaml(text, "t.yml", dir.path(), &env());
+    match load_in(&config("empty.pem")) {
+        Err(Error::Invalid { problems }) => {
+            assert!(
+                problems[0].to_string().starts_with("postgres[0].ca_file:"),
+                "{problems:?}"
+            );
+            assert!(
+                problems[0].to_string().contains("holds no PEM certificate"),
+                "{problems:?}"
+            );
+        }
+        other => panic!("expected invalid, got {other:?}"),
+    }
+    match load_in(&config("missing.pem")) {
+        Err(Error::Invalid { problems }) => assert!(
+            problems[0].to_string().contains("cannot read"),
+            "{problems:?}"
+        ),
+        other => panic!("expected invalid, got {other:?}"),
+    }
 }

@@ -251,3 +251,124 @@ fn user_sql_cannot_leave_the_shared_session_in_a_transaction() {
         },
     );
 }
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl command line, in a
+/// directory the cluster's user can read (the key private to it, as PostgreSQL requires).
+fn tls_files() -> tempfile::TempDir {
+    let openssl = crate::support::require_tool("openssl", "openssl");
+    let dir = tempfile::Builder::new()
+        .prefix("warden-tls-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(&openssl)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=warden test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.path().join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    if rustix::process::geteuid().is_root() {
+        // The cluster runs as `postgres` and must own its key.
+        let status = std::process::Command::new("chown")
+            .args(["postgres", "server.key", "server.pem"])
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    dir
+}
+
+#[test]
+fn tls_with_a_private_ca_is_verified() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let tls = tls_files();
+    let path = |f: &str| tls.path().join(f).display().to_string();
+    pg.psql(
+        "postgres",
+        &format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'; ALTER SYSTEM SET ssl_key_file = '{}'; ALTER SYSTEM SET ssl = on; SELECT pg_reload_conf();",
+            path("server.pem"),
+            path("server.key")
+        ),
+    );
+    let dsn = format!("{}?sslmode=require", pg.dsn("app"));
+    let warden = Warden::start(&format!(
+        "postgres:\n  - {{name: trusted, dsn: '{dsn}', interval: 1s, ca_file: {}}}\n  - {{name: untrusted, dsn: '{dsn}', interval: 1s}}\n",
+        path("ca.pem")
+    ));
+    wait_for(Duration::from_secs(20), "pg_up 1 over TLS", || {
+        (value(&scrape(&warden), "pg_up", &[("server", "trusted")]) == Some(1.0)).then_some(())
+    });
+    let ssl = pg.psql(
+        "postgres",
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'warden'",
+    );
+    assert_eq!(ssl, "t", "warden's session is encrypted");
+    // Without the CA the certificate cannot be verified, so that server stays down.
+    let body = scrape(&warden);
+    assert_eq!(value(&body, "pg_up", &[("server", "untrusted")]), Some(0.0));
+    assert!(
+        warden.stderr().contains("Cannot connect to PostgreSQL"),
+        "{}",
+        warden.stderr()
+    );
+}

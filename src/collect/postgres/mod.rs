@@ -14,6 +14,7 @@
 //! just abandoned; `statement_timeout` backs that up.
 
 mod stats;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,7 +22,8 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::sql::{Cell, Executor, QueryError, QueryFuture, Rows};
@@ -62,6 +64,8 @@ pub struct Server {
     statement_timeout: Duration,
     /// Set once the first connection attempt (and, when connected, refresh) has finished.
     tried: AtomicBool,
+    /// The TLS connector, used as the DSN's `sslmode` says (and for cancel requests).
+    tls: MakeRustlsConnect,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,6 +77,12 @@ impl Server {
     /// user queries that will run on it.
     pub fn new(config: PostgresConfig, longest_timeout: Duration) -> Arc<Self> {
         let (jobs, queue) = mpsc::channel(JOB_QUEUE);
+        // check-config read the CA file already; if it went away since, the Mozilla roots are
+        // still trusted and the reason is logged.
+        let tls = tls::connector(config.ca_file.as_deref()).unwrap_or_else(|err| {
+            tracing::error!(server = %config.name, error = %crate::collect::ErrorChain(&err), "Cannot load the CA file; trusting the public roots only.");
+            tls::public_roots()
+        });
         // The database-size query gets SIZE_TIMEOUT_FACTOR × timeout; nothing may be cut short
         // by the session limit before the client-side cancel.
         let statement_timeout = (config.timeout * stats::SIZE_TIMEOUT_FACTOR).max(longest_timeout)
@@ -84,6 +94,7 @@ impl Server {
             queue: Mutex::new(Some(queue)),
             statement_timeout,
             tried: AtomicBool::new(false),
+            tls,
         })
     }
 
@@ -159,7 +170,7 @@ impl Server {
     ) -> Result<
         (
             Client,
-            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+            impl Future<Output = Result<(), tokio_postgres::Error>> + Send + use<>,
         ),
         tokio_postgres::Error,
     > {
@@ -184,17 +195,14 @@ impl Server {
             .keepalives_idle(KEEPALIVE_IDLE)
             .tcp_user_timeout(self.config.timeout.max(KEEPALIVE_IDLE))
             .options(options.trim_start());
-        pg.connect(NoTls).await
+        pg.connect(self.tls.clone()).await
     }
 
     /// Serves one connection until it breaks or shutdown.
     async fn serve(
         &self,
         client: &Client,
-        connection: tokio_postgres::Connection<
-            tokio_postgres::Socket,
-            tokio_postgres::tls::NoTlsStream,
-        >,
+        connection: impl Future<Output = Result<(), tokio_postgres::Error>> + Send,
         queue: &mut mpsc::Receiver<Job>,
         shutdown: &CancellationToken,
     ) -> bool {
@@ -231,7 +239,9 @@ impl Server {
                 match step {
                     Step::Stop => false,
                     Step::Stats => {
-                        let stats = stats::collect(client, &self.config, self.config.timeout).await;
+                        let stats =
+                            stats::collect(client, &self.tls, &self.config, self.config.timeout)
+                                .await;
                         let connected = stats.connected;
                         {
                             let mut snapshot = lock(&self.snapshot);
@@ -244,7 +254,7 @@ impl Server {
                         connected
                     }
                     Step::Sizes => {
-                        if let Some(sizes) = stats::sizes(client, &self.config).await {
+                        if let Some(sizes) = stats::sizes(client, &self.tls, &self.config).await {
                             lock(&self.snapshot).sizes = sizes;
                         }
                         true
@@ -252,7 +262,7 @@ impl Server {
                     // The runner stopped waiting (its own limit passed): do not run it late.
                     Step::Job(job) if job.reply.is_closed() => true,
                     Step::Job(job) => {
-                        let result = run_statement(client, &job.sql, job.timeout).await;
+                        let result = run_statement(client, &self.tls, &job.sql, job.timeout).await;
                         // User SQL may have opened a transaction or changed a setting; neither
                         // may outlive it on the shared session (RESET ALL returns to the
                         // connection's own options).
@@ -310,13 +320,18 @@ enum Step {
 }
 
 /// Runs one simple-query statement, cancelling it on the server at `timeout`.
-async fn run_statement(client: &Client, sql: &str, timeout: Duration) -> Result<Rows, QueryError> {
+async fn run_statement(
+    client: &Client,
+    tls: &MakeRustlsConnect,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Rows, QueryError> {
     let query = client.simple_query(sql);
     tokio::pin!(query);
     let messages = match tokio::time::timeout(timeout, &mut query).await {
         Ok(result) => result.map_err(|err| QueryError::Database(describe(&err)))?,
         Err(_) => {
-            if let Err(err) = client.cancel_token().cancel_query(NoTls).await {
+            if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
                 tracing::warn!(error = %err, "Cannot send a cancel request to PostgreSQL.");
             }
             // Wait for the cancelled statement to end so the next one does not queue behind it.

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::run_statement;
 use crate::collect::Family;
@@ -74,12 +75,13 @@ pub(super) struct Stats {
 /// Runs one query, logging a failure (a permission or version problem costs only its family).
 async fn query(
     client: &Client,
+    tls: &MakeRustlsConnect,
     sql: &str,
     timeout: Duration,
     server: &str,
     what: &str,
 ) -> Option<Rows> {
-    match run_statement(client, sql, timeout).await {
+    match run_statement(client, tls, sql, timeout).await {
         Ok(rows) => Some(rows),
         Err(err) => {
             tracing::warn!(server, family = what, error = %err, "PostgreSQL statistics query failed.");
@@ -124,10 +126,16 @@ fn text(cell: &Cell) -> String {
 }
 
 /// Reads every statistic; `connected` is false only when the first query cannot run.
-pub(super) async fn collect(client: &Client, config: &PostgresConfig, timeout: Duration) -> Stats {
+pub(super) async fn collect(
+    client: &Client,
+    tls: &MakeRustlsConnect,
+    config: &PostgresConfig,
+    timeout: Duration,
+) -> Stats {
     let server = config.name.as_str();
     let head = run_statement(
         client,
+        tls,
         "SELECT current_setting('server_version_num')::int, current_setting('server_version'), \
          extract(epoch from pg_postmaster_start_time())",
         timeout,
@@ -231,11 +239,7 @@ pub(super) async fn collect(client: &Client, config: &PostgresConfig, timeout: D
     {
         Ok(results) => results,
         Err(_) => {
-            if let Err(err) = client
-                .cancel_token()
-                .cancel_query(tokio_postgres::NoTls)
-                .await
-            {
+            if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
                 tracing::warn!(server, error = %err, "Cannot send a cancel request to PostgreSQL.");
             }
             tracing::warn!(server, timeout = ?timeout, "PostgreSQL statistics did not arrive in time; cancelled.");
@@ -279,7 +283,11 @@ pub(super) async fn collect(client: &Client, config: &PostgresConfig, timeout: D
 }
 
 /// `pg_database_size_bytes` and `pg_database_connection_limit`, refreshed on their own interval.
-pub(super) async fn sizes(client: &Client, config: &PostgresConfig) -> Option<Vec<Family>> {
+pub(super) async fn sizes(
+    client: &Client,
+    tls: &MakeRustlsConnect,
+    config: &PostgresConfig,
+) -> Option<Vec<Family>> {
     let server = config.name.as_str();
     // A database being dropped meanwhile makes pg_database_size fail; the CASE skips databases
     // that do not accept connections (template0) the way postgres_exporter does not.
@@ -288,6 +296,7 @@ pub(super) async fn sizes(client: &Client, config: &PostgresConfig) -> Option<Ve
     // Sizes read every file of every database: give them the session's full statement timeout.
     let rows = query(
         client,
+        tls,
         sql,
         config.timeout * SIZE_TIMEOUT_FACTOR,
         server,
