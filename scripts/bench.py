@@ -844,6 +844,10 @@ def wait_pg_up(e: Exporter, seconds: float = 30.0) -> bool:
     return False
 
 
+# The refresh interval of the probe warden that times one refresh.
+PROBE_INTERVAL = 0.25
+
+
 def run_postgres(args: argparse.Namespace, tmp: str) -> int:
     rng = random.Random(args.seed)
     facts = machine_facts()
@@ -981,6 +985,41 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
                             "idle_window_seconds": window, "idle_wakeups": wakeups,
                             "idle_sched_seconds": sched}
 
+    # ---- warden's refresh alone: a second warden with no host collectors, refreshing every
+    # PROBE_INTERVAL and never scraped; its CPU over the window ÷ refreshes is one refresh. (The
+    # idle window above holds only two refreshes of the main warden, too few to divide by.)
+    probe = None
+    if args.refresh_probe > 0:
+        p_port = free_port()
+        p_config = os.path.join(tmp, "warden-probe.yml")
+        with open(p_config, "w", encoding="utf-8") as f:
+            f.write(f"listen: 127.0.0.1:{p_port}\n"
+                    f"state_dir: {os.path.join(tmp, 'warden-probe-state')}\n"
+                    "host: {enabled: false}\n"
+                    "postgres:\n"
+                    "  - name: main\n"
+                    f"    dsn: postgres://postgres@127.0.0.1:{cluster.port}/app\n"
+                    f"    interval: {PROBE_INTERVAL * 1000:g}ms\n")
+        prober = Exporter("warden-probe", [args.warden, "serve", "--config", p_config],
+                          p_port, os.path.join(tmp, "warden-probe.log"))
+        prober.start()
+        prober.wait_ready()
+        prober.close()
+        time.sleep(2)  # connected, first refreshes done
+        print(f"bench: refresh probe for {args.refresh_probe:g} s (every {PROBE_INTERVAL:g} s, "
+              "no scrapes) …", file=sys.stderr)
+        pc0, ps0 = cpu_seconds(prober.pid), sched_seconds(prober.pid)
+        time.sleep(args.refresh_probe)
+        pc1, ps1 = cpu_seconds(prober.pid), sched_seconds(prober.pid)
+        refreshes = args.refresh_probe / PROBE_INTERVAL
+        probe = {"refreshes": refreshes,
+                 "cpu_seconds_per_refresh": (pc1 - pc0) / refreshes,
+                 "sched_seconds_per_refresh": None if ps0 is None or ps1 is None
+                 else (ps1 - ps0) / refreshes}
+        if prober.proc is not None:
+            prober.proc.terminate()
+            prober.proc.wait(timeout=10)
+
     rows = {}
     for e in exporters:
         c0, s0 = before[e.name]
@@ -1027,6 +1066,8 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
     pair_cpu = ns["cpu_seconds_per_scrape"] + px["cpu_seconds_per_scrape"]
     refreshes_idle = (w.get("idle_window_seconds") or 0) / interval
     refresh_cpu = (w["idle_sched_seconds"] / refreshes_idle) if refreshes_idle >= 1 else None
+    if probe is not None and probe["sched_seconds_per_refresh"] is not None:
+        refresh_cpu = probe["sched_seconds_per_refresh"]
     # warden's cost at Prometheus' pace (one scrape per interval, so one refresh per scrape),
     # from schedstat (ns): the run's CPU minus the refreshes inside it gives the scrape alone.
     prom_pace = None
@@ -1057,6 +1098,7 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
                  "series": ns["series"] + px["series"],
                  "hwm_bytes": ns["hwm_bytes"] + px["hwm_bytes"]},
         "warden_refresh_cpu_seconds": refresh_cpu,
+        "refresh_probe": probe,
         "warden_at_one_scrape_per_interval": prom_pace,
         "db": {"samples": [{k: v for k, v in s.items() if k != "backends"} for s in samples],
                "sample_backends": [s["backends"] for s in samples],
@@ -1178,9 +1220,16 @@ def render_postgres(report: dict) -> str:
                f"series: {fmt_ratio(ratio(w['series'], pair['series']))}")
     rc = report["warden_refresh_cpu_seconds"]
     if rc is not None:
-        out.append(f"- warden's background refresh, measured alone in the idle window (schedstat of "
-                   f"its threads ÷ {w['idle_window_seconds'] / report['pg_interval_seconds']:.1f} "
-                   f"refreshes): {rc * 1e3:.3f} ms each")
+        probe = report.get("refresh_probe")
+        if probe:
+            out.append(f"- warden's background refresh, measured by a second warden refreshing every "
+                       f"{PROBE_INTERVAL:g} s with no host collectors and no scrapes (schedstat ÷ "
+                       f"{probe['refreshes']:.0f} refreshes): {rc * 1e3:.3f} ms each "
+                       f"(utime+stime: {probe['cpu_seconds_per_refresh'] * 1e3:.3f} ms)")
+        else:
+            out.append(f"- warden's background refresh, measured alone in the idle window (schedstat "
+                       f"of its threads ÷ {w['idle_window_seconds'] / report['pg_interval_seconds']:.1f} "
+                       f"refreshes): {rc * 1e3:.3f} ms each")
     pp = report.get("warden_at_one_scrape_per_interval")
     if pp:
         out.append(f"- at Prometheus' pace (one scrape per {report['pg_interval_seconds']:g} s "
@@ -1291,6 +1340,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="the interleaved run is paced to last at least this many seconds (60)")
     pg.add_argument("--pg-samples", type=int, default=12,
                     help="pg_stat_activity samples during the run (12)")
+    pg.add_argument("--refresh-probe", type=float, default=20.0,
+                    help="seconds a second warden refreshes every 0.25 s, unscraped, to time one "
+                         "refresh (20; 0 skips it)")
     pg.add_argument("--pg-down-scrapes", type=int, default=50,
                     help="scrapes of warden and postgres_exporter each with the database down (50)")
     args = p.parse_args(argv)
