@@ -22,8 +22,7 @@ use crate::collect::query::{QueriesCollector, RunQueue, Runner, UserQuery};
 use crate::collect::sql::Executor;
 use crate::collect::sqlite::{SqliteCollector, SqliteExecutor};
 use crate::collect::{
-    self, BlockingCollector, CollectFuture, Collector, Collectors, Format,
-    process::ProcessCollector,
+    self, BlockingCollector, Collector, Collectors, Format, OwnThread, process::ProcessCollector,
 };
 use crate::config::Config;
 use crate::config::{Sources, Target};
@@ -93,7 +92,7 @@ pub fn start(config: &Config, tracker: &TaskTracker, shutdown: &CancellationToke
     for db in &sources.sqlite {
         let collector = SqliteCollector::new(db.clone());
         collector.spawn_integrity(shutdown.child_token(), tracker);
-        concurrent.push(Arc::new(OnBlockingThread(collector)));
+        concurrent.push(Arc::new(OwnThread(collector)));
         executors.insert(Target::Sqlite(db.name.clone()), SqliteExecutor::new(db));
     }
 
@@ -164,29 +163,6 @@ impl Started {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-/// A blocking collector run on its own blocking thread, under its own timeout, in parallel with
-/// the others: for database files, whose locks should not hold up the host batch.
-struct OnBlockingThread<C>(Arc<C>);
-
-impl<C: BlockingCollector> Collector for OnBlockingThread<C> {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-
-    fn timeout(&self) -> Duration {
-        self.0.timeout()
-    }
-
-    fn collect(&self) -> CollectFuture<'_> {
-        let inner = Arc::clone(&self.0);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || inner.collect())
-                .await
-                .map_err(collect::Error::Task)?
-        })
     }
 }
 

@@ -17,7 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Error, Family, Outcome};
+use super::{CollectFuture, Collector, Error, Family, Outcome};
 
 /// A source whose collection is short blocking work: reading procfs or sysfs files.
 pub trait BlockingCollector: Send + Sync + 'static {
@@ -27,6 +27,30 @@ pub trait BlockingCollector: Send + Sync + 'static {
     fn timeout(&self) -> Duration;
     /// Reads the source and returns its families; runs on a blocking thread.
     fn collect(&self) -> Result<Vec<Family>, Error>;
+}
+
+/// A blocking collector run on its own blocking thread, under its own timeout, in parallel with
+/// the others rather than in the batch: for database files, whose locks must not hold up the
+/// host collectors.
+pub struct OwnThread<C>(pub Arc<C>);
+
+impl<C: BlockingCollector> Collector for OwnThread<C> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.0.timeout()
+    }
+
+    fn collect(&self) -> CollectFuture<'_> {
+        let inner = Arc::clone(&self.0);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.collect())
+                .await
+                .map_err(Error::Task)?
+        })
+    }
 }
 
 /// The blocking collectors and which of them are stuck.

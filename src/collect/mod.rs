@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinSet;
 
 use batch::Batch;
-pub use batch::BlockingCollector;
+pub use batch::{BlockingCollector, OwnThread};
 pub use family::{Family, Format, Kind, Snapshot};
 
 /// The future a collector returns.

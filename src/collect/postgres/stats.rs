@@ -201,6 +201,7 @@ pub(super) async fn collect(
     // behind a slow view against every view after it and send a cancel for each.
     let stat_database_sql = stat_database_sql(version);
     let bgwriter_sql = bgwriter_sql(version);
+    let (activity_sql, locks_sql) = (activity_sql(), locks_sql());
     let settings_sql = format!(
         "SELECT name, setting, COALESCE(unit, ''), vartype FROM pg_settings WHERE name IN ({})",
         SETTINGS.map(|s| format!("'{s}'")).join(", ")
@@ -225,8 +226,8 @@ pub(super) async fn collect(
     ) = match tokio::time::timeout(timeout, async {
         tokio::join!(
             plain(client, &stat_database_sql, server, "pg_stat_database"),
-            plain(client, ACTIVITY_SQL, server, "pg_stat_activity"),
-            plain(client, LOCKS_SQL, server, "pg_locks"),
+            plain(client, &activity_sql, server, "pg_stat_activity"),
+            plain(client, &locks_sql, server, "pg_locks"),
             plain(client, &settings_sql, server, "pg_settings"),
             plain(client, &bgwriter_sql, server, "pg_stat_bgwriter"),
             plain(client, ARCHIVER_SQL, server, "pg_stat_archiver"),
@@ -543,15 +544,18 @@ fn stat_database(rows: &Rows, server: &str, version: u32) -> Vec<Family> {
 }
 
 /// Every database × state, zero-filled, as postgres_exporter.
-const ACTIVITY_SQL: &str = "SELECT d.datname, s.state, COALESCE(a.count, 0), COALESCE(a.max_tx_duration, 0) \
-     FROM pg_database d \
-     CROSS JOIN (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'), \
-                        ('fastpath function call'), ('disabled')) AS s(state) \
-     LEFT JOIN (SELECT datname, state, count(*) AS count, \
-                       max(extract(epoch from now() - xact_start))::float8 AS max_tx_duration \
-                FROM pg_stat_activity WHERE datname IS NOT NULL GROUP BY datname, state) a \
-       ON a.datname = d.datname AND a.state = s.state \
-     ORDER BY 1, 2";
+fn activity_sql() -> String {
+    format!(
+        "SELECT d.datname, s.state, COALESCE(a.count, 0), COALESCE(a.max_tx_duration, 0) \
+         FROM pg_database d CROSS JOIN (VALUES {}) AS s(state) \
+         LEFT JOIN (SELECT datname, state, count(*) AS count, \
+                           max(extract(epoch from now() - xact_start))::float8 AS max_tx_duration \
+                    FROM pg_stat_activity WHERE datname IS NOT NULL GROUP BY datname, state) a \
+           ON a.datname = d.datname AND a.state = s.state \
+         ORDER BY 1, 2",
+        values_list(&ACTIVITY_STATES)
+    )
+}
 
 fn activity(rows: &Rows, server: &str) -> Vec<Family> {
     let mut count = Family::gauge(
@@ -573,20 +577,30 @@ fn activity(rows: &Rows, server: &str) -> Vec<Family> {
         count.push(labels(), number(&row[2]).unwrap_or(0.0));
         duration.push(labels(), number(&row[3]).unwrap_or(0.0));
     }
-    debug_assert!(ACTIVITY_STATES.iter().all(|s| ACTIVITY_SQL.contains(s)));
     vec![count, duration]
 }
 
 /// Every database × lock mode, zero-filled, as postgres_exporter.
-const LOCKS_SQL: &str = "SELECT d.datname, m.mode, COALESCE(l.count, 0) \
-     FROM pg_database d \
-     CROSS JOIN (VALUES ('accesssharelock'), ('rowsharelock'), ('rowexclusivelock'), ('shareupdateexclusivelock'), \
-                        ('sharelock'), ('sharerowexclusivelock'), ('exclusivelock'), ('accessexclusivelock'), \
-                        ('sireadlock')) AS m(mode) \
-     LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count FROM pg_locks \
-                WHERE database IS NOT NULL GROUP BY database, lower(mode)) l \
-       ON l.database = d.oid AND l.mode = m.mode \
-     ORDER BY 1, 2";
+fn locks_sql() -> String {
+    format!(
+        "SELECT d.datname, m.mode, COALESCE(l.count, 0) \
+         FROM pg_database d CROSS JOIN (VALUES {}) AS m(mode) \
+         LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count FROM pg_locks \
+                    WHERE database IS NOT NULL GROUP BY database, lower(mode)) l \
+           ON l.database = d.oid AND l.mode = m.mode \
+         ORDER BY 1, 2",
+        values_list(&LOCK_MODES)
+    )
+}
+
+/// `('a'), ('b'), …`: a one-column VALUES list of fixed identifiers-like strings.
+fn values_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("('{i}')"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn locks(rows: &Rows, server: &str) -> Family {
     let mut count = Family::gauge("pg_locks_count", "Number of locks");
@@ -600,7 +614,6 @@ fn locks(rows: &Rows, server: &str) -> Family {
             number(&row[2]).unwrap_or(0.0),
         );
     }
-    debug_assert!(LOCK_MODES.iter().all(|m| LOCKS_SQL.contains(m)));
     count
 }
 
