@@ -844,6 +844,19 @@ def wait_pg_up(e: Exporter, seconds: float = 30.0) -> bool:
     return False
 
 
+
+def publish(report: dict, text: str, args: argparse.Namespace) -> int:
+    """Prints the report, writes --markdown and --json, and returns 1 if a target was missed."""
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    return 0 if all(t["pass"] for t in report["targets"]) else 1
+
 # The refresh interval of the probe warden that times one refresh.
 PROBE_INTERVAL = 0.25
 
@@ -1119,15 +1132,7 @@ def run_postgres(args: argparse.Namespace, tmp: str) -> int:
     }
     report["targets"] = pg_targets(report)
     text = render_postgres(report)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-    return 0 if all(t["pass"] for t in report["targets"]) else 1
+    return publish(report, text, args)
 
 
 def pg_targets(report: dict) -> list[dict]:
@@ -1533,15 +1538,7 @@ def run(args: argparse.Namespace, tmp: str) -> int:
     }
     report["targets"] = targets(rows)
     text = render(report)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-    return 0 if all(t["pass"] for t in report["targets"]) else 1
+    return publish(report, text, args)
 
 
 if __name__ == "__main__":
