@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+use crate::backup::Backups;
+use crate::backup::metrics::BackupCollector;
 use crate::collect::postgres::{PostgresCollector, PostgresExecutor, Server};
 use crate::collect::query::{QueriesCollector, RunQueue, Runner, UserQuery};
 use crate::collect::sql::Executor;
@@ -63,11 +65,20 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("http server failed")]
     Serve(#[source] std::io::Error),
+    /// The backup jobs' store could not be opened.
+    #[error(transparent)]
+    Backups(#[from] crate::backup::BackupError),
 }
 
 /// Every collector the configuration enables, in scrape order, with the background tasks of
-/// the database sources started on `tracker` under `shutdown`.
-pub fn start(config: &Config, tracker: &TaskTracker, shutdown: &CancellationToken) -> Started {
+/// the database sources started on `tracker` under `shutdown`. `backups` adds the
+/// `warden_backup_*` families when it has jobs.
+pub fn start(
+    config: &Config,
+    backups: Option<&Arc<Backups>>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Started {
     let mut blocking: Vec<Arc<dyn BlockingCollector>> = collect::host::collectors(&config.host);
     // The process collector runs in the same batch as the host collectors, under the same limit.
     blocking.push(Arc::new(ProcessCollector::new(config.host.timeout)));
@@ -118,6 +129,14 @@ pub fn start(config: &Config, tracker: &TaskTracker, shutdown: &CancellationToke
     }
     if !runners.is_empty() {
         concurrent.push(Arc::new(QueriesCollector::new(runners.clone())));
+    }
+    if let Some(backups) = backups.filter(|b| !b.jobs().is_empty()) {
+        // Its own thread: the store may wait briefly on another process's write, which must
+        // not hold up the host collectors.
+        concurrent.push(Arc::new(OwnThread(BackupCollector::new(
+            Arc::clone(backups),
+            config.host.timeout,
+        ))));
     }
     Started {
         collectors: Collectors::new(blocking, concurrent),
@@ -171,13 +190,31 @@ impl Started {
 pub async fn metrics_once(config: &Config) -> String {
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let started = start(config, &tracker, &shutdown);
+    let backups = open_backups(config).await;
+    let started = start(config, backups.as_ref(), &tracker, &shutdown);
     started.first_results(first_results_limit(config)).await;
     let snapshot = started.collectors.gather(None).await;
     shutdown.cancel();
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     collect::family::encode(snapshot, Format::Text004)
+}
+
+/// The backup jobs over the state store, when any are configured; a store that cannot be
+/// opened is logged and leaves the backup families out.
+async fn open_backups(config: &Config) -> Option<Arc<Backups>> {
+    if config.backups.is_empty() {
+        return None;
+    }
+    let config = config.clone();
+    match tokio::task::spawn_blocking(move || Backups::open(&config)).await {
+        Ok(Ok(backups)) => Some(backups),
+        Ok(Err(err)) => {
+            tracing::error!(error = %collect::ErrorChain(&err), "Cannot open the backup catalog.");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// How long `warden metrics` waits for the database sources: their longest timeout, twice (a
@@ -216,7 +253,17 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         );
     }
     let tracker = TaskTracker::new();
-    let started = start(&config, &tracker, &shutdown);
+    let backups = if config.backups.is_empty() {
+        None
+    } else {
+        let owned = config.clone();
+        let opened = tokio::task::spawn_blocking(move || Backups::open(&owned))
+            .await
+            .map_err(|err| Error::Serve(std::io::Error::other(err)))??;
+        crate::backup::scheduler::spawn(&opened, &tracker, &shutdown);
+        Some(opened)
+    };
+    let started = start(&config, backups.as_ref(), &tracker, &shutdown);
     let state = AppState::new(&config, started.collectors);
     let app_state = Arc::clone(&state);
     let app = serve::router(Arc::clone(&state), &config);

@@ -4,13 +4,19 @@
 //! # Layout
 //! - [`config`]: the YAML configuration, validated into typed values before anything starts.
 //! - [`collect`]: the collector framework and the metric sources (host, process).
+//! - [`backup`]: backup jobs (postgres, sqlite, files): run, verify, drill, prune, restore,
+//!   on schedule and on demand; a backup counts only once verified.
+//! - [`store`]: warden's own state, an embedded SQLite database (run counters, schedules,
+//!   the backup catalog rebuilt from manifests).
 //! - [`serve`]: the HTTP server: `/metrics`, `/healthz`, `/readyz` and the landing page.
 //! - [`app`]: wires the parts together for `warden serve` and `warden metrics`, with one
 //!   cancellation tree and a bounded shutdown.
 //! - [`telemetry`]: log output.
 
 pub mod app;
+pub mod backup;
 pub mod collect;
 pub mod config;
 pub mod serve;
+pub mod store;
 pub mod telemetry;

@@ -5,6 +5,8 @@
 //! - 0: success;
 //! - 1: warden failed while running (cannot bind, state directory in use, …);
 //! - 2: the command line is wrong;
+//! - 3, 4, 5: `warden backup`: the job is busy, a backup failed verification, a restore
+//!   target was refused (see `warden::backup::command`);
 //! - 64: the configuration is invalid (every problem is listed on standard error).
 
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use warden::backup::command::{BackupCommand, Output};
 use warden::config::{self, Config, LogFormat, ProcessEnv};
 
 /// Exit code for an invalid configuration (EX_USAGE from sysexits.h).
@@ -56,12 +59,25 @@ enum Command {
         #[arg(long, short, env = "WARDEN_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run, list, verify, drill, restore and prune the configured backups.
+    Backup {
+        /// The configuration file holding the backup jobs.
+        #[arg(long, short, env = "WARDEN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "table", global = true)]
+        output: Output,
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let config_path = match &args.command {
-        Command::Serve { config, .. } | Command::Metrics { config } => config.clone(),
+        Command::Serve { config, .. }
+        | Command::Metrics { config }
+        | Command::Backup { config, .. } => config.clone(),
         Command::CheckConfig { file } => Some(file.clone()),
     };
     let mut config = match load(config_path.as_deref()) {
@@ -89,6 +105,23 @@ fn main() -> ExitCode {
             print!("{}", warden::app::metrics_once(&config).await);
             Ok(())
         }),
+        Command::Backup {
+            command, output, ..
+        } => {
+            let mut code = 0;
+            let exit = run(async {
+                let backups = warden::backup::Backups::open(&config)?;
+                let cancel = CancellationToken::new();
+                tokio::spawn(warden::app::cancel_on_signal(cancel.clone()));
+                code = warden::backup::command::execute(backups, command, output, cancel).await;
+                Ok(())
+            });
+            if exit == ExitCode::SUCCESS {
+                ExitCode::from(code)
+            } else {
+                exit
+            }
+        }
         Command::Serve { listen, .. } => {
             if let Some(listen) = listen {
                 config.listen = listen;

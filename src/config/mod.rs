@@ -12,6 +12,7 @@
 //! Without a file, [`Config::default`] is the embedded default: host metrics and warden's own,
 //! on `127.0.0.1:9798`, with state under `./warden-data`.
 
+mod backups;
 mod error;
 pub mod expand;
 mod raw;
@@ -25,13 +26,16 @@ use regex::Regex;
 use secrecy::SecretString;
 use serde_json::Value;
 
+pub use backups::{
+    BackupConfig, BackupKind, Compression, FilesConfig, Schedule, VerifyConfig, build_globs,
+};
 use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};
 use raw::RawConfig;
 pub use sources::{
     IntegrityCheck, MetricType, PostgresConfig, QueryConfig, QueryMetric, RunQueueConfig, RunState,
-    Sources, SqliteConfig, Target,
+    Sources, SqliteConfig, Target, is_identifier,
 };
 
 /// The default listen address: loopback only, on warden's port.
@@ -69,6 +73,10 @@ pub struct Config {
     pub host: HostConfig,
     /// PostgreSQL servers, SQLite files, run queues and user queries.
     pub sources: Sources,
+    /// Backup jobs.
+    pub backups: Vec<BackupConfig>,
+    /// How many backups may run at once in this process.
+    pub max_concurrent_backups: usize,
 }
 
 /// Log output settings.
@@ -432,10 +440,14 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         base,
         &mut problems,
     );
+    let backups = backups::validate(raw.backups, &sources, base, &mut problems);
+    let max_concurrent_backups = backups::max_concurrent(raw.max_concurrent_backups, &mut problems);
 
     if problems.0.is_empty() {
         Ok(Config {
             sources,
+            backups,
+            max_concurrent_backups,
             listen,
             state_dir,
             log,

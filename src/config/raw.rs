@@ -62,6 +62,10 @@ pub struct RawConfig {
     pub run_queues: Vec<RawRunQueue>,
     #[serde(default)]
     pub queries: Vec<RawQuery>,
+    #[serde(default)]
+    pub backups: Vec<RawBackup>,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub max_concurrent_backups: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,4 +184,53 @@ pub struct RawQueryMetric {
     pub const_labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub fill: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    pub name: String,
+    pub kind: String,
+    pub source: Option<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    pub compression: Option<String>,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub level: Option<u64>,
+    pub destination: String,
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub retention: RawRetention,
+    #[serde(default)]
+    pub verify: RawVerify,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub keep_last: Option<u64>,
+    pub keep_within: Option<String>,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub keep_daily: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub keep_weekly: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub keep_monthly: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    #[serde(default)]
+    pub required_tables: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub restore_test: Option<bool>,
+    pub restore_test_schedule: Option<String>,
+    pub integrity_check: Option<String>,
 }

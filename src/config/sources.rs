@@ -317,7 +317,7 @@ fn unique<'a>(names: impl Iterator<Item = &'a String>, section: &str, problems: 
 }
 
 /// Names of entries: used as label values and in `postgres/NAME` targets.
-fn check_name(name: &str, path: &str, problems: &mut Problems) {
+pub(super) fn check_name(name: &str, path: &str, problems: &mut Problems) {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

@@ -1,0 +1,293 @@
+//! Running PostgreSQL's client tools (`pg_dump`, `pg_restore`) as child processes.
+//!
+//! The tools are found in Debian's `/usr/lib/postgresql/<version>/bin` (the newest version
+//! first: a newer `pg_dump` can dump an older server, not the other way round), else on
+//! `PATH`. They never go through a shell. Their environment is cleared and then given only
+//! libpq's connection variables, built from the configured DSN. The password goes into a
+//! passfile (mode 0600, removed afterwards) named by `PGPASSFILE`, so it is in neither argv nor
+//! the environment, where `ps` could show it.
+
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use secrecy::ExposeSecret;
+use tokio_postgres::config::{Host, SslMode};
+
+use crate::config::PostgresConfig;
+
+/// Where Debian installs each PostgreSQL version's binaries.
+const DEBIAN_PG_LIB: &str = "/usr/lib/postgresql";
+
+/// Why a PostgreSQL tool could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The tool is not installed.
+    #[error(
+        "`{name}` is not installed (looked in {DEBIAN_PG_LIB}/*/bin and on PATH); install it with: apt-get install postgresql-client"
+    )]
+    Missing {
+        /// The tool's name.
+        name: String,
+    },
+    /// The passfile could not be written.
+    #[error("cannot write a passfile for the PostgreSQL tools")]
+    Passfile(#[source] std::io::Error),
+}
+
+/// The path of a PostgreSQL client tool.
+///
+/// # Errors
+/// [`ToolError::Missing`] when it is nowhere to be found.
+pub fn tool(name: &str) -> Result<PathBuf, ToolError> {
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(DEBIAN_PG_LIB)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(|part| part.parse().ok())
+                .collect::<Option<Vec<u32>>>()?;
+            let path = entry.path().join("bin").join(name);
+            path.is_file().then_some((version, path))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, path)) = versions.pop() {
+        return Ok(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| ToolError::Missing {
+            name: name.to_owned(),
+        })
+}
+
+/// A connection for the client tools: libpq environment variables, and the passfile they
+/// point at, removed when this is dropped.
+#[derive(Debug)]
+pub struct Connection {
+    vars: Vec<(&'static str, OsString)>,
+    passfile: Option<PathBuf>,
+    /// The DSN's database.
+    pub database: String,
+}
+
+impl Connection {
+    /// The connection of `config`'s DSN, to `database` instead of the DSN's when given.
+    ///
+    /// # Errors
+    /// When the passfile cannot be written.
+    pub fn try_from_config(
+        config: &PostgresConfig,
+        database: Option<&str>,
+    ) -> Result<Connection, ToolError> {
+        // Parsed at config time; a failure here cannot happen and would only mean defaults.
+        let pg: tokio_postgres::Config = config.dsn.expose_secret().parse().unwrap_or_default();
+        let mut vars: Vec<(&'static str, OsString)> = Vec::new();
+        let hosts: Vec<String> = pg
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        if !hosts.is_empty() {
+            vars.push(("PGHOST", hosts.join(",").into()));
+        }
+        let ports: Vec<String> = pg.get_ports().iter().map(u16::to_string).collect();
+        if !ports.is_empty() {
+            vars.push(("PGPORT", ports.join(",").into()));
+        }
+        if let Some(user) = pg.get_user() {
+            vars.push(("PGUSER", user.into()));
+        }
+        let database = database.unwrap_or(&config.database).to_owned();
+        vars.push(("PGDATABASE", database.clone().into()));
+        if let Some(options) = pg.get_options() {
+            vars.push(("PGOPTIONS", options.into()));
+        }
+        if let Some(timeout) = pg.get_connect_timeout() {
+            vars.push((
+                "PGCONNECT_TIMEOUT",
+                timeout.as_secs().max(1).to_string().into(),
+            ));
+        }
+        // warden itself always verifies the certificate when TLS is used; libpq does so only
+        // in verify-full, which needs a CA file (libpq before 16 has no "system" roots).
+        let sslmode = match pg.get_ssl_mode() {
+            SslMode::Disable => "disable",
+            SslMode::Require if config.ca_file.is_some() => "verify-full",
+            SslMode::Require => "require",
+            _ => "prefer",
+        };
+        vars.push(("PGSSLMODE", sslmode.into()));
+        if let Some(ca) = &config.ca_file {
+            vars.push(("PGSSLROOTCERT", ca.clone().into()));
+        }
+        vars.push(("PGAPPNAME", "warden-backup".into()));
+        // Messages in English, whatever the host's locale: they end up in warden's errors.
+        vars.push(("LC_ALL", "C".into()));
+        let passfile = match pg.get_password() {
+            Some(password) => {
+                let path = write_passfile(password).map_err(ToolError::Passfile)?;
+                vars.push(("PGPASSFILE", path.clone().into()));
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(Connection {
+            vars,
+            passfile,
+            database,
+        })
+    }
+
+    /// A command for `program` with a cleared environment holding only this connection.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        command.env_clear();
+        for (name, value) in &self.vars {
+            command.env(name, value);
+        }
+        command
+    }
+
+    /// The connection without secrets, for manifests and messages.
+    pub fn describe(&self) -> String {
+        self.vars
+            .iter()
+            .filter(|(name, _)| matches!(*name, "PGHOST" | "PGPORT" | "PGUSER" | "PGDATABASE"))
+            .map(|(name, value)| {
+                format!(
+                    "{}={}",
+                    name.trim_start_matches("PG").to_lowercase(),
+                    value.to_string_lossy()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(path) = &self.passfile {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Writes a passfile matching every host, port, database and user, readable only by warden.
+fn write_passfile(password: &[u8]) -> std::io::Result<PathBuf> {
+    let mut escaped = Vec::with_capacity(password.len() + 8);
+    for &byte in password {
+        if byte == b'\\' || byte == b':' {
+            escaped.push(b'\\');
+        }
+        escaped.push(byte);
+    }
+    let name = format!(
+        "warden-pgpass-{}-{:x}",
+        std::process::id(),
+        std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            std::time::SystemTime::now()
+        )
+    );
+    let path = std::env::temp_dir().join(name);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path)?;
+    let written = file
+        .write_all(b"*:*:*:*:")
+        .and_then(|()| file.write_all(&escaped))
+        .and_then(|()| file.write_all(b"\n"));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&path);
+        return Err(err);
+    }
+    Ok(path)
+}
+
+/// The first line a tool prints for `--version`, e.g. `pg_dump (PostgreSQL) 15.18`.
+pub fn version(program: &Path) -> String {
+    Command::new(program)
+        .env_clear()
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| program.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dsn: &str) -> PostgresConfig {
+        let text = format!("postgres:\n  - name: main\n    dsn: '{dsn}'\n");
+        let config = crate::config::Config::try_from_yaml(
+            &text,
+            "t.yml",
+            Path::new("."),
+            &std::collections::HashMap::new(),
+        )
+        .unwrap();
+        config.sources.postgres[0].clone()
+    }
+
+    #[test]
+    fn the_password_goes_to_a_private_passfile_not_the_environment() {
+        let connection = Connection::try_from_config(
+            &config("postgres://app:pa%3Ass%5C@db.example:5433/shop?sslmode=disable"),
+            None,
+        )
+        .unwrap();
+        let command = connection.command(Path::new("/bin/true"));
+        let envs: Vec<(String, String)> = command
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.unwrap_or_default().to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        assert!(envs.iter().all(|(_, v)| !v.contains("pa:ss")), "{envs:?}");
+        let get = |name: &str| envs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(get("PGHOST").as_deref(), Some("db.example"));
+        assert_eq!(get("PGPORT").as_deref(), Some("5433"));
+        assert_eq!(get("PGDATABASE").as_deref(), Some("shop"));
+        assert_eq!(get("PGSSLMODE").as_deref(), Some("disable"));
+        let passfile = PathBuf::from(get("PGPASSFILE").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&passfile).unwrap(),
+            "*:*:*:*:pa\\:ss\\\\\n"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&passfile).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(
+            connection.describe(),
+            "host=db.example port=5433 user=app database=shop"
+        );
+        drop(connection);
+        assert!(!passfile.exists());
+    }
+}

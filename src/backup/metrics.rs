@@ -1,0 +1,149 @@
+//! The `warden_backup_*` families, read from the state store at each scrape.
+//!
+//! Every configured job has every series from start-up, 0 meaning never. The values come
+//! from the catalog (rebuilt from the manifests, so they survive a lost state directory) and
+//! the job records; runs by another warden process (`warden backup run`) show up at the next
+//! scrape because both write the same store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::Backups;
+use crate::collect::{self, BlockingCollector, Family};
+use crate::store::RunOutcome;
+
+/// The collector of backup metrics.
+pub struct BackupCollector {
+    backups: Arc<Backups>,
+    timeout: Duration,
+}
+
+impl BackupCollector {
+    /// Reports on `backups`' jobs; a scrape gives up after `timeout`.
+    pub fn new(backups: Arc<Backups>, timeout: Duration) -> Arc<Self> {
+        Arc::new(BackupCollector { backups, timeout })
+    }
+}
+
+fn store_error(err: crate::store::StoreError) -> collect::Error {
+    collect::Error::Parse {
+        path: "state store".to_owned(),
+        reason: collect::ErrorChain(&err).to_string(),
+    }
+}
+
+impl BlockingCollector for BackupCollector {
+    fn name(&self) -> &str {
+        "backups"
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn collect(&self) -> Result<Vec<Family>, collect::Error> {
+        let mut success = Family::gauge(
+            "warden_backup_last_success_timestamp_seconds",
+            "When the newest complete, verified backup of the job finished; 0 if none.",
+        );
+        let mut failure = Family::gauge(
+            "warden_backup_last_failure_timestamp_seconds",
+            "When the last failed run of the job ended; 0 if none.",
+        );
+        let mut duration = Family::gauge(
+            "warden_backup_last_duration_seconds",
+            "How long the job's last run took, verification included.",
+        );
+        let mut size = Family::gauge(
+            "warden_backup_last_size_bytes",
+            "The size of the job's newest backup.",
+        );
+        let mut verified = Family::gauge(
+            "warden_backup_last_verified_timestamp_seconds",
+            "When the newest backup whose last verification passed finished; 0 if none.",
+        );
+        let mut drill = Family::gauge(
+            "warden_backup_restore_test_last_success_timestamp_seconds",
+            "When the job's last passing restore drill ran; 0 if none.",
+        );
+        let mut runs = Family::counter(
+            "warden_backup_runs_total",
+            "Backup runs by result: success (published and verified), failure, skipped (the job was busy).",
+        );
+        let mut count = Family::gauge(
+            "warden_backup_count",
+            "Complete backups of the job on disk.",
+        );
+        let mut corrupt = Family::gauge(
+            "warden_backup_failed_verification_count",
+            "Backups of the job on disk whose last verification failed.",
+        );
+        let mut verify_failures = Family::counter(
+            "warden_backup_verify_failures_total",
+            "Verifications of stored backups that failed.",
+        );
+        let mut running = Family::gauge(
+            "warden_backup_running",
+            "1 while this warden runs an operation on the job.",
+        );
+        let mut interval = Family::gauge(
+            "warden_backup_expected_interval_seconds",
+            "The time between two scheduled runs of the job; 0 when it has no schedule.",
+        );
+        let store = self.backups.store();
+        let now = Utc::now();
+        for job in self.backups.jobs() {
+            let record = store.job(&job.name).map_err(store_error)?;
+            let summary = store.summary(&job.name).map_err(store_error)?;
+            let label = || [("job", job.name.clone())];
+            success.push(label(), summary.newest_finished);
+            failure.push(label(), record.last_failure);
+            duration.push(label(), record.last_duration);
+            size.push(label(), summary.newest_size as f64);
+            verified.push(label(), summary.newest_verified_finished);
+            drill.push(label(), summary.restore_tested);
+            count.push(label(), summary.count as f64);
+            corrupt.push(label(), summary.failed_verification as f64);
+            verify_failures.push(label(), record.verify_failures as f64);
+            for (outcome, n) in RunOutcome::ALL.iter().zip(record.runs) {
+                runs.push(
+                    [
+                        ("job", job.name.clone()),
+                        ("result", outcome.as_str().to_owned()),
+                    ],
+                    n as f64,
+                );
+            }
+            running.push(
+                label(),
+                if self.backups.is_busy(&job.name) {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
+            interval.push(
+                label(),
+                job.schedule
+                    .as_ref()
+                    .map_or(0.0, |s| s.interval(now).as_secs_f64()),
+            );
+        }
+        Ok(vec![
+            success,
+            failure,
+            duration,
+            size,
+            verified,
+            drill,
+            runs,
+            count,
+            corrupt,
+            verify_failures,
+            running,
+            interval,
+        ])
+    }
+}

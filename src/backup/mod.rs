@@ -1,0 +1,1004 @@
+//! Backups that count only once verified: PostgreSQL (`pg_dump`), SQLite (the online backup
+//! API) and directories (tar with zstd or gzip).
+//!
+//! Every operation on a job ([`Backups::run`], [`Backups::verify`], [`Backups::drill`],
+//! [`Backups::prune`], [`Backups::restore`]) takes the job's lock file in its destination, so
+//! one job never has two operations at once, across processes too (`warden serve` and the
+//! `warden backup` commands). A run writes to a temporary file, verifies it (SHA-256 plus the
+//! kind's own check), publishes it by rename, and only then writes the manifest that makes it
+//! a backup ([`manifest`]). A run that fails, is cancelled or is killed leaves no listed
+//! backup; the next operation on the job removes what it left behind.
+//!
+//! The blocking work (child processes, hashing, compression, SQLite) runs on one
+//! `spawn_blocking` thread per operation. Nothing here spawns long-lived tasks; the
+//! [`scheduler`] does.
+//!
+//! Modules:
+//! - [`publish`]: temporary file → fsync → rename → fsync of the directory, and hashing;
+//! - [`manifest`]: the JSON manifest and reading a destination back;
+//! - [`retention`]: which backups a policy keeps;
+//! - [`libpq`]: running `pg_dump`/`pg_restore` without a shell or a password in argv;
+//! - [`postgres`], [`sqlite`], [`files`] (with `archive`, the tar work): the three kinds;
+//! - [`command`]: `warden backup …`;
+//! - [`scheduler`]: cron schedules for runs and drills;
+//! - [`metrics`]: the `warden_backup_*` families.
+
+mod archive;
+pub mod command;
+pub mod files;
+pub mod libpq;
+pub mod manifest;
+pub mod metrics;
+pub mod postgres;
+pub mod publish;
+pub mod retention;
+pub mod scheduler;
+pub mod sqlite;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BackupConfig, BackupKind, Config};
+use crate::store::{RunOutcome, Store, StoreError};
+use manifest::{Check, FileCounts, Manifest, Verification, format_time};
+use publish::Staged;
+use retention::Decision;
+
+/// The lock file in each destination; held by whoever operates on the job.
+pub const LOCK_FILE: &str = ".warden.lock";
+
+/// Why a backup operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// No job has this name.
+    #[error("no backup job named `{0}`")]
+    UnknownJob(String),
+    /// The job has no backup with this id.
+    #[error("job `{job}` has no backup `{id}`")]
+    UnknownBackup {
+        /// The job.
+        job: String,
+        /// The id asked for.
+        id: String,
+    },
+    /// The job has no verified backup to use.
+    #[error("job `{0}` has no verified backup")]
+    NoVerifiedBackup(String),
+    /// Another operation on the job is running (here or in another warden process).
+    #[error(
+        "job `{0}` is busy: another run, verification, drill, prune or restore of it is in progress"
+    )]
+    AlreadyRunning(String),
+    /// A file operation failed.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PostgreSQL tool could not be prepared.
+    #[error(transparent)]
+    Tool(#[from] libpq::ToolError),
+    /// A child process failed.
+    #[error("{tool} failed ({status}): {stderr}")]
+    ToolFailed {
+        /// The tool.
+        tool: String,
+        /// Its exit code or signal.
+        status: String,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// PostgreSQL refused a statement or the connection.
+    #[error("postgres: {action}: {message}")]
+    Postgres {
+        /// What was being done.
+        action: String,
+        /// The server's or driver's message (never the DSN).
+        message: String,
+    },
+    /// SQLite failed.
+    #[error("sqlite: cannot {action}")]
+    Sqlite {
+        /// What was being done.
+        action: String,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Creating, reading or extracting an archive failed.
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
+    /// The backup did not pass verification; it is not published (or, for a stored backup,
+    /// is marked failed).
+    #[error("backup not verified: {0}")]
+    NotVerified(String),
+    /// A restore drill found the restored copy different from the manifest.
+    #[error("restore drill failed: {0}")]
+    DrillFailed(String),
+    /// The restore target already holds data.
+    #[error("restore target {target} is not empty; {hint}")]
+    TargetNotEmpty {
+        /// The target.
+        target: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The restore target is not acceptable.
+    #[error("restore target `{target}`: {reason}")]
+    BadTarget {
+        /// The target as given.
+        target: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The restore failed; whether the previous state was put back.
+    #[error("restore failed and {}: {cause}", if *.rolled_back { "the previous state was put back" } else { "THE PREVIOUS STATE COULD NOT BE PUT BACK" })]
+    RestoreFailed {
+        /// What went wrong.
+        cause: Box<BackupError>,
+        /// Whether the safety copy was restored.
+        rolled_back: bool,
+    },
+    /// The operation was cancelled (shutdown); nothing was published.
+    #[error("cancelled")]
+    Cancelled,
+    /// The run took longer than the job's timeout; nothing was published.
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blocking worker panicked.
+    #[error("backup worker failed")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
+impl BackupError {
+    fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+        let path = path.to_owned();
+        move |source| {
+            if source.kind() == std::io::ErrorKind::Interrupted {
+                BackupError::Cancelled
+            } else {
+                BackupError::Io {
+                    action,
+                    path,
+                    source,
+                }
+            }
+        }
+    }
+}
+
+/// What started an operation; logged with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The job's schedule, or an overdue run at start-up.
+    Schedule,
+    /// The `warden backup` command line.
+    Command,
+    /// An alert (the webhook).
+    Alert,
+}
+
+impl Trigger {
+    /// The log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Command => "command",
+            Trigger::Alert => "alert",
+        }
+    }
+}
+
+/// Bytes written so far by a running operation, for progress output.
+#[derive(Debug, Default)]
+pub struct Progress {
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    /// The bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, bytes: u64) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+}
+
+/// What one operation's blocking work gets: its job, its id and clock, cancellation,
+/// progress, and the runtime for the PostgreSQL client.
+pub(crate) struct Context<'a> {
+    pub job: &'a BackupConfig,
+    pub id: String,
+    pub started: DateTime<Utc>,
+    pub cancel: &'a CancellationToken,
+    pub progress: &'a Progress,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Context<'_> {
+    fn check(&self) -> Result<(), BackupError> {
+        if self.cancel.is_cancelled() {
+            Err(BackupError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What a kind produced: the staged (closed, fsynced) file and facts for its manifest.
+pub(crate) struct Produced {
+    pub staged: Staged,
+    /// The published file's extension.
+    pub extension: &'static str,
+    pub tool: String,
+    pub server_version: Option<String>,
+    pub source: String,
+    pub tables: BTreeMap<String, u64>,
+    pub files: Option<FileCounts>,
+    pub compression: Option<String>,
+    /// The SHA-256 computed while writing, when the kind wrote the bytes itself.
+    pub streamed_sha256: Option<String>,
+}
+
+/// What a restore did, one line per step, for the command line.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreSummary {
+    /// The backup restored.
+    pub id: String,
+    /// Where to.
+    pub target: String,
+    /// Where the safety copy of the previous content is, if one was taken.
+    pub safety_copy: Option<String>,
+    /// What was done and checked.
+    pub steps: Vec<String>,
+}
+
+/// The result of verifying one stored backup.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyOutcome {
+    /// The backup.
+    pub id: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// The checks that passed.
+    pub checks: Vec<String>,
+    /// What failed.
+    pub error: Option<String>,
+}
+
+/// An exclusive lock on a job's destination; released when dropped.
+struct JobLock(#[allow(dead_code)] File);
+
+impl JobLock {
+    /// Creates the destination if needed and takes its lock without waiting.
+    fn acquire(job: &BackupConfig) -> Result<JobLock, BackupError> {
+        let dir = &job.destination;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o750);
+        builder
+            .create(dir)
+            .map_err(BackupError::io("create destination", dir))?;
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(BackupError::io("open lock file", &path))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(JobLock(file)),
+            Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => {
+                Err(BackupError::AlreadyRunning(job.name.clone()))
+            }
+            Err(errno) => Err(BackupError::io("lock", &path)(errno.into())),
+        }
+    }
+}
+
+/// The backup jobs of one warden process, the store they report to, and the bound on how
+/// many run at once.
+pub struct Backups {
+    jobs: Vec<BackupConfig>,
+    store: Arc<Store>,
+    /// `max_concurrent_backups` permits.
+    slots: Arc<Semaphore>,
+    /// Jobs with an operation in progress in this process.
+    busy: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Backups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backups")
+            .field(
+                "jobs",
+                &self.jobs.iter().map(|j| &j.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Marks a job busy in this process until dropped.
+struct Busy<'a> {
+    backups: &'a Backups,
+    job: String,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.backups
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.job);
+    }
+}
+
+/// Seconds since the Unix epoch, for the store and metrics.
+fn unix(time: DateTime<Utc>) -> f64 {
+    time.timestamp_millis() as f64 / 1000.0
+}
+
+impl Backups {
+    /// The configured jobs over the store in `config.state_dir`. Rebuilds every job's catalog
+    /// from the manifests on disk and removes leftovers of interrupted runs (of jobs not busy
+    /// elsewhere).
+    ///
+    /// # Errors
+    /// When the store cannot be opened.
+    pub fn open(config: &Config) -> Result<Arc<Backups>, BackupError> {
+        let store = Arc::new(Store::open(&config.state_dir)?);
+        let backups = Arc::new(Backups {
+            jobs: config.backups.clone(),
+            store,
+            slots: Arc::new(Semaphore::new(config.max_concurrent_backups)),
+            busy: Mutex::new(HashSet::new()),
+        });
+        for job in &backups.jobs {
+            if let Ok(_lock) = JobLock::acquire(job) {
+                let removed = manifest::remove_leftovers(&job.destination);
+                if !removed.is_empty() {
+                    tracing::warn!(job = %job.name, files = ?removed, "Removed what interrupted runs left behind.");
+                }
+            }
+            backups.refresh_catalog(job)?;
+        }
+        Ok(backups)
+    }
+
+    /// The configured jobs.
+    pub fn jobs(&self) -> &[BackupConfig] {
+        &self.jobs
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Whether an operation on `job` is in progress in this process.
+    pub fn is_busy(&self, job: &str) -> bool {
+        self.busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(job)
+    }
+
+    fn job(&self, name: &str) -> Result<&BackupConfig, BackupError> {
+        self.jobs
+            .iter()
+            .find(|j| j.name == name)
+            .ok_or_else(|| BackupError::UnknownJob(name.to_owned()))
+    }
+
+    fn mark_busy(&self, job: &str) -> Option<Busy<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        busy.insert(job.to_owned()).then(|| Busy {
+            backups: self,
+            job: job.to_owned(),
+        })
+    }
+
+    /// Rereads `job`'s manifests into the catalog; returns them, newest first.
+    fn refresh_catalog(&self, job: &BackupConfig) -> Result<Vec<Manifest>, BackupError> {
+        let scan = manifest::scan(&job.destination, &job.name);
+        for problem in &scan.problems {
+            tracing::warn!(job = %job.name, problem = %problem, "Skipping a manifest.");
+        }
+        self.store.replace_catalog(&job.name, &scan.manifests)?;
+        Ok(scan.manifests)
+    }
+
+    /// The catalog of `job` (or of every job), newest first.
+    ///
+    /// # Errors
+    /// When the job is unknown or the store fails.
+    pub fn list(&self, job: Option<&str>) -> Result<Vec<Manifest>, BackupError> {
+        let jobs: Vec<&BackupConfig> = match job {
+            Some(name) => vec![self.job(name)?],
+            None => self.jobs.iter().collect(),
+        };
+        let mut all = Vec::new();
+        for job in jobs {
+            all.extend(self.store.catalog(&job.name)?);
+        }
+        Ok(all)
+    }
+
+    /// Runs `operation` for `job` on a blocking thread, with the job marked busy, its lock
+    /// held, one concurrency permit, and `limit` and `cancel` applied.
+    async fn operate<T: Send + 'static>(
+        self: &Arc<Self>,
+        job: &str,
+        limit: Duration,
+        cancel: &CancellationToken,
+        progress: Arc<Progress>,
+        operation: impl FnOnce(&Backups, &Context<'_>) -> Result<T, BackupError> + Send + 'static,
+    ) -> Result<T, BackupError> {
+        let config = self.job(job)?.clone();
+        let Some(busy) = self.mark_busy(job) else {
+            return Err(BackupError::AlreadyRunning(job.to_owned()));
+        };
+        let permit = tokio::select! {
+            permit = Arc::clone(&self.slots).acquire_owned() => permit.map_err(|_| BackupError::Cancelled)?,
+            () = cancel.cancelled() => return Err(BackupError::Cancelled),
+        };
+        let token = cancel.child_token();
+        let worker_token = token.clone();
+        let this = Arc::clone(self);
+        let runtime = tokio::runtime::Handle::current();
+        let mut task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _lock = JobLock::acquire(&config)?;
+            let removed = manifest::remove_leftovers(&config.destination);
+            if !removed.is_empty() {
+                tracing::warn!(job = %config.name, files = ?removed, "Removed what interrupted runs left behind.");
+            }
+            let started = Utc::now();
+            let context = Context {
+                job: &config,
+                id: manifest::new_id(started),
+                started,
+                cancel: &worker_token,
+                progress: &progress,
+                runtime,
+            };
+            operation(&this, &context)
+        });
+        let result = tokio::select! {
+            joined = &mut task => joined.map_err(BackupError::Worker)?,
+            () = tokio::time::sleep(limit) => {
+                token.cancel();
+                // The worker stops at its next check and removes what it staged.
+                let _ = task.await;
+                Err(BackupError::TimedOut(limit))
+            }
+        };
+        drop(busy);
+        result
+    }
+
+    /// Runs a backup of `job`: produce, verify, publish, then (when configured) a restore
+    /// drill and pruning. A second trigger while the job is busy returns
+    /// [`BackupError::AlreadyRunning`] and counts as `skipped`.
+    ///
+    /// # Errors
+    /// When the run fails; nothing is published then and earlier backups are untouched.
+    pub async fn run(
+        self: &Arc<Self>,
+        job: &str,
+        trigger: Trigger,
+        cancel: &CancellationToken,
+        progress: Arc<Progress>,
+    ) -> Result<Manifest, BackupError> {
+        let limit = self.job(job)?.timeout;
+        let began = Instant::now();
+        tracing::info!(job, trigger = trigger.as_str(), "Backup starting.");
+        let result = self
+            .operate(job, limit, cancel, progress, |backups, context| {
+                backups.run_blocking(context)
+            })
+            .await;
+        let now = unix(Utc::now());
+        let store = Arc::clone(&self.store);
+        let outcome = match &result {
+            Ok(_) => RunOutcome::Success,
+            Err(BackupError::AlreadyRunning(_)) => RunOutcome::Skipped,
+            Err(_) => RunOutcome::Failure,
+        };
+        let duration = (outcome != RunOutcome::Skipped).then(|| began.elapsed());
+        let name = job.to_owned();
+        let recorded =
+            tokio::task::spawn_blocking(move || store.record_run(&name, outcome, now, duration))
+                .await;
+        if let Ok(Err(err)) = recorded {
+            tracing::error!(job, error = %crate::collect::ErrorChain(&err), "Cannot record the run.");
+        }
+        match &result {
+            Ok(manifest) => tracing::info!(
+                job,
+                id = %manifest.id,
+                bytes = manifest.size_bytes,
+                seconds = format!("{:.2}", manifest.duration_seconds),
+                "Backup verified and published."
+            ),
+            Err(BackupError::AlreadyRunning(_)) => {
+                tracing::warn!(
+                    job,
+                    trigger = trigger.as_str(),
+                    "Backup not started: the job is busy."
+                )
+            }
+            Err(err) => {
+                tracing::error!(job, error = %crate::collect::ErrorChain(err), "Backup failed; nothing was published.")
+            }
+        }
+        result
+    }
+
+    fn run_blocking(&self, context: &Context<'_>) -> Result<Manifest, BackupError> {
+        let job = context.job;
+        self.store
+            .record_started(&job.name, unix(context.started))?;
+        let produced = match &job.kind {
+            BackupKind::Postgres(pg) => postgres::dump(pg, context)?,
+            BackupKind::Sqlite(db) => sqlite::copy(db, context)?,
+            BackupKind::Files(spec) => files::archive(spec, context)?,
+        };
+        context.check()?;
+        let staged_path = produced.staged.path().to_owned();
+        let (sha256, size) = publish::sha256_file(&staged_path, &|| context.cancel.is_cancelled())
+            .map_err(BackupError::io("read back", &staged_path))?;
+        if size == 0 {
+            return Err(BackupError::NotVerified("the backup is empty".to_owned()));
+        }
+        let mut checks = vec![format!("sha256 {sha256} over {size} bytes")];
+        if let Some(streamed) = &produced.streamed_sha256
+            && *streamed != sha256
+        {
+            return Err(BackupError::NotVerified(format!(
+                "the file reads back with SHA-256 {sha256}, but {streamed} was written"
+            )));
+        }
+        let expected = Expected {
+            files: produced.files.as_ref(),
+            compression: produced.compression.as_deref(),
+        };
+        checks.extend(verify_kind(job, &staged_path, &expected, context)?);
+        context.check()?;
+
+        let file = format!("{}.{}", context.id, produced.extension);
+        let target = job.destination.join(&file);
+        produced
+            .staged
+            .publish(&target)
+            .map_err(BackupError::io("publish", &target))?;
+        let finished = Utc::now();
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            id: context.id.clone(),
+            job: job.name.clone(),
+            kind: job.kind.as_str().to_owned(),
+            file,
+            started_at: format_time(context.started),
+            finished_at: format_time(finished),
+            duration_seconds: (finished - context.started).num_milliseconds() as f64 / 1000.0,
+            size_bytes: size,
+            sha256,
+            tool: produced.tool,
+            server_version: produced.server_version,
+            source: produced.source,
+            tables: produced.tables,
+            files: produced.files,
+            compression: produced.compression,
+            verification: Verification {
+                ok: true,
+                checked_at: format_time(finished),
+                checks,
+                error: None,
+            },
+            restore_test: None,
+            warden_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        if let Err(err) = manifest.write(&job.destination) {
+            // Without its manifest the file is not a backup; remove it rather than leave an
+            // orphan for the next run to find.
+            let _ = std::fs::remove_file(&target);
+            return Err(BackupError::io("write manifest in", &job.destination)(err));
+        }
+        self.refresh_catalog(job)?;
+
+        let mut manifest = manifest;
+        if job.verify.restore_test && job.verify.restore_test_schedule.is_none() {
+            match self.drill_blocking(context, Some(&manifest.id)) {
+                Ok(drilled) => manifest = drilled,
+                Err(err) => {
+                    tracing::error!(job = %job.name, error = %crate::collect::ErrorChain(&err), "Restore drill failed.")
+                }
+            }
+        }
+        if !job.retention.is_empty() {
+            match self.prune_blocking(context, false) {
+                Ok(decisions) => {
+                    let removed: Vec<&str> = decisions
+                        .iter()
+                        .filter(|d| !d.keep)
+                        .map(|d| d.id.as_str())
+                        .collect();
+                    if !removed.is_empty() {
+                        tracing::info!(job = %job.name, removed = ?removed, "Pruned backups outside the retention policy.");
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(job = %job.name, error = %crate::collect::ErrorChain(&err), "Pruning failed.")
+                }
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Verifies stored backups of `job` again: `id`, or every backup when `None`. Each
+    /// manifest is updated with the result; failures are counted.
+    ///
+    /// # Errors
+    /// When the job is busy or unknown, or the id is unknown.
+    pub async fn verify(
+        self: &Arc<Self>,
+        job: &str,
+        id: Option<String>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<VerifyOutcome>, BackupError> {
+        let limit = self.job(job)?.timeout;
+        self.operate(
+            job,
+            limit,
+            cancel,
+            Arc::default(),
+            move |backups, context| backups.verify_blocking(context, id.as_deref()),
+        )
+        .await
+    }
+
+    fn pick<'m>(
+        &self,
+        job: &BackupConfig,
+        manifests: &'m [Manifest],
+        id: Option<&str>,
+    ) -> Result<&'m Manifest, BackupError> {
+        match id {
+            Some(id) => {
+                manifests
+                    .iter()
+                    .find(|m| m.id == id)
+                    .ok_or_else(|| BackupError::UnknownBackup {
+                        job: job.name.clone(),
+                        id: id.to_owned(),
+                    })
+            }
+            None => manifests
+                .iter()
+                .find(|m| m.is_verified())
+                .ok_or_else(|| BackupError::NoVerifiedBackup(job.name.clone())),
+        }
+    }
+
+    fn verify_blocking(
+        &self,
+        context: &Context<'_>,
+        id: Option<&str>,
+    ) -> Result<Vec<VerifyOutcome>, BackupError> {
+        let job = context.job;
+        let manifests = self.refresh_catalog(job)?;
+        let chosen: Vec<Manifest> = match id {
+            Some(id) => vec![self.pick(job, &manifests, Some(id))?.clone()],
+            None => manifests,
+        };
+        let mut outcomes = Vec::new();
+        for mut manifest in chosen {
+            context.check()?;
+            let result = self.check_stored(context, &manifest);
+            let now = format_time(Utc::now());
+            let outcome = match result {
+                Ok(checks) => {
+                    manifest.verification = Verification {
+                        ok: true,
+                        checked_at: now,
+                        checks: checks.clone(),
+                        error: None,
+                    };
+                    VerifyOutcome {
+                        id: manifest.id.clone(),
+                        ok: true,
+                        checks,
+                        error: None,
+                    }
+                }
+                Err(BackupError::Cancelled) => return Err(BackupError::Cancelled),
+                Err(err) => {
+                    let message = crate::collect::ErrorChain(&err).to_string();
+                    tracing::error!(job = %job.name, id = %manifest.id, error = %message, "Stored backup failed verification.");
+                    self.store.record_verify_failure(&job.name)?;
+                    manifest.verification = Verification {
+                        ok: false,
+                        checked_at: now,
+                        checks: Vec::new(),
+                        error: Some(message.clone()),
+                    };
+                    VerifyOutcome {
+                        id: manifest.id.clone(),
+                        ok: false,
+                        checks: Vec::new(),
+                        error: Some(message),
+                    }
+                }
+            };
+            manifest
+                .write(&job.destination)
+                .map_err(BackupError::io("update manifest in", &job.destination))?;
+            outcomes.push(outcome);
+        }
+        self.refresh_catalog(job)?;
+        Ok(outcomes)
+    }
+
+    /// Checks a published backup against its manifest: checksum, then the kind's check.
+    fn check_stored(
+        &self,
+        context: &Context<'_>,
+        manifest: &Manifest,
+    ) -> Result<Vec<String>, BackupError> {
+        let path = context.job.destination.join(&manifest.file);
+        let (sha256, size) = publish::sha256_file(&path, &|| context.cancel.is_cancelled())
+            .map_err(BackupError::io("read", &path))?;
+        if sha256 != manifest.sha256 || size != manifest.size_bytes {
+            return Err(BackupError::NotVerified(format!(
+                "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the file has {sha256} over {size}",
+                manifest.sha256, manifest.size_bytes
+            )));
+        }
+        let mut checks = vec![format!("sha256 {sha256} over {size} bytes")];
+        let expected = Expected {
+            files: manifest.files.as_ref(),
+            compression: manifest.compression.as_deref(),
+        };
+        checks.extend(verify_kind(context.job, &path, &expected, context)?);
+        Ok(checks)
+    }
+
+    /// Runs a restore drill of `job`'s backup `id` (the newest verified one when `None`):
+    /// restores it into a scratch database, file or directory, compares it with the manifest,
+    /// and removes the scratch copy. The result is written into the manifest.
+    ///
+    /// # Errors
+    /// When the drill fails, or the job is busy or unknown.
+    pub async fn drill(
+        self: &Arc<Self>,
+        job: &str,
+        id: Option<String>,
+        cancel: &CancellationToken,
+    ) -> Result<Manifest, BackupError> {
+        let limit = self.job(job)?.timeout;
+        let result = self
+            .operate(
+                job,
+                limit,
+                cancel,
+                Arc::default(),
+                move |backups, context| backups.drill_blocking(context, id.as_deref()),
+            )
+            .await;
+        match &result {
+            Ok(m) => tracing::info!(job, id = %m.id, "Restore drill passed."),
+            Err(BackupError::AlreadyRunning(_)) => {
+                tracing::warn!(job, "Restore drill not started: the job is busy.")
+            }
+            Err(err) => {
+                tracing::error!(job, error = %crate::collect::ErrorChain(err), "Restore drill failed.")
+            }
+        }
+        result
+    }
+
+    fn drill_blocking(
+        &self,
+        context: &Context<'_>,
+        id: Option<&str>,
+    ) -> Result<Manifest, BackupError> {
+        let job = context.job;
+        let started = Utc::now();
+        self.store.record_drill_started(&job.name, unix(started))?;
+        let manifests = self.store.catalog(&job.name)?;
+        let mut manifest = self.pick(job, &manifests, id)?.clone();
+        let path = job.destination.join(&manifest.file);
+        let result = self
+            .check_stored(context, &manifest)
+            .and_then(|_| match &job.kind {
+                BackupKind::Postgres(pg) => postgres::drill(pg, &manifest, &path, context),
+                BackupKind::Sqlite(_) => sqlite::drill(&manifest, &path, context),
+                BackupKind::Files(_) => files::drill(&manifest, &path, context),
+            });
+        let (check, outcome) = match result {
+            Ok(detail) => (
+                Check {
+                    ok: true,
+                    at: format_time(Utc::now()),
+                    detail,
+                },
+                Ok(()),
+            ),
+            Err(BackupError::Cancelled) => return Err(BackupError::Cancelled),
+            Err(err) => {
+                self.store
+                    .record_drill_failure(&job.name, unix(Utc::now()))?;
+                (
+                    Check {
+                        ok: false,
+                        at: format_time(Utc::now()),
+                        detail: crate::collect::ErrorChain(&err).to_string(),
+                    },
+                    Err(err),
+                )
+            }
+        };
+        manifest.restore_test = Some(check);
+        manifest
+            .write(&job.destination)
+            .map_err(BackupError::io("update manifest in", &job.destination))?;
+        self.refresh_catalog(job)?;
+        outcome.map(|()| manifest)
+    }
+
+    /// Applies `job`'s retention policy. With `dry_run`, only says what it would delete.
+    ///
+    /// # Errors
+    /// When the job is busy or unknown, or a deletion fails.
+    pub async fn prune(
+        self: &Arc<Self>,
+        job: &str,
+        dry_run: bool,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Decision>, BackupError> {
+        let limit = self.job(job)?.timeout;
+        self.operate(
+            job,
+            limit,
+            cancel,
+            Arc::default(),
+            move |backups, context| backups.prune_blocking(context, dry_run),
+        )
+        .await
+    }
+
+    fn prune_blocking(
+        &self,
+        context: &Context<'_>,
+        dry_run: bool,
+    ) -> Result<Vec<Decision>, BackupError> {
+        let job = context.job;
+        let manifests = self.refresh_catalog(job)?;
+        let candidates: Vec<retention::Candidate> = manifests
+            .iter()
+            .map(|m| retention::Candidate {
+                id: m.id.clone(),
+                finished: m.finished(),
+                verified: m.is_verified(),
+            })
+            .collect();
+        let decisions = if job.retention.is_empty() {
+            // No policy: nothing is deleted, not even backups that failed verification.
+            candidates
+                .iter()
+                .map(|c| Decision {
+                    id: c.id.clone(),
+                    finished: c.finished,
+                    keep: true,
+                    reasons: vec![retention::Reason::NoPolicy],
+                })
+                .collect()
+        } else {
+            retention::plan(&candidates, &job.retention, Utc::now())
+        };
+        if !dry_run {
+            for decision in decisions.iter().filter(|d| !d.keep) {
+                let Some(manifest) = manifests.iter().find(|m| m.id == decision.id) else {
+                    continue;
+                };
+                // The manifest goes first: a backup file without one is a leftover, never a
+                // listed backup, whichever step a crash interrupts.
+                let manifest_path = manifest.path_in(&job.destination);
+                std::fs::remove_file(&manifest_path)
+                    .map_err(BackupError::io("delete", &manifest_path))?;
+                let file = job.destination.join(&manifest.file);
+                std::fs::remove_file(&file).map_err(BackupError::io("delete", &file))?;
+            }
+            publish::sync_parent(&job.destination.join(LOCK_FILE))
+                .map_err(BackupError::io("sync", &job.destination))?;
+            self.refresh_catalog(job)?;
+        }
+        Ok(decisions)
+    }
+
+    /// Restores `job`'s backup `id` (the newest verified one when `None`) to `target`: a
+    /// database name (postgres), a file (sqlite) or a new directory (files). A target holding
+    /// data is refused without `force`; with it, a safety copy is taken first and put back if
+    /// the restore fails.
+    ///
+    /// # Errors
+    /// When the restore is refused or fails.
+    pub async fn restore(
+        self: &Arc<Self>,
+        job: &str,
+        id: Option<String>,
+        target: String,
+        force: bool,
+        cancel: &CancellationToken,
+        progress: Arc<Progress>,
+    ) -> Result<RestoreSummary, BackupError> {
+        let limit = self.job(job)?.timeout;
+        self.operate(job, limit, cancel, progress, move |backups, context| {
+            let job = context.job;
+            let manifests = backups.refresh_catalog(job)?;
+            let manifest = backups.pick(job, &manifests, id.as_deref())?;
+            if !manifest.is_verified() {
+                return Err(BackupError::NotVerified(format!(
+                    "backup {} failed its last verification; pick another",
+                    manifest.id
+                )));
+            }
+            let mut checks = backups.check_stored(context, manifest)?;
+            let path = job.destination.join(&manifest.file);
+            let mut summary = match &job.kind {
+                BackupKind::Postgres(pg) => {
+                    postgres::restore(pg, manifest, &path, &target, force, context)?
+                }
+                BackupKind::Sqlite(_) => sqlite::restore(manifest, &path, &target, force, context)?,
+                BackupKind::Files(_) => files::restore(manifest, &path, &target, context)?,
+            };
+            checks.append(&mut summary.steps);
+            summary.steps = checks;
+            summary.id = manifest.id.clone();
+            Ok(summary)
+        })
+        .await
+    }
+}
+
+/// What a backup is expected to hold, from its manifest (or from the run that made it).
+pub(crate) struct Expected<'a> {
+    pub files: Option<&'a FileCounts>,
+    pub compression: Option<&'a str>,
+}
+
+/// The kind's own check of a backup file: `pg_restore --list`, `PRAGMA integrity_check`, or
+/// a full re-read of the archive.
+fn verify_kind(
+    job: &BackupConfig,
+    path: &Path,
+    expected: &Expected<'_>,
+    context: &Context<'_>,
+) -> Result<Vec<String>, BackupError> {
+    match &job.kind {
+        BackupKind::Postgres(_) => postgres::verify(job, path),
+        BackupKind::Sqlite(_) => sqlite::verify(job, path),
+        BackupKind::Files(_) => files::verify(path, expected, context),
+    }
+}

@@ -1,0 +1,734 @@
+//! The `postgres` kind: `pg_dump --format=custom`, checked with `pg_restore --list`, drilled
+//! into a scratch database, restored with a safety dump first.
+//!
+//! The dump and the row counts recorded in the manifest come from one snapshot: warden opens a
+//! repeatable-read transaction, exports its snapshot, and hands it to `pg_dump --snapshot`
+//! while it counts the key tables in the same transaction. The drill can then compare the
+//! restored counts with the manifest exactly, even while the application writes.
+//!
+//! `pg_dump` writes the archive itself (to the staged temporary file): a custom-format archive
+//! written to a seekable file carries the data offsets that `pg_restore --jobs` and selective
+//! restores need, which a dump streamed through a pipe lacks.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio_postgres::{Client, NoTls};
+
+use super::libpq::{self, Connection};
+use super::manifest::Manifest;
+use super::publish::Staged;
+use super::{BackupError, Context, Produced, RestoreSummary};
+use crate::config::{BackupConfig, PostgresConfig};
+
+/// How often a running child is checked for exit, cancellation and progress.
+const POLL: Duration = Duration::from_millis(100);
+/// How much of a tool's stderr goes into an error message.
+const STDERR_TAIL: usize = 2000;
+/// The longest a connection attempt of warden's own session may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client session of warden's own (not the collector's read-only one), to `database`.
+async fn connect(pg: &PostgresConfig, database: Option<&str>) -> Result<Client, BackupError> {
+    let mut config: tokio_postgres::Config = pg.dsn.expose_secret().parse().unwrap_or_default();
+    if let Some(database) = database {
+        config.dbname(database);
+    }
+    config
+        .application_name("warden-backup")
+        .connect_timeout(pg.timeout.max(CONNECT_TIMEOUT));
+    let failed = |err: tokio_postgres::Error| BackupError::Postgres {
+        action: format!("connect to postgres/{}", pg.name),
+        message: crate::collect::postgres::describe(&err),
+    };
+    let client = if matches!(
+        config.get_ssl_mode(),
+        tokio_postgres::config::SslMode::Disable
+    ) {
+        let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+        tokio::spawn(connection);
+        client
+    } else {
+        let tls =
+            crate::collect::postgres::tls::connector(pg.ca_file.as_deref()).map_err(|err| {
+                BackupError::Postgres {
+                    action: "load ca_file".to_owned(),
+                    message: crate::collect::ErrorChain(&err).to_string(),
+                }
+            })?;
+        let (client, connection) = config.connect(tls).await.map_err(failed)?;
+        tokio::spawn(connection);
+        client
+    };
+    Ok(client)
+}
+
+/// Runs `future` on the runtime from this blocking thread, giving up when cancelled.
+fn block<T>(
+    context: &Context<'_>,
+    future: impl Future<Output = Result<T, BackupError>>,
+) -> Result<T, BackupError> {
+    context.runtime.block_on(async {
+        tokio::select! {
+            result = future => result,
+            () = context.cancel.cancelled() => Err(BackupError::Cancelled),
+        }
+    })
+}
+
+fn sql_error(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> BackupError {
+    let action = action.into();
+    move |err| BackupError::Postgres {
+        action,
+        message: crate::collect::postgres::describe(&err),
+    }
+}
+
+/// `schema.table` or `table` as a quoted SQL identifier (names are validated at config time).
+fn quote(name: &str) -> String {
+    name.split('.')
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Counts the rows of each table over `client`.
+async fn count_rows(
+    client: &Client,
+    tables: &[String],
+) -> Result<BTreeMap<String, u64>, BackupError> {
+    let mut counts = BTreeMap::new();
+    for table in tables {
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {}", quote(table)), &[])
+            .await
+            .map_err(sql_error(format!("count the rows of {table}")))?;
+        let count: i64 = row.get(0);
+        counts.insert(table.clone(), count.max(0) as u64);
+    }
+    Ok(counts)
+}
+
+/// Waits for a child, killing it when the context is cancelled; `on_poll` runs every
+/// [`POLL`] (progress). Fails with the tool's stderr (from `log`) unless it exits 0.
+fn wait(
+    mut child: Child,
+    tool: &str,
+    log: &Staged,
+    context: &Context<'_>,
+    on_poll: &dyn Fn(),
+) -> Result<(), BackupError> {
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(err) => return Err(BackupError::io("wait for", Path::new(tool))(err)),
+        }
+        if context.cancel.is_cancelled() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BackupError::Cancelled);
+        }
+        on_poll();
+        std::thread::sleep(POLL);
+    };
+    if status.success() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    let described = match std::os::unix::process::ExitStatusExt::signal(&status) {
+        Some(signal) => format!("killed by signal {signal}"),
+        None => status.to_string(),
+    };
+    #[cfg(not(unix))]
+    let described = status.to_string();
+    Err(BackupError::ToolFailed {
+        tool: tool.to_owned(),
+        status: described,
+        stderr: stderr_tail(log.path()),
+    })
+}
+
+fn stderr_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = text.trim();
+    let start = text.len().saturating_sub(STDERR_TAIL);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    if text.is_empty() {
+        "(no output)".to_owned()
+    } else {
+        text[start..].to_owned()
+    }
+}
+
+/// Starts `program` with `args`, stdout and stderr going to `log`.
+fn spawn(
+    connection: &Connection,
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    log: &mut Staged,
+) -> Result<Child, BackupError> {
+    let path = log.path().to_owned();
+    let file = log.file().map_err(BackupError::io("open log", &path))?;
+    let stdout = file
+        .try_clone()
+        .map_err(BackupError::io("open log", &path))?;
+    let stderr = file
+        .try_clone()
+        .map_err(BackupError::io("open log", &path))?;
+    connection
+        .command(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(BackupError::io("run", program))
+}
+
+/// Dumps the DSN's database into a staged file in the job's destination.
+pub(crate) fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
+    let job = context.job;
+    let pg_dump = libpq::tool("pg_dump")?;
+    let connection = Connection::try_from_config(pg, None)?;
+    let client = block(context, connect(pg, None))?;
+    let (server_version, snapshot) = block(context, async {
+        let version: String = client
+            .query_one("SHOW server_version", &[])
+            .await
+            .map_err(sql_error("read server_version"))?
+            .get(0);
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(sql_error("begin the snapshot transaction"))?;
+        let snapshot: Option<String> = match client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+        {
+            Ok(row) => Some(row.get(0)),
+            Err(err) => {
+                tracing::warn!(job = %job.name, error = %crate::collect::postgres::describe(&err), "Cannot export a snapshot; row counts are left out of the manifest.");
+                None
+            }
+        };
+        Ok((version, snapshot))
+    })?;
+
+    let mut staged = Staged::create(&job.destination, &format!("{}.dump", context.id))
+        .map_err(BackupError::io("create a file in", &job.destination))?;
+    staged
+        .close()
+        .map_err(BackupError::io("sync", staged.path()))?;
+    let mut log = Staged::create(&job.destination, &format!("{}.log", context.id))
+        .map_err(BackupError::io("create a file in", &job.destination))?;
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--format=custom".into(),
+        "--no-password".into(),
+        format!("--file={}", staged.path().display()).into(),
+    ];
+    if let Some(snapshot) = &snapshot {
+        args.push(format!("--snapshot={snapshot}").into());
+    }
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let child = spawn(&connection, &pg_dump, &args, &mut log)?;
+    // The counts run while pg_dump dumps, in the transaction whose snapshot it uses.
+    let counts = if snapshot.is_some() {
+        match block(context, count_rows(&client, &job.verify.required_tables)) {
+            Ok(counts) => counts,
+            Err(err) => {
+                let _ = kill(child);
+                return Err(err);
+            }
+        }
+    } else {
+        BTreeMap::new()
+    };
+    let staged_path = staged.path().to_owned();
+    wait(child, "pg_dump", &log, context, &|| {
+        if let Ok(meta) = std::fs::metadata(&staged_path) {
+            context.progress.set(meta.len());
+        }
+    })?;
+    // The snapshot had to live until pg_dump finished with it.
+    let _ = block(context, async {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(sql_error("end the snapshot transaction"))
+    });
+    Ok(Produced {
+        staged,
+        extension: "dump",
+        tool: libpq::version(&pg_dump),
+        server_version: Some(server_version),
+        source: format!("postgres/{} ({})", pg.name, connection.describe()),
+        tables: counts,
+        files: None,
+        compression: None,
+        streamed_sha256: None,
+    })
+}
+
+fn kill(mut child: Child) -> std::io::Result<()> {
+    child.kill()?;
+    child.wait().map(|_| ())
+}
+
+/// The entries `pg_restore --list` prints for an archive: `(description, schema, name)`.
+fn table_of_contents(path: &Path) -> Result<Vec<(String, String, String)>, BackupError> {
+    let pg_restore = libpq::tool("pg_restore")?;
+    let output = std::process::Command::new(&pg_restore)
+        .env_clear()
+        .env("LC_ALL", "C")
+        .arg("--list")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(BackupError::io("run", &pg_restore))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(BackupError::NotVerified(format!(
+            "pg_restore --list failed ({}): {}",
+            output.status,
+            stderr.trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut entries = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(';') || line.trim().is_empty() {
+            continue;
+        }
+        // `3375; 0 16390 TABLE DATA public pgbench_accounts postgres`
+        let Some((_, rest)) = line.split_once("; ") else {
+            continue;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        if words.len() < 3 {
+            continue;
+        }
+        let (description, tail) = if words.len() >= 5 && words[2] == "TABLE" && words[3] == "DATA" {
+            ("TABLE DATA".to_owned(), &words[4..])
+        } else {
+            (words[2].to_owned(), &words[3..])
+        };
+        let schema = tail.first().copied().unwrap_or("-").to_owned();
+        let name = tail.get(1).copied().unwrap_or("").to_owned();
+        entries.push((description, schema, name));
+    }
+    Ok(entries)
+}
+
+fn has_table(entries: &[(String, String, String)], table: &str) -> bool {
+    let (schema, name) = match table.split_once('.') {
+        Some((schema, name)) => (Some(schema), name),
+        None => (None, table),
+    };
+    entries.iter().any(|(description, s, n)| {
+        description == "TABLE" && n == name && schema.is_none_or(|schema| schema == s)
+    })
+}
+
+/// `pg_restore --list` reads the archive's table of contents; every required table must be
+/// in it.
+pub(crate) fn verify(job: &BackupConfig, path: &Path) -> Result<Vec<String>, BackupError> {
+    let entries = table_of_contents(path)?;
+    if entries.is_empty() {
+        return Err(BackupError::NotVerified(
+            "pg_restore --list shows an empty archive".to_owned(),
+        ));
+    }
+    let missing: Vec<&String> = job
+        .verify
+        .required_tables
+        .iter()
+        .filter(|t| !has_table(&entries, t))
+        .collect();
+    if !missing.is_empty() {
+        return Err(BackupError::NotVerified(format!(
+            "required tables missing from the dump: {}",
+            missing
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let tables = entries.iter().filter(|(d, _, _)| d == "TABLE").count();
+    let mut checks = vec![format!(
+        "pg_restore --list: {} entries, {tables} tables",
+        entries.len()
+    )];
+    if !job.verify.required_tables.is_empty() {
+        checks.push(format!(
+            "required tables present: {}",
+            job.verify.required_tables.join(", ")
+        ));
+    }
+    Ok(checks)
+}
+
+/// Runs `pg_restore` of `path` into `database`, in one transaction, stopping at the first
+/// error.
+fn pg_restore(
+    pg: &PostgresConfig,
+    database: &str,
+    path: &Path,
+    owners: bool,
+    context: &Context<'_>,
+) -> Result<(), BackupError> {
+    let pg_restore = libpq::tool("pg_restore")?;
+    let connection = Connection::try_from_config(pg, Some(database))?;
+    let mut log = Staged::create(
+        &context.job.destination,
+        &format!("{}.restore.log", context.id),
+    )
+    .map_err(BackupError::io(
+        "create a file in",
+        &context.job.destination,
+    ))?;
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--no-password".into(),
+        "--exit-on-error".into(),
+        "--single-transaction".into(),
+        format!("--dbname={database}").into(),
+    ];
+    if !owners {
+        args.push("--no-owner".into());
+        args.push("--no-privileges".into());
+    }
+    args.push(path.into());
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let child = spawn(&connection, &pg_restore, &args, &mut log)?;
+    wait(child, "pg_restore", &log, context, &|| {})
+}
+
+/// A scratch database name no one else uses.
+fn scratch_name(job: &str, id: &str) -> String {
+    let clean: String = job
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect();
+    format!(
+        "warden_drill_{clean}_{}",
+        id.to_lowercase().replace('-', "_")
+    )
+}
+
+async fn drop_database(client: &Client, name: &str) -> Result<(), BackupError> {
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(sql_error("read server_version_num"))?
+        .get(0);
+    let force = if version >= 130000 {
+        " WITH (FORCE)"
+    } else {
+        ""
+    };
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {}{force}", quote(name)))
+        .await
+        .map_err(sql_error(format!("drop database {name}")))
+}
+
+/// Restores the backup into a scratch database, compares the key tables' row counts with
+/// the manifest, and drops the scratch database whatever happened.
+pub(crate) fn drill(
+    pg: &PostgresConfig,
+    manifest: &Manifest,
+    path: &Path,
+    context: &Context<'_>,
+) -> Result<String, BackupError> {
+    let scratch = scratch_name(&context.job.name, &context.id);
+    let admin = block(context, connect(pg, None))?;
+    block(context, async {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", quote(&scratch)))
+            .await
+            .map_err(sql_error(format!("create scratch database {scratch}")))
+    })?;
+    let result = (|| {
+        pg_restore(pg, &scratch, path, false, context)?;
+        let client = block(context, connect(pg, Some(&scratch)))?;
+        let tables: Vec<String> = manifest.tables.keys().cloned().collect();
+        let counts = block(context, count_rows(&client, &tables))?;
+        let restored_tables: i64 = block(context, async {
+            Ok(client
+                .query_one(
+                    "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+                    &[],
+                )
+                .await
+                .map_err(sql_error("count restored tables"))?
+                .get(0))
+        })?;
+        compare_counts(&manifest.tables, &counts)?;
+        Ok(format!(
+            "restored into scratch database {scratch}: {restored_tables} tables; row counts match the manifest ({})",
+            describe_counts(&counts)
+        ))
+    })();
+    // The scratch database goes whatever happened; a failure to drop it is logged, and the
+    // drill's own result stands.
+    let dropped = context.runtime.block_on(drop_database(&admin, &scratch));
+    if let Err(err) = dropped {
+        tracing::error!(database = %scratch, error = %err, "Cannot drop the drill's scratch database; drop it by hand.");
+    }
+    result
+}
+
+/// Fails unless the restored counts equal the manifest's.
+pub(crate) fn compare_counts(
+    expected: &BTreeMap<String, u64>,
+    found: &BTreeMap<String, u64>,
+) -> Result<(), BackupError> {
+    let differences: Vec<String> = expected
+        .iter()
+        .filter(|(table, count)| found.get(*table) != Some(count))
+        .map(|(table, count)| {
+            format!(
+                "{table}: manifest {count}, restored {}",
+                found
+                    .get(table)
+                    .map_or("missing".to_owned(), u64::to_string)
+            )
+        })
+        .collect();
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(BackupError::DrillFailed(differences.join("; ")))
+    }
+}
+
+pub(crate) fn describe_counts(counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "no key tables configured".to_owned();
+    }
+    counts
+        .iter()
+        .map(|(t, n)| format!("{t} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `database` exists, and whether it holds any user relation.
+async fn target_state(
+    pg: &PostgresConfig,
+    admin: &Client,
+    database: &str,
+) -> Result<(bool, bool), BackupError> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await
+        .map_err(sql_error("look up the target database"))?
+        .is_some();
+    if !exists {
+        return Ok((false, false));
+    }
+    let client = connect(pg, Some(database)).await?;
+    let relations: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+               AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
+            &[],
+        )
+        .await
+        .map_err(sql_error("inspect the target database"))?
+        .get(0);
+    Ok((true, relations > 0))
+}
+
+/// Restores into the database `target`. An existing database holding relations is refused
+/// without `force`; with it, a safety dump is taken, the database is recreated and restored,
+/// and on failure recreated again from the safety dump. ANALYZE runs afterwards.
+pub(crate) fn restore(
+    pg: &PostgresConfig,
+    manifest: &Manifest,
+    path: &Path,
+    target: &str,
+    force: bool,
+    context: &Context<'_>,
+) -> Result<RestoreSummary, BackupError> {
+    if !crate::config::is_identifier(target) || target.contains('.') {
+        return Err(BackupError::BadTarget {
+            target: target.to_owned(),
+            reason: "a database name is letters, digits and `_`".to_owned(),
+        });
+    }
+    let mut summary = RestoreSummary {
+        target: format!("postgres/{} database {target}", pg.name),
+        ..RestoreSummary::default()
+    };
+    let admin_db = if pg.database == target {
+        "postgres"
+    } else {
+        pg.database.as_str()
+    };
+    let admin = block(context, connect(pg, Some(admin_db)))?;
+    let (exists, has_data) = block(context, target_state(pg, &admin, target))?;
+    if has_data && !force {
+        return Err(BackupError::TargetNotEmpty {
+            target: format!("database {target}"),
+            hint: "pass --force to replace it (a safety dump is taken first and put back if the restore fails)",
+        });
+    }
+    let mut safety: Option<std::path::PathBuf> = None;
+    if has_data {
+        let pg_dump = libpq::tool("pg_dump")?;
+        let connection = Connection::try_from_config(pg, Some(target))?;
+        let file = context
+            .job
+            .destination
+            .join(format!("safety-{target}-{}.dump", context.id));
+        let mut log = Staged::create(
+            &context.job.destination,
+            &format!("{}.safety.log", context.id),
+        )
+        .map_err(BackupError::io(
+            "create a file in",
+            &context.job.destination,
+        ))?;
+        let args: Vec<std::ffi::OsString> = vec![
+            "--format=custom".into(),
+            "--no-password".into(),
+            format!("--file={}", file.display()).into(),
+        ];
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let child = spawn(&connection, &pg_dump, &args, &mut log)?;
+        if let Err(err) = wait(child, "pg_dump (safety dump)", &log, context, &|| {}) {
+            let _ = std::fs::remove_file(&file);
+            return Err(err);
+        }
+        std::fs::File::open(&file)
+            .and_then(|f| f.sync_all())
+            .map_err(BackupError::io("sync", &file))?;
+        summary
+            .steps
+            .push(format!("safety dump of {target}: {}", file.display()));
+        summary.safety_copy = Some(file.display().to_string());
+        safety = Some(file);
+    }
+    let recreate = |context: &Context<'_>| -> Result<(), BackupError> {
+        block(context, async {
+            if exists {
+                drop_database(&admin, target).await?;
+            }
+            admin
+                .batch_execute(&format!("CREATE DATABASE {}", quote(target)))
+                .await
+                .map_err(sql_error(format!("create database {target}")))
+        })
+    };
+    let attempt = recreate(context).and_then(|()| pg_restore(pg, target, path, true, context));
+    if let Err(err) = attempt {
+        let rolled_back = match &safety {
+            Some(file) => {
+                let put_back = block(context, async {
+                    drop_database(&admin, target).await?;
+                    admin
+                        .batch_execute(&format!("CREATE DATABASE {}", quote(target)))
+                        .await
+                        .map_err(sql_error(format!("create database {target}")))
+                })
+                .and_then(|()| pg_restore(pg, target, file, true, context));
+                match put_back {
+                    Ok(()) => true,
+                    Err(put_back_err) => {
+                        tracing::error!(database = target, safety_dump = %file.display(), error = %put_back_err, "Cannot put the safety dump back; restore it by hand.");
+                        false
+                    }
+                }
+            }
+            // Nothing was there before: leave nothing behind.
+            None => block(context, drop_database(&admin, target)).is_ok(),
+        };
+        return Err(BackupError::RestoreFailed {
+            cause: Box::new(err),
+            rolled_back,
+        });
+    }
+    summary
+        .steps
+        .push(format!("pg_restore of {} into {target}", manifest.file));
+    let client = block(context, connect(pg, Some(target)))?;
+    block(context, async {
+        client
+            .batch_execute("ANALYZE")
+            .await
+            .map_err(sql_error(format!("analyze {target}")))
+    })?;
+    summary.steps.push(format!("ANALYZE {target}"));
+    let tables: Vec<String> = manifest.tables.keys().cloned().collect();
+    let counts = block(context, count_rows(&client, &tables))?;
+    compare_counts(&manifest.tables, &counts).map_err(|err| match err {
+        BackupError::DrillFailed(message) => {
+            BackupError::NotVerified(format!("restored row counts differ: {message}"))
+        }
+        other => other,
+    })?;
+    summary.steps.push(format!(
+        "row counts match the manifest: {}",
+        describe_counts(&counts)
+    ));
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_names_are_identifiers_within_postgres_limit() {
+        let name = scratch_name("pg-main.v2", "20261201T030000Z-ab12");
+        assert_eq!(name, "warden_drill_pg_main_v2_20261201t030000z_ab12");
+        assert!(name.len() <= 63);
+        assert!(crate::config::is_identifier(&name));
+    }
+
+    #[test]
+    fn quoting_keeps_schemas_apart() {
+        assert_eq!(quote("users"), "\"users\"");
+        assert_eq!(quote("app.users"), "\"app\".\"users\"");
+    }
+
+    #[test]
+    fn required_tables_match_with_or_without_schema() {
+        let entries = vec![
+            ("TABLE".to_owned(), "public".to_owned(), "users".to_owned()),
+            (
+                "TABLE DATA".to_owned(),
+                "public".to_owned(),
+                "users".to_owned(),
+            ),
+        ];
+        assert!(has_table(&entries, "users"));
+        assert!(has_table(&entries, "public.users"));
+        assert!(!has_table(&entries, "app.users"));
+        assert!(!has_table(&entries, "runs"));
+    }
+
+    #[test]
+    fn count_differences_are_named() {
+        let expected = BTreeMap::from([("a".to_owned(), 3), ("b".to_owned(), 1)]);
+        let found = BTreeMap::from([("a".to_owned(), 3)]);
+        let err = compare_counts(&expected, &found).unwrap_err().to_string();
+        assert!(err.contains("b: manifest 1, restored missing"), "{err}");
+        assert!(compare_counts(&expected, &expected).is_ok());
+    }
+}

@@ -1,0 +1,238 @@
+//! Atomic publishing: a backup is written to a temporary file in its destination, fsynced,
+//! renamed to its final name, and the directory is fsynced, so a crash at any moment leaves
+//! either the old state or the new one, never a half-written file under a final name.
+//!
+//! Temporary files start with [`TEMP_PREFIX`]; anything with that prefix in a destination is
+//! a leftover of a run that died, and is removed by the next run of the job (under its lock).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// The name prefix of files being written; never a published backup.
+pub const TEMP_PREFIX: &str = ".tmp-";
+/// Read buffer for hashing and copying: large enough that syscalls do not dominate.
+pub const IO_BUFFER: usize = 1 << 20;
+
+/// A temporary file in a destination directory, removed when dropped unless published.
+#[derive(Debug)]
+pub struct Staged {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Staged {
+    /// Creates `DIR/.tmp-NAME` (mode 0600), failing if it exists.
+    ///
+    /// # Errors
+    /// The I/O error of creating the file.
+    pub fn create(dir: &Path, name: &str) -> io::Result<Staged> {
+        let path = dir.join(format!("{TEMP_PREFIX}{name}"));
+        let mut options = OpenOptions::new();
+        options.write(true).read(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path)?;
+        Ok(Staged {
+            path,
+            file: Some(file),
+        })
+    }
+
+    /// Where the temporary file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file, for writing.
+    ///
+    /// # Errors
+    /// Fails once the file has been closed with [`Staged::close`].
+    pub fn file(&mut self) -> io::Result<&mut File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the staged file is closed"))
+    }
+
+    /// Flushes the file to disk and closes it (another process, or SQLite, may then write
+    /// the path itself).
+    ///
+    /// # Errors
+    /// The I/O error of `fsync`.
+    pub fn close(&mut self) -> io::Result<()> {
+        if let Some(file) = self.file.take() {
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the path's content to disk, renames it to `target` and fsyncs the directory.
+    ///
+    /// # Errors
+    /// The I/O error of any step; the temporary file is removed then.
+    pub fn publish(mut self, target: &Path) -> io::Result<()> {
+        self.close()?;
+        // The path may have been written by another process or library since it was created.
+        File::open(&self.path)?.sync_all()?;
+        std::fs::rename(&self.path, target)?;
+        self.path = PathBuf::new();
+        sync_parent(target)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            drop(self.file.take());
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+///
+/// # Errors
+/// The I/O error of any step; nothing is left behind under a temporary name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut staged = Staged::create(dir, &format!("{name}.{}", std::process::id()))?;
+    staged.file()?.write_all(bytes)?;
+    staged.publish(path)
+}
+
+/// Fsyncs the directory holding `path`, so a rename in it survives a crash.
+///
+/// # Errors
+/// The I/O error of opening or syncing the directory.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// A writer that hashes and counts what passes through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The inner writer, the hex SHA-256 and the byte count of everything written.
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, hex::encode(self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The hex SHA-256 and size of a file, read in [`IO_BUFFER`] chunks; `cancelled` is checked
+/// between chunks.
+///
+/// # Errors
+/// The I/O error of reading, or `Interrupted` when cancelled.
+pub fn sha256_file(path: &Path, cancelled: &dyn Fn() -> bool) -> io::Result<(String, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; IO_BUFFER];
+    let mut bytes = 0u64;
+    loop {
+        if cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buffer[..n]);
+        bytes += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_stage_leaves_nothing_and_a_published_one_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut staged = Staged::create(dir.path(), "a.dump").unwrap();
+        staged.file().unwrap().write_all(b"partial").unwrap();
+        drop(staged);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let mut staged = Staged::create(dir.path(), "b.dump").unwrap();
+        let mut writer = HashingWriter::new(staged.file().unwrap());
+        writer.write_all(b"hello").unwrap();
+        let (_, digest, bytes) = writer.finish();
+        assert_eq!(bytes, 5);
+        assert_eq!(
+            digest,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        let target = dir.path().join("b.dump");
+        staged.publish(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+        assert_eq!(sha256_file(&target, &|| false).unwrap(), (digest, 5));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["b.dump"]);
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn hashing_can_be_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let err = sha256_file(&path, &|| true).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+    }
+}

@@ -1,0 +1,163 @@
+//! Cron schedules for backup runs and restore drills, one task per schedule.
+//!
+//! Each task computes its next firing from the last start recorded in the store, not from the
+//! time warden started, so schedules survive restarts: a run (or drill) whose firing passed
+//! while warden was down starts once at start-up, and a job that never ran counts as overdue.
+//! Sleeps are at most [`MAX_SLEEP`] long and recomputed from the wall clock, so a clock change
+//! or a suspended host does not push a firing back. A firing that finds the job busy is
+//! reported as skipped, never queued twice. Tasks stop at shutdown; a run in progress is
+//! cancelled and publishes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::{Backups, Progress, Trigger};
+use crate::config::Schedule;
+
+/// The longest sleep between looks at the wall clock.
+pub const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// What a schedule starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Backup,
+    Drill,
+}
+
+/// Starts one task per backup schedule and per drill schedule on `tracker`.
+pub fn spawn(backups: &Arc<Backups>, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    for job in backups.jobs() {
+        let schedules = [
+            (Work::Backup, job.schedule.clone()),
+            (Work::Drill, job.verify.restore_test_schedule.clone()),
+        ];
+        for (work, schedule) in schedules {
+            let Some(schedule) = schedule else { continue };
+            let span = tracing::info_span!("schedule", job = %job.name, work = ?work);
+            tracker.spawn(
+                run(
+                    Arc::clone(backups),
+                    job.name.clone(),
+                    schedule,
+                    work,
+                    shutdown.child_token(),
+                )
+                .instrument(span),
+            );
+        }
+    }
+}
+
+/// The next time to start: the first firing after the last start, or now when the job has
+/// never started.
+pub fn next_start(
+    schedule: &Schedule,
+    last_started: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match last_started {
+        None => now,
+        Some(last) => schedule.next_after(last).unwrap_or(now),
+    }
+}
+
+async fn last_started(backups: &Arc<Backups>, job: &str, work: Work) -> Option<DateTime<Utc>> {
+    let store = Arc::clone(backups.store());
+    let job = job.to_owned();
+    let record = tokio::task::spawn_blocking(move || store.job(&job))
+        .await
+        .ok()?
+        .ok()?;
+    let seconds = match work {
+        Work::Backup => record.last_started,
+        Work::Drill => record.drill_started,
+    };
+    (seconds > 0.0).then(|| DateTime::from_timestamp_millis((seconds * 1000.0) as i64))?
+}
+
+async fn run(
+    backups: Arc<Backups>,
+    job: String,
+    schedule: Schedule,
+    work: Work,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let last = last_started(&backups, &job, work).await;
+        let next = next_start(&schedule, last, Utc::now());
+        tracing::debug!(next = %next, "Next firing.");
+        loop {
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            if wait.is_zero() {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+        let result = match work {
+            Work::Backup => backups
+                .run(
+                    &job,
+                    Trigger::Schedule,
+                    &shutdown,
+                    Arc::new(Progress::default()),
+                )
+                .await
+                .map(|_| ()),
+            Work::Drill => backups.drill(&job, None, &shutdown).await.map(|_| ()),
+        };
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if let Err(super::BackupError::AlreadyRunning(_)) = result {
+            // The firing is spent; the next one comes from the schedule, not a retry loop.
+            if let Some(after) = schedule.next_after(Utc::now()) {
+                let wait = (after - Utc::now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    () = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+        // Whatever the outcome, the start was recorded; the next firing follows it. A store
+        // that could not record it must not turn this into a busy loop.
+        if last_started(&backups, &job, work).await == last {
+            tokio::select! {
+                () = tokio::time::sleep(MAX_SLEEP) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn never_run_is_overdue_and_a_missed_firing_runs_once() {
+        let schedule = Schedule::try_from_text("*/10 * * * *").unwrap();
+        let now = at("2026-12-01T12:34:00Z");
+        assert_eq!(next_start(&schedule, None, now), now);
+        // Last start at 12:00: the 12:10 firing passed while warden was down → due now.
+        let next = next_start(&schedule, Some(at("2026-12-01T12:00:00Z")), now);
+        assert!(next <= now);
+        // Last start at 12:30: next at 12:40.
+        let next = next_start(&schedule, Some(at("2026-12-01T12:30:00Z")), now);
+        assert_eq!(next, at("2026-12-01T12:40:00Z"));
+        assert_eq!(schedule.interval(now), Duration::from_secs(600));
+    }
+}

@@ -1,0 +1,397 @@
+//! The `sqlite` kind: an online copy through SQLite's backup API, checked with
+//! `PRAGMA integrity_check`, drilled on a scratch copy, restored with the current file copied
+//! aside first.
+//!
+//! Writers are not held up for long. In WAL mode warden holds one read transaction on the
+//! source for the whole copy: readers never block WAL writers, and the copy is one consistent
+//! snapshot that no concurrent commit can restart. In rollback-journal mode a reader does
+//! block writers, so the copy goes [`PAGES_PER_STEP`] pages at a time with the lock released
+//! in between; a commit in between restarts the copy (SQLite's rule), bounded by the job's
+//! timeout.
+//!
+//! The copy is switched to `journal_mode=DELETE` before it is hashed, so a backup is one
+//! self-contained file with no `-wal` beside it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+
+use super::manifest::Manifest;
+use super::postgres::{compare_counts, describe_counts};
+use super::publish::Staged;
+use super::{BackupError, Context, Produced, RestoreSummary};
+use crate::config::{BackupConfig, BackupKind, IntegrityCheck, SqliteConfig};
+
+/// Pages copied per step: 4 MiB at SQLite's default page size, short enough that a
+/// rollback-journal writer waits milliseconds, long enough that steps cost little.
+pub const PAGES_PER_STEP: i32 = 1024;
+/// How long to wait before retrying a step that found the source busy.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+/// How long the copy waits for a lock held by a writer before SQLite reports busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn sqlite_error(action: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> BackupError {
+    let action = action.into();
+    move |source| BackupError::Sqlite { action, source }
+}
+
+fn open_read_only(path: &Path) -> Result<Connection, BackupError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_error(format!("open {}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sqlite_error("set the busy timeout"))?;
+    Ok(conn)
+}
+
+fn open_read_write(path: &Path) -> Result<Connection, BackupError> {
+    let conn = Connection::open(path).map_err(sqlite_error(format!("open {}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sqlite_error("set the busy timeout"))?;
+    Ok(conn)
+}
+
+fn journal_mode(conn: &Connection) -> Result<String, BackupError> {
+    conn.pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
+        .map(|mode| mode.to_lowercase())
+        .map_err(sqlite_error("read journal_mode"))
+}
+
+/// Copies `from` into `to` with the backup API, in steps, honouring cancellation; reports
+/// copied bytes to the context's progress.
+fn copy_pages(
+    from: &Connection,
+    to: &mut Connection,
+    pages_per_step: i32,
+    pause: Option<Duration>,
+    context: &Context<'_>,
+) -> Result<(), BackupError> {
+    let page_size: i64 = from
+        .pragma_query_value(None, "page_size", |row| row.get(0))
+        .map_err(sqlite_error("read page_size"))?;
+    let backup = Backup::new(from, to).map_err(sqlite_error("start the online backup"))?;
+    loop {
+        context.check()?;
+        match backup
+            .step(pages_per_step)
+            .map_err(sqlite_error("copy pages"))?
+        {
+            StepResult::Done => break,
+            StepResult::More => {
+                let progress = backup.progress();
+                let copied = i64::from(progress.pagecount - progress.remaining);
+                context.progress.set((copied * page_size).max(0) as u64);
+                if let Some(pause) = pause {
+                    std::thread::sleep(pause);
+                }
+            }
+            // A writer holds the lock: let it finish.
+            StepResult::Busy | StepResult::Locked => std::thread::sleep(BUSY_RETRY),
+            _ => std::thread::sleep(BUSY_RETRY),
+        }
+    }
+    Ok(())
+}
+
+/// Row counts of `tables` on `conn`.
+fn count_rows(conn: &Connection, tables: &[String]) -> Result<BTreeMap<String, u64>, BackupError> {
+    let mut counts = BTreeMap::new();
+    for table in tables {
+        // Names are validated identifiers; quoting keeps keywords usable as names.
+        let sql = format!(
+            "SELECT count(*) FROM {}",
+            table
+                .split('.')
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(".")
+        );
+        let count: i64 = conn
+            .query_row(&sql, [], |row| row.get(0))
+            .map_err(sqlite_error(format!("count the rows of {table}")))?;
+        counts.insert(table.clone(), count.max(0) as u64);
+    }
+    Ok(counts)
+}
+
+/// Makes a consistent online copy of `db` into a staged file.
+pub(crate) fn copy(db: &SqliteConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
+    let job = context.job;
+    if !db.path.is_file() {
+        return Err(BackupError::Io {
+            action: "read",
+            path: db.path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such database file"),
+        });
+    }
+    let source = open_read_only(&db.path)?;
+    let wal = journal_mode(&source)? == "wal";
+    if wal {
+        // One snapshot for the whole copy: WAL writers go on, and nothing restarts the copy.
+        source
+            .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+            .map_err(sqlite_error("begin the read transaction"))?;
+    }
+    let mut staged = Staged::create(&job.destination, &format!("{}.sqlite", context.id))
+        .map_err(BackupError::io("create a file in", &job.destination))?;
+    staged
+        .close()
+        .map_err(BackupError::io("sync", staged.path()))?;
+    let mut copy = open_read_write(staged.path())?;
+    let (steps, pause) = if wal {
+        (PAGES_PER_STEP * 16, None)
+    } else {
+        (PAGES_PER_STEP, Some(Duration::from_millis(1)))
+    };
+    copy_pages(&source, &mut copy, steps, pause, context)?;
+    if wal {
+        let _ = source.execute_batch("COMMIT");
+    }
+    drop(source);
+    // A standalone file: no -wal or -shm needed to read the copy.
+    copy.pragma_update_and_check(None, "journal_mode", "delete", |_| Ok(()))
+        .map_err(sqlite_error("switch the copy to journal_mode=delete"))?;
+    let tables = count_rows(&copy, &job.verify.required_tables).or_else(|err| {
+        // A missing table is reported by verification, with the others' names.
+        if job.verify.required_tables.is_empty() {
+            Err(err)
+        } else {
+            Ok(BTreeMap::new())
+        }
+    })?;
+    copy.close()
+        .map_err(|(_, source)| sqlite_error("close the copy")(source))?;
+    Ok(Produced {
+        staged,
+        extension: "sqlite",
+        tool: format!("SQLite {} online backup API", rusqlite::version()),
+        server_version: None,
+        source: format!("sqlite/{} ({})", db.name, db.path.display()),
+        tables,
+        files: None,
+        compression: None,
+        streamed_sha256: None,
+    })
+}
+
+/// Runs the integrity check and returns its complaint, if any.
+fn integrity(conn: &Connection, check: IntegrityCheck) -> Result<Option<String>, BackupError> {
+    let pragma = match check {
+        IntegrityCheck::Full => "PRAGMA integrity_check",
+        IntegrityCheck::Quick => "PRAGMA quick_check",
+    };
+    let mut statement = conn.prepare(pragma).map_err(sqlite_error(pragma))?;
+    let rows: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .map_err(sqlite_error(pragma))?
+        .collect::<Result<_, _>>()
+        .map_err(sqlite_error(pragma))?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        Ok(None)
+    } else {
+        Ok(Some(
+            rows.into_iter().take(5).collect::<Vec<_>>().join("; "),
+        ))
+    }
+}
+
+fn check_name(check: IntegrityCheck) -> &'static str {
+    match check {
+        IntegrityCheck::Full => "PRAGMA integrity_check",
+        IntegrityCheck::Quick => "PRAGMA quick_check",
+    }
+}
+
+/// `PRAGMA integrity_check` on the copy, and every required table present.
+pub(crate) fn verify(job: &BackupConfig, path: &Path) -> Result<Vec<String>, BackupError> {
+    let check = job.verify.integrity_check;
+    let conn = open_read_only(path)?;
+    let problem = integrity(&conn, check).map_err(|err| match err {
+        // A file that is not a database at all is a failed verification, not an I/O error.
+        BackupError::Sqlite { source, .. } => {
+            BackupError::NotVerified(format!("{}: {source}", check_name(check)))
+        }
+        other => other,
+    })?;
+    if let Some(problem) = problem {
+        return Err(BackupError::NotVerified(format!(
+            "{} on the copy: {problem}",
+            check_name(check)
+        )));
+    }
+    let mut checks = vec![format!("{}: ok", check_name(check))];
+    let required = &job.verify.required_tables;
+    if !required.is_empty() {
+        let mut missing = Vec::new();
+        for table in required {
+            let name = table.rsplit('.').next().unwrap_or(table);
+            let found: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                    [name],
+                    |row| row.get(0),
+                )
+                .map_err(sqlite_error("read the schema"))?;
+            if found == 0 {
+                missing.push(table.as_str());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(BackupError::NotVerified(format!(
+                "required tables missing from the copy: {}",
+                missing.join(", ")
+            )));
+        }
+        checks.push(format!("required tables present: {}", required.join(", ")));
+    }
+    Ok(checks)
+}
+
+/// Copies the backup to a scratch file, checks it and compares row counts with the
+/// manifest; the scratch file is removed whatever happens.
+pub(crate) fn drill(
+    manifest: &Manifest,
+    path: &Path,
+    context: &Context<'_>,
+) -> Result<String, BackupError> {
+    let job = context.job;
+    let scratch = Staged::create(&job.destination, &format!("{}.drill.sqlite", context.id))
+        .map_err(BackupError::io("create a file in", &job.destination))?;
+    std::fs::copy(path, scratch.path()).map_err(BackupError::io("copy", path))?;
+    let conn = open_read_only(scratch.path())?;
+    let check = match &job.kind {
+        BackupKind::Sqlite(_) => job.verify.integrity_check,
+        _ => IntegrityCheck::Full,
+    };
+    if let Some(problem) = integrity(&conn, check)? {
+        return Err(BackupError::DrillFailed(format!(
+            "{} on the restored copy: {problem}",
+            check_name(check)
+        )));
+    }
+    let tables: Vec<String> = manifest.tables.keys().cloned().collect();
+    let counts = count_rows(&conn, &tables)?;
+    compare_counts(&manifest.tables, &counts)?;
+    Ok(format!(
+        "restored to a scratch file: {}: ok; row counts match the manifest ({})",
+        check_name(check),
+        describe_counts(&counts)
+    ))
+}
+
+/// Restores the backup over the SQLite file `target`. An existing file is refused without
+/// `force`; with it, the current content is first copied aside (through the backup API, so a
+/// WAL is included), then replaced, checked, and put back if anything fails.
+pub(crate) fn restore(
+    manifest: &Manifest,
+    path: &Path,
+    target: &str,
+    force: bool,
+    context: &Context<'_>,
+) -> Result<RestoreSummary, BackupError> {
+    let target_path = PathBuf::from(target);
+    let exists = target_path.exists();
+    if exists && !target_path.is_file() {
+        return Err(BackupError::BadTarget {
+            target: target.to_owned(),
+            reason: "exists and is not a file".to_owned(),
+        });
+    }
+    if exists && !force {
+        return Err(BackupError::TargetNotEmpty {
+            target: target.to_owned(),
+            hint: "pass --force to replace it (the current file is copied aside first and put back if the restore fails)",
+        });
+    }
+    let mut summary = RestoreSummary {
+        target: target_path.display().to_string(),
+        ..RestoreSummary::default()
+    };
+    let backup = open_read_only(path)?;
+    let mut aside: Option<PathBuf> = None;
+    let mut was_wal = false;
+    if exists {
+        let current = open_read_write(&target_path)?;
+        was_wal = journal_mode(&current)? == "wal";
+        let aside_path = PathBuf::from(format!("{target}.before-restore-{}", context.id));
+        let mut aside_conn = open_read_write(&aside_path)?;
+        copy_pages(
+            &current,
+            &mut aside_conn,
+            PAGES_PER_STEP * 16,
+            None,
+            context,
+        )?;
+        aside_conn
+            .pragma_update_and_check(None, "journal_mode", "delete", |_| Ok(()))
+            .map_err(sqlite_error(
+                "switch the safety copy to journal_mode=delete",
+            ))?;
+        drop(aside_conn);
+        std::fs::File::open(&aside_path)
+            .and_then(|f| f.sync_all())
+            .map_err(BackupError::io("sync", &aside_path))?;
+        summary.steps.push(format!(
+            "current file copied aside to {}",
+            aside_path.display()
+        ));
+        summary.safety_copy = Some(aside_path.display().to_string());
+        aside = Some(aside_path);
+    }
+
+    let attempt = (|| -> Result<BTreeMap<String, u64>, BackupError> {
+        let mut target_conn = open_read_write(&target_path)?;
+        copy_pages(
+            &backup,
+            &mut target_conn,
+            PAGES_PER_STEP * 16,
+            None,
+            context,
+        )?;
+        if was_wal {
+            target_conn
+                .pragma_update_and_check(None, "journal_mode", "wal", |_| Ok(()))
+                .map_err(sqlite_error("switch back to journal_mode=wal"))?;
+        }
+        if let Some(problem) = integrity(&target_conn, IntegrityCheck::Full)? {
+            return Err(BackupError::NotVerified(format!(
+                "PRAGMA integrity_check after the restore: {problem}"
+            )));
+        }
+        let tables: Vec<String> = manifest.tables.keys().cloned().collect();
+        let counts = count_rows(&target_conn, &tables)?;
+        compare_counts(&manifest.tables, &counts)?;
+        Ok(counts)
+    })();
+    match attempt {
+        Ok(counts) => {
+            summary.steps.push(format!("restored {}", manifest.file));
+            summary.steps.push("PRAGMA integrity_check: ok".to_owned());
+            summary.steps.push(format!(
+                "row counts match the manifest: {}",
+                describe_counts(&counts)
+            ));
+            Ok(summary)
+        }
+        Err(err) => {
+            let rolled_back = match &aside {
+                Some(aside) => (|| -> Result<(), BackupError> {
+                    let saved = open_read_only(aside)?;
+                    let mut target_conn = open_read_write(&target_path)?;
+                    copy_pages(&saved, &mut target_conn, PAGES_PER_STEP * 16, None, context)
+                })()
+                .is_ok(),
+                None => std::fs::remove_file(&target_path).is_ok(),
+            };
+            Err(BackupError::RestoreFailed {
+                cause: Box::new(err),
+                rolled_back,
+            })
+        }
+    }
+}

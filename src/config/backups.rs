@@ -1,0 +1,537 @@
+//! The `backups` section: backup jobs validated into typed values (parsed cron schedules,
+//! compiled globs, retention policies, resolved sources).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Local, Utc};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use super::error::Problems;
+use super::raw::{RawBackup, RawRetention};
+use super::sources::{IntegrityCheck, PostgresConfig, SqliteConfig, check_name, is_identifier};
+use super::{Sources, duration};
+use crate::backup::retention::Policy;
+
+/// How many backups run at once when `max_concurrent_backups` is not set: backups are heavy
+/// on disk and on the database, so one at a time unless the operator says otherwise.
+pub const DEFAULT_MAX_CONCURRENT_BACKUPS: usize = 1;
+/// The most `max_concurrent_backups` may allow.
+pub const MAX_CONCURRENT_BACKUPS: usize = 64;
+/// The longest one backup run may take when `timeout` is not set.
+const DEFAULT_BACKUP_TIMEOUT: &str = "6h";
+
+/// A backup job.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// The `job` label and the name used on the command line.
+    pub name: String,
+    /// What is backed up, and how.
+    pub kind: BackupKind,
+    /// The directory backups and their manifests are written to.
+    pub destination: PathBuf,
+    /// When the job runs on its own; `None` runs it only on demand (command line, alerts).
+    pub schedule: Option<Schedule>,
+    /// Which backups are kept.
+    pub retention: Policy,
+    /// What a backup must pass to count.
+    pub verify: VerifyConfig,
+    /// The longest one run may take; past it the run fails and nothing is published.
+    pub timeout: Duration,
+}
+
+/// The three kinds of backup.
+#[derive(Debug, Clone)]
+pub enum BackupKind {
+    /// `pg_dump --format=custom` of a configured PostgreSQL entry's database.
+    Postgres(Box<PostgresConfig>),
+    /// An online copy of a configured SQLite file.
+    Sqlite(Box<SqliteConfig>),
+    /// A tar archive of listed paths.
+    Files(FilesConfig),
+}
+
+impl BackupKind {
+    /// The `kind` value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackupKind::Postgres(_) => "postgres",
+            BackupKind::Sqlite(_) => "sqlite",
+            BackupKind::Files(_) => "files",
+        }
+    }
+}
+
+/// What a `files` job archives.
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    /// Absolute paths of files and directories to archive.
+    pub paths: Vec<PathBuf>,
+    /// When set, only files whose path matches are archived.
+    pub include: Option<GlobSet>,
+    /// Files and directories whose path matches are skipped.
+    pub exclude: Option<GlobSet>,
+    /// The archive's compression.
+    pub compression: Compression,
+    /// The compression level.
+    pub level: i32,
+}
+
+/// How a `files` archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// zstd: fast, and the default.
+    Zstd,
+    /// gzip, for tools that only read `.tar.gz`.
+    Gzip,
+}
+
+impl Compression {
+    /// The file name extension of an archive.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Zstd => "tar.zst",
+            Compression::Gzip => "tar.gz",
+        }
+    }
+
+    /// The configuration and manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+        }
+    }
+
+    /// The level used when the configuration names none: zstd 3, gzip 6.
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+        }
+    }
+
+    /// The compression named by a manifest or the configuration.
+    pub fn from_name(name: &str) -> Option<Compression> {
+        match name {
+            "zstd" => Some(Compression::Zstd),
+            "gzip" => Some(Compression::Gzip),
+            _ => None,
+        }
+    }
+}
+
+/// What verification checks beyond the checksum and the tool-level check.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    /// Tables that must be in the backup; their row counts go in the manifest.
+    pub required_tables: Vec<String>,
+    /// Whether restore drills run.
+    pub restore_test: bool,
+    /// When drills run; `None` runs one after each successful backup.
+    pub restore_test_schedule: Option<Schedule>,
+    /// SQLite only: `PRAGMA integrity_check` (the default) or `PRAGMA quick_check` on the copy.
+    pub integrity_check: IntegrityCheck,
+}
+
+/// A parsed five-field cron expression, evaluated in the host's local time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: croner::Cron,
+    text: String,
+}
+
+impl Schedule {
+    /// Parses a cron expression (`minute hour day-of-month month day-of-week`, croner's
+    /// extensions allowed).
+    ///
+    /// # Errors
+    /// The parser's message when the text is not a cron expression.
+    pub fn try_from_text(text: &str) -> Result<Schedule, String> {
+        let cron = croner::Cron::from_str(text).map_err(|err| err.to_string())?;
+        let schedule = Schedule {
+            cron,
+            text: text.to_owned(),
+        };
+        if schedule.next_after(Utc::now()).is_none() {
+            return Err("never fires".to_owned());
+        }
+        Ok(schedule)
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The first time the schedule fires strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&Local);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|next| next.with_timezone(&Utc))
+    }
+
+    /// The gap between the next two firings after `now`: the interval a staleness rule
+    /// compares the age of the last backup with.
+    pub fn interval(&self, now: DateTime<Utc>) -> Duration {
+        let Some(first) = self.next_after(now) else {
+            return Duration::ZERO;
+        };
+        let Some(second) = self.next_after(first) else {
+            return Duration::ZERO;
+        };
+        (second - first).to_std().unwrap_or_default()
+    }
+}
+
+/// Validates `max_concurrent_backups`.
+pub(super) fn max_concurrent(value: Option<u64>, problems: &mut Problems) -> usize {
+    match value {
+        None => DEFAULT_MAX_CONCURRENT_BACKUPS,
+        Some(0) => {
+            problems.push("max_concurrent_backups", "must be at least 1");
+            1
+        }
+        Some(n) if n > MAX_CONCURRENT_BACKUPS as u64 => {
+            problems.push(
+                "max_concurrent_backups",
+                format!("at most {MAX_CONCURRENT_BACKUPS}"),
+            );
+            MAX_CONCURRENT_BACKUPS
+        }
+        Some(n) => n as usize,
+    }
+}
+
+/// Validates the backup jobs against the configured sources, recording every problem.
+pub(super) fn validate(
+    raw: Vec<RawBackup>,
+    sources: &Sources,
+    base: &Path,
+    problems: &mut Problems,
+) -> Vec<BackupConfig> {
+    let mut names = HashSet::new();
+    let mut destinations: Vec<(PathBuf, String)> = Vec::new();
+    let mut jobs = Vec::new();
+    for (i, raw) in raw.into_iter().enumerate() {
+        let path = format!("backups[{i}]");
+        if !names.insert(raw.name.clone()) {
+            problems.push(
+                format!("{path}.name"),
+                format!("`{}` is used twice", raw.name),
+            );
+        }
+        let destination = base.join(&raw.destination);
+        if raw.destination.is_empty() {
+            problems.push(format!("{path}.destination"), "must not be empty");
+        } else if let Some((_, other)) = destinations.iter().find(|(d, _)| *d == destination) {
+            problems.push(
+                format!("{path}.destination"),
+                format!("is also the destination of job `{other}`; each job needs its own directory (retention and locking work per directory)"),
+            );
+        }
+        destinations.push((destination.clone(), raw.name.clone()));
+        if let Some(job) = validate_job(raw, destination, &path, sources, base, problems) {
+            jobs.push(job);
+        }
+    }
+    jobs
+}
+
+fn validate_job(
+    mut raw: RawBackup,
+    destination: PathBuf,
+    path: &str,
+    sources: &Sources,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<BackupConfig> {
+    check_name(&raw.name, path, problems);
+    let job_schedule = raw
+        .schedule
+        .as_deref()
+        .and_then(|text| schedule(text, &format!("{path}.schedule"), problems));
+    let retention = retention(
+        std::mem::take(&mut raw.retention),
+        &format!("{path}.retention"),
+        problems,
+    );
+    let timeout = duration(
+        raw.timeout.take(),
+        DEFAULT_BACKUP_TIMEOUT,
+        &format!("{path}.timeout"),
+        problems,
+    );
+    let verify_path = format!("{path}.verify");
+    for (i, table) in raw.verify.required_tables.iter().enumerate() {
+        if !is_identifier(table) {
+            problems.push(
+                format!("{verify_path}.required_tables[{i}]"),
+                format!(
+                    "`{table}` is not a table name (letters, digits and `_`, optionally `schema.`)"
+                ),
+            );
+        }
+    }
+    let restore_test_schedule = raw
+        .verify
+        .restore_test_schedule
+        .as_deref()
+        .and_then(|text| {
+            schedule(
+                text,
+                &format!("{verify_path}.restore_test_schedule"),
+                problems,
+            )
+        });
+    let restore_test = raw.verify.restore_test.unwrap_or(false);
+    if restore_test_schedule.is_some() && !restore_test {
+        problems.push(
+            format!("{verify_path}.restore_test_schedule"),
+            "set restore_test: true too, or drop the schedule",
+        );
+    }
+    let integrity_check = match raw.verify.integrity_check.as_deref() {
+        None | Some("full") => IntegrityCheck::Full,
+        Some("quick") => IntegrityCheck::Quick,
+        Some(other) => {
+            problems.push(
+                format!("{verify_path}.integrity_check"),
+                format!("`{other}` is not one of: full, quick"),
+            );
+            IntegrityCheck::Full
+        }
+    };
+
+    let file_keys = !raw.paths.is_empty()
+        || !raw.include.is_empty()
+        || !raw.exclude.is_empty()
+        || raw.compression.is_some()
+        || raw.level.is_some();
+    let kind = match raw.kind.as_str() {
+        "postgres" | "sqlite" => {
+            if file_keys {
+                problems.push(
+                    path,
+                    format!(
+                        "paths, include, exclude, compression and level are for kind files, not {}",
+                        raw.kind
+                    ),
+                );
+            }
+            if raw.verify.integrity_check.is_some() && raw.kind == "postgres" {
+                problems.push(
+                    format!("{verify_path}.integrity_check"),
+                    "is for kind sqlite",
+                );
+            }
+            source(&raw.kind, raw.source.as_deref(), path, sources, problems)?
+        }
+        "files" => {
+            if raw.source.is_some() {
+                problems.push(
+                    format!("{path}.source"),
+                    "kind files takes paths, not a source",
+                );
+            }
+            if !raw.verify.required_tables.is_empty() {
+                problems.push(
+                    format!("{verify_path}.required_tables"),
+                    "is for the database kinds",
+                );
+            }
+            BackupKind::Files(files(&raw, path, base, problems)?)
+        }
+        other => {
+            problems.push(
+                format!("{path}.kind"),
+                format!("`{other}` is not one of: postgres, sqlite, files"),
+            );
+            return None;
+        }
+    };
+    Some(BackupConfig {
+        name: raw.name,
+        kind,
+        destination,
+        schedule: job_schedule,
+        retention,
+        verify: VerifyConfig {
+            required_tables: raw.verify.required_tables,
+            restore_test,
+            restore_test_schedule,
+            integrity_check,
+        },
+        timeout,
+    })
+}
+
+fn source(
+    kind: &str,
+    source: Option<&str>,
+    path: &str,
+    sources: &Sources,
+    problems: &mut Problems,
+) -> Option<BackupKind> {
+    let Some(text) = source else {
+        problems.push(
+            format!("{path}.source"),
+            format!("missing: name the {kind} entry to back up, as {kind}/NAME"),
+        );
+        return None;
+    };
+    let name = text.strip_prefix(&format!("{kind}/"));
+    let found = match (kind, name) {
+        ("postgres", Some(name)) => sources
+            .postgres
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| BackupKind::Postgres(Box::new(p.clone()))),
+        ("sqlite", Some(name)) => sources
+            .sqlite
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| BackupKind::Sqlite(Box::new(s.clone()))),
+        _ => {
+            problems.push(
+                format!("{path}.source"),
+                format!("`{text}` is not a {kind} target such as {kind}/NAME"),
+            );
+            return None;
+        }
+    };
+    if found.is_none() {
+        problems.push(
+            format!("{path}.source"),
+            format!("`{text}` names no configured {kind} entry"),
+        );
+    }
+    found
+}
+
+fn files(raw: &RawBackup, path: &str, base: &Path, problems: &mut Problems) -> Option<FilesConfig> {
+    if raw.paths.is_empty() {
+        problems.push(
+            format!("{path}.paths"),
+            "list at least one file or directory",
+        );
+    }
+    let paths: Vec<PathBuf> = raw
+        .paths
+        .iter()
+        .map(|p| {
+            let joined = base.join(p);
+            std::path::absolute(&joined).unwrap_or(joined)
+        })
+        .collect();
+    let compression = match raw.compression.as_deref() {
+        None => Compression::Zstd,
+        Some(name) => Compression::from_name(name).unwrap_or_else(|| {
+            problems.push(
+                format!("{path}.compression"),
+                format!("`{name}` is not one of: zstd, gzip"),
+            );
+            Compression::Zstd
+        }),
+    };
+    let default_level = compression.default_level();
+    let range = match compression {
+        Compression::Zstd => 1..=19,
+        Compression::Gzip => 1..=9,
+    };
+    let level = match raw.level {
+        None => default_level,
+        Some(level) if i32::try_from(level).is_ok_and(|l| range.contains(&l)) => level as i32,
+        Some(_) => {
+            problems.push(
+                format!("{path}.level"),
+                format!(
+                    "{} levels are {}–{}",
+                    compression.as_str(),
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default_level
+        }
+    };
+    Some(FilesConfig {
+        paths,
+        include: globs(&raw.include, &format!("{path}.include"), problems),
+        exclude: globs(&raw.exclude, &format!("{path}.exclude"), problems),
+        compression,
+        level,
+    })
+}
+
+/// Compiles glob patterns matched against whole paths; `*` crosses directory separators, so
+/// `*.tmp` matches a `.tmp` file at any depth.
+pub fn build_globs(patterns: &[String]) -> Result<Option<GlobSet>, (usize, globset::Error)> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .build()
+            .map_err(|err| (i, err))?;
+        builder.add(glob);
+    }
+    builder.build().map(Some).map_err(|err| (0, err))
+}
+
+fn globs(patterns: &[String], path: &str, problems: &mut Problems) -> Option<GlobSet> {
+    match build_globs(patterns) {
+        Ok(set) => set,
+        Err((i, err)) => {
+            problems.push(format!("{path}[{i}]"), format!("not a glob: {err}"));
+            None
+        }
+    }
+}
+
+fn schedule(text: &str, path: &str, problems: &mut Problems) -> Option<Schedule> {
+    match Schedule::try_from_text(text) {
+        Ok(schedule) => Some(schedule),
+        Err(err) => {
+            problems.push(
+                path,
+                format!("`{text}` is not a cron expression such as \"0 3 * * *\": {err}"),
+            );
+            None
+        }
+    }
+}
+
+fn retention(raw: RawRetention, path: &str, problems: &mut Problems) -> Policy {
+    let mut count = |value: Option<u64>, key: &str| match value {
+        Some(0) => {
+            problems.push(
+                format!("{path}.{key}"),
+                "must be ≥ 1 (leave it out to not use it)",
+            );
+            None
+        }
+        Some(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        None => None,
+    };
+    let keep_last = count(raw.keep_last, "keep_last");
+    let keep_daily = count(raw.keep_daily, "keep_daily");
+    let keep_weekly = count(raw.keep_weekly, "keep_weekly");
+    let keep_monthly = count(raw.keep_monthly, "keep_monthly");
+    let keep_within = raw
+        .keep_within
+        .map(|text| duration(Some(text), "1d", &format!("{path}.keep_within"), problems));
+    Policy {
+        keep_last,
+        keep_within,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+    }
+}

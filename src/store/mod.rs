@@ -1,0 +1,467 @@
+//! warden's own state: an embedded SQLite database, `warden.db` in the state directory.
+//!
+//! It holds what the files on disk cannot tell: per-job run counters, the last failure, when
+//! each job and drill last started (so schedules survive restarts), and the backup catalog.
+//! The catalog is a cache of the manifests beside the backups: it is rebuilt from them at
+//! start-up, so a lost state directory costs counters, never the backup history.
+//!
+//! `warden serve` and the `warden backup` commands may use the store at the same time; SQLite's
+//! WAL mode and a busy timeout keep them from getting in each other's way. Every call is a
+//! short transaction; callers on the async runtime run them in `spawn_blocking`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::backup::manifest::Manifest;
+
+/// The store's file name in the state directory.
+pub const STORE_FILE: &str = "warden.db";
+/// How long a call waits for another process's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The schema version this warden writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS backup_jobs (
+    job TEXT PRIMARY KEY,
+    last_started REAL NOT NULL DEFAULT 0,
+    last_failure REAL NOT NULL DEFAULT 0,
+    last_duration REAL NOT NULL DEFAULT 0,
+    drill_started REAL NOT NULL DEFAULT 0,
+    drill_failure REAL NOT NULL DEFAULT 0,
+    runs_success INTEGER NOT NULL DEFAULT 0,
+    runs_failure INTEGER NOT NULL DEFAULT 0,
+    runs_skipped INTEGER NOT NULL DEFAULT 0,
+    verify_failures INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS backups (
+    job TEXT NOT NULL,
+    id TEXT NOT NULL,
+    finished REAL NOT NULL,
+    size INTEGER NOT NULL,
+    verified INTEGER NOT NULL,
+    restore_tested REAL NOT NULL,
+    manifest TEXT NOT NULL,
+    PRIMARY KEY (job, id)
+);
+";
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("state store {path}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store was written by a newer warden.
+    #[error(
+        "state store {path} has schema version {found}; this warden knows up to {SCHEMA_VERSION}"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+}
+
+/// How a backup run ended, for the run counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Published and verified.
+    Success,
+    /// Failed; nothing was published.
+    Failure,
+    /// Not started because a run of the job was already going.
+    Skipped,
+}
+
+impl RunOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [RunOutcome; 3] = [
+        RunOutcome::Success,
+        RunOutcome::Failure,
+        RunOutcome::Skipped,
+    ];
+
+    /// The `result` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Success => "success",
+            RunOutcome::Failure => "failure",
+            RunOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// What the store knows about one job; zero means never.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobRecord {
+    /// When the last run started (Unix seconds).
+    pub last_started: f64,
+    /// When the last run failed.
+    pub last_failure: f64,
+    /// How long the last run took, successful or not.
+    pub last_duration: f64,
+    /// When the last restore drill started.
+    pub drill_started: f64,
+    /// When the last restore drill failed.
+    pub drill_failure: f64,
+    /// Runs by outcome, in [`RunOutcome::ALL`] order.
+    pub runs: [u64; 3],
+    /// Verifications of stored backups that failed.
+    pub verify_failures: u64,
+}
+
+/// A job's catalog in sum; zero means none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogSummary {
+    /// Complete backups on disk.
+    pub count: u64,
+    /// When the newest backup finished (Unix seconds).
+    pub newest_finished: f64,
+    /// When the newest backup that is still verified good finished.
+    pub newest_verified_finished: f64,
+    /// Backups whose last verification failed.
+    pub failed_verification: u64,
+    /// When the last passing restore drill ran.
+    pub restore_tested: f64,
+    /// The newest backup's size.
+    pub newest_size: u64,
+}
+
+/// The state store.
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `state_dir`.
+    ///
+    /// # Errors
+    /// When the directory or database cannot be created or read.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+        let path = state_dir.join(STORE_FILE);
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sqlite)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "wal")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "normal")
+            .map_err(sqlite)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sqlite)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sqlite)?;
+        Ok(Store {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Applies `SET assignments` (where `?2` is `value`) to `job`'s row, creating it first.
+    fn update(&self, job: &str, assignments: &str, value: Option<f64>) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let sql = format!("UPDATE backup_jobs SET {assignments} WHERE job = ?1");
+        conn.execute(
+            "INSERT INTO backup_jobs (job) VALUES (?1) ON CONFLICT (job) DO NOTHING",
+            params![job],
+        )
+        .and_then(|_| match value {
+            Some(value) => conn.execute(&sql, params![job, value]),
+            None => conn.execute(&sql, params![job]),
+        })
+        .map(|_| ())
+        .map_err(|err| self.error(err))
+    }
+
+    /// Records that a run of `job` started at `at` (Unix seconds).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_started(&self, job: &str, at: f64) -> Result<(), StoreError> {
+        self.update(job, "last_started = ?2", Some(at))
+    }
+
+    /// Records how a run ended: its outcome, when, and (for runs that ran) how long it took.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_run(
+        &self,
+        job: &str,
+        outcome: RunOutcome,
+        at: f64,
+        duration: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        match outcome {
+            RunOutcome::Success => self.update(job, "runs_success = runs_success + 1", None)?,
+            RunOutcome::Failure => self.update(
+                job,
+                "runs_failure = runs_failure + 1, last_failure = ?2",
+                Some(at),
+            )?,
+            RunOutcome::Skipped => self.update(job, "runs_skipped = runs_skipped + 1", None)?,
+        }
+        if let Some(duration) = duration {
+            self.update(job, "last_duration = ?2", Some(duration.as_secs_f64()))?;
+        }
+        Ok(())
+    }
+
+    /// Records that a restore drill of `job` started.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_drill_started(&self, job: &str, at: f64) -> Result<(), StoreError> {
+        self.update(job, "drill_started = ?2", Some(at))
+    }
+
+    /// Records that a restore drill of `job` failed.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_drill_failure(&self, job: &str, at: f64) -> Result<(), StoreError> {
+        self.update(job, "drill_failure = ?2", Some(at))
+    }
+
+    /// Counts a stored backup of `job` that failed verification.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_verify_failure(&self, job: &str) -> Result<(), StoreError> {
+        self.update(job, "verify_failures = verify_failures + 1", None)
+    }
+
+    /// What the store knows about `job` (all zero if nothing).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn job(&self, job: &str) -> Result<JobRecord, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT last_started, last_failure, last_duration, drill_started, drill_failure,
+                    runs_success, runs_failure, runs_skipped, verify_failures
+             FROM backup_jobs WHERE job = ?1",
+            params![job],
+            |row| {
+                let n = |i: usize| row.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(JobRecord {
+                    last_started: row.get(0)?,
+                    last_failure: row.get(1)?,
+                    last_duration: row.get(2)?,
+                    drill_started: row.get(3)?,
+                    drill_failure: row.get(4)?,
+                    runs: [n(5)?, n(6)?, n(7)?],
+                    verify_failures: n(8)?,
+                })
+            },
+        )
+        .optional()
+        .map(Option::unwrap_or_default)
+        .map_err(|err| self.error(err))
+    }
+
+    /// Replaces `job`'s catalog with `manifests`.
+    ///
+    /// # Errors
+    /// When SQLite fails; the old catalog is kept then.
+    pub fn replace_catalog(&self, job: &str, manifests: &[Manifest]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let result = (|| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM backups WHERE job = ?1", params![job])?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO backups (job, id, finished, size, verified, restore_tested, manifest)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for manifest in manifests {
+                    let json = serde_json::to_string(manifest).unwrap_or_default();
+                    let seconds =
+                        |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as f64 / 1000.0;
+                    insert.execute(params![
+                        job,
+                        manifest.id,
+                        seconds(manifest.finished()),
+                        i64::try_from(manifest.size_bytes).unwrap_or(i64::MAX),
+                        manifest.is_verified(),
+                        manifest.restore_tested().map_or(0.0, seconds),
+                        json
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        result.map_err(|err| self.error(err))
+    }
+
+    /// `job`'s catalog, newest first.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn catalog(&self, job: &str) -> Result<Vec<Manifest>, StoreError> {
+        let conn = self.conn();
+        let result = (|| {
+            let mut select = conn.prepare_cached(
+                "SELECT manifest FROM backups WHERE job = ?1 ORDER BY finished DESC, id DESC",
+            )?;
+            let rows = select.query_map(params![job], |row| row.get::<_, String>(0))?;
+            let mut manifests = Vec::new();
+            for json in rows {
+                // Rows are written from parsed manifests; one that no longer parses is skipped.
+                if let Ok(manifest) = serde_json::from_str(&json?) {
+                    manifests.push(manifest);
+                }
+            }
+            Ok(manifests)
+        })();
+        result.map_err(|err| self.error(err))
+    }
+
+    /// What `job`'s catalog says in sum, for its metrics.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn summary(&self, job: &str) -> Result<CatalogSummary, StoreError> {
+        let conn = self.conn();
+        let result = (|| {
+            let mut select = conn.prepare_cached(
+                "SELECT count(*),
+                        coalesce(max(finished), 0),
+                        coalesce(max(CASE WHEN verified THEN finished END), 0),
+                        coalesce(sum(NOT verified), 0),
+                        coalesce(max(restore_tested), 0),
+                        coalesce((SELECT size FROM backups WHERE job = ?1 ORDER BY finished DESC, id DESC LIMIT 1), 0)
+                 FROM backups WHERE job = ?1",
+            )?;
+            select.query_row(params![job], |row| {
+                let n = |i: usize| row.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(CatalogSummary {
+                    count: n(0)?,
+                    newest_finished: row.get(1)?,
+                    newest_verified_finished: row.get(2)?,
+                    failed_verification: n(3)?,
+                    restore_tested: row.get(4)?,
+                    newest_size: n(5)?,
+                })
+            })
+        })();
+        result.map_err(|err| self.error(err))
+    }
+
+    /// Every job's record, by job name.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn jobs(&self) -> Result<HashMap<String, JobRecord>, StoreError> {
+        let names: Vec<String> = {
+            let conn = self.conn();
+            let result = (|| {
+                let mut select = conn.prepare_cached("SELECT job FROM backup_jobs")?;
+                let rows = select.query_map([], |row| row.get(0))?;
+                rows.collect::<Result<Vec<String>, _>>()
+            })();
+            result.map_err(|err| self.error(err))?
+        };
+        names
+            .into_iter()
+            .map(|name| self.job(&name).map(|record| (name, record)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopening_and_two_handles_share_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.job("pg").unwrap(), JobRecord::default());
+        store.record_started("pg", 100.0).unwrap();
+        store
+            .record_run(
+                "pg",
+                RunOutcome::Failure,
+                101.0,
+                Some(Duration::from_secs(1)),
+            )
+            .unwrap();
+        let other = Store::open(dir.path()).unwrap();
+        other
+            .record_run(
+                "pg",
+                RunOutcome::Success,
+                200.0,
+                Some(Duration::from_secs(3)),
+            )
+            .unwrap();
+        other
+            .record_run("pg", RunOutcome::Skipped, 201.0, None)
+            .unwrap();
+        other.record_verify_failure("pg").unwrap();
+        drop(other);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let record = store.job("pg").unwrap();
+        assert_eq!(record.last_started, 100.0);
+        assert_eq!(record.last_failure, 101.0);
+        assert_eq!(record.last_duration, 3.0);
+        assert_eq!(record.runs, [1, 1, 1]);
+        assert_eq!(record.verify_failures, 1);
+        assert_eq!(store.jobs().unwrap().len(), 1);
+    }
+}
