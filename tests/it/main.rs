@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod backup;
 mod cli;
 mod compat;
 mod node_exporter;

@@ -1,0 +1,766 @@
+//! Backups through the `warden backup` command line and `warden serve`, on real directories,
+//! SQLite files and a throwaway PostgreSQL cluster: round trips, drills, retention, the
+//! manifest rebuild, metrics after each step, and the faults (bad DSN, pg_dump killed,
+//! warden killed, a full disk, a flipped byte, a malicious archive).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+
+use crate::support::postgres::Postgres;
+use crate::support::{Warden, value, wait_for, warden_bin};
+
+/// A directory holding a config file, the state directory and backup destinations.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(body: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup {
+            config: dir.path().join("warden.yml"),
+            dir,
+        };
+        setup.write_config(body);
+        setup
+    }
+
+    /// Writes the config: `state_dir` and host metrics off, then `body`, where `@/` stands
+    /// for this setup's directory.
+    fn write_config(&self, body: &str) {
+        let text = format!("state_dir: @/state\nhost: {{enabled: false}}\n{body}")
+            .replace("@/", &format!("{}/", self.path().display()));
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `warden backup ARGS --config FILE`.
+    fn backup(&self, args: &[&str]) -> Output {
+        Command::new(warden_bin())
+            .arg("backup")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `warden backup ARGS`, which must succeed; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.backup(args);
+        assert!(
+            output.status.success(),
+            "warden backup {args:?} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// `warden backup list JOB --output json`.
+    fn list(&self, job: &str) -> Vec<serde_json::Value> {
+        let text = self.ok(&["list", job, "--output", "json"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap()
+    }
+
+    /// One collection with `warden metrics`.
+    fn metrics(&self) -> String {
+        let output = Command::new(warden_bin())
+            .args(["metrics", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+fn metric(body: &str, name: &str, job: &str) -> f64 {
+    value(body, name, &[("job", job)])
+        .unwrap_or_else(|| panic!("no {name}{{job={job}}} in:\n{body}"))
+}
+
+fn runs(body: &str, job: &str, result: &str) -> f64 {
+    value(
+        body,
+        "warden_backup_runs_total",
+        &[("job", job), ("result", result)],
+    )
+    .unwrap_or_else(|| panic!("no runs_total {job} {result}"))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The names in a directory, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Every file under `dir` with its content (symlinks as `-> target`), relative paths.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            let kind = entry.file_type().unwrap();
+            if kind.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.insert(rel, format!("-> {}", target.display()).into_bytes());
+            } else if kind.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                stack.push(path);
+            } else {
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("tools/nested")).unwrap();
+    std::fs::create_dir_all(root.join("cache")).unwrap();
+    std::fs::write(root.join("tools/a.json"), br#"{"name":"a"}"#).unwrap();
+    std::fs::write(root.join("tools/nested/b.json"), br#"{"name":"b"}"#).unwrap();
+    std::fs::write(root.join("audit.jsonl"), b"{\"n\":1}\n{\"n\":2}\n").unwrap();
+    std::fs::write(root.join("scratch.tmp"), b"skip me").unwrap();
+    std::fs::write(root.join("cache/big"), vec![7u8; 100_000]).unwrap();
+    std::os::unix::fs::symlink("tools/a.json", root.join("current.json")).unwrap();
+}
+
+#[test]
+fn files_back_up_verify_prune_restore_and_survive_a_lost_state_directory() {
+    let setup = Setup::new(
+        "backups:\n  - name: tools\n    kind: files\n    paths: [@/src]\n    exclude: ['*.tmp', '**/cache']\n    destination: @/out\n    retention: {keep_last: 2}\n",
+    );
+    let src = setup.path().join("src");
+    make_tree(&src);
+    let out = setup.path().join("out");
+
+    // Before any run, every series exists with 0.
+    let body = setup.metrics();
+    for name in [
+        "warden_backup_last_success_timestamp_seconds",
+        "warden_backup_last_failure_timestamp_seconds",
+        "warden_backup_last_verified_timestamp_seconds",
+        "warden_backup_restore_test_last_success_timestamp_seconds",
+        "warden_backup_count",
+        "warden_backup_running",
+        "warden_backup_expected_interval_seconds",
+        "warden_backup_last_size_bytes",
+    ] {
+        assert_eq!(metric(&body, name, "tools"), 0.0, "{name}");
+    }
+    assert_eq!(runs(&body, "tools", "success"), 0.0);
+
+    for _ in 0..3 {
+        setup.ok(&["run", "tools"]);
+    }
+    let list = setup.list("tools");
+    assert_eq!(list.len(), 2, "keep_last 2 pruned the oldest: {list:#?}");
+    let newest = &list[0];
+    assert_eq!(newest["verification"]["ok"], true);
+    assert_eq!(newest["files"]["files"], 3, "{newest:#?}");
+    assert_eq!(newest["files"]["symlinks"], 1);
+    assert_eq!(newest["compression"], "zstd");
+    let body = setup.metrics();
+    assert_eq!(runs(&body, "tools", "success"), 3.0);
+    assert_eq!(metric(&body, "warden_backup_count", "tools"), 2.0);
+    let finished = chrono::DateTime::parse_from_rfc3339(newest["finished_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis() as f64
+        / 1000.0;
+    assert_eq!(
+        metric(
+            &body,
+            "warden_backup_last_success_timestamp_seconds",
+            "tools"
+        ),
+        finished
+    );
+    assert_eq!(
+        metric(
+            &body,
+            "warden_backup_last_verified_timestamp_seconds",
+            "tools"
+        ),
+        finished
+    );
+    assert_eq!(
+        metric(&body, "warden_backup_last_size_bytes", "tools"),
+        newest["size_bytes"].as_f64().unwrap()
+    );
+
+    // Round trip into a new directory: the same tree, minus what was excluded.
+    let restored = setup.path().join("restored");
+    let stdout = setup.ok(&["restore", "tools", "--to", restored.to_str().unwrap()]);
+    assert!(stdout.contains("counts match the manifest"), "{stdout}");
+    let inner = restored.join(src.strip_prefix("/").unwrap());
+    let mut expected = tree(&src);
+    expected.retain(|k, _| !k.ends_with(".tmp") && !k.starts_with("cache"));
+    assert_eq!(tree(&inner), expected);
+    // A non-empty directory is refused.
+    let refused = setup.backup(&["restore", "tools", "--to", restored.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
+
+    // One flipped byte in the newest backup: verify fails, the metrics say so, and pruning
+    // keeps the good copy.
+    let file = out.join(newest["file"].as_str().unwrap());
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let verify = setup.backup(&["verify", "tools"]);
+    assert_eq!(verify.status.code(), Some(4), "{}", stderr(&verify));
+    let verify_out = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify_out.contains("checksum mismatch"), "{verify_out}");
+    let body = setup.metrics();
+    let older = &list[1];
+    let older_finished =
+        chrono::DateTime::parse_from_rfc3339(older["finished_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis() as f64
+            / 1000.0;
+    assert_eq!(
+        metric(
+            &body,
+            "warden_backup_last_verified_timestamp_seconds",
+            "tools"
+        ),
+        older_finished
+    );
+    assert_eq!(
+        metric(&body, "warden_backup_failed_verification_count", "tools"),
+        1.0
+    );
+    assert_eq!(
+        metric(&body, "warden_backup_verify_failures_total", "tools"),
+        1.0
+    );
+    let dry = setup.ok(&["prune", "tools"]);
+    assert!(
+        dry.contains("would delete") && dry.contains("not verified"),
+        "{dry}"
+    );
+    assert_eq!(
+        setup.list("tools").len(),
+        2,
+        "prune is a dry run by default"
+    );
+    setup.ok(&["prune", "tools", "--apply"]);
+    let left = setup.list("tools");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], older["id"], "the good copy is kept");
+    // Restore refuses nothing now: the newest verified is the older one.
+    let again = setup.path().join("again");
+    setup.ok(&["restore", "tools", "--to", again.to_str().unwrap()]);
+
+    // The state store is lost: the catalog and the metrics come back from the manifests.
+    std::fs::remove_dir_all(setup.path().join("state")).unwrap();
+    let list = setup.list("tools");
+    assert_eq!(list.len(), 1);
+    let body = setup.metrics();
+    assert_eq!(
+        metric(
+            &body,
+            "warden_backup_last_success_timestamp_seconds",
+            "tools"
+        ),
+        older_finished
+    );
+    assert_eq!(metric(&body, "warden_backup_count", "tools"), 1.0);
+}
+
+#[test]
+fn a_full_disk_fails_the_run_and_leaves_nothing() {
+    if !rustix::process::geteuid().is_root() {
+        panic!(
+            "this test mounts a small tmpfs to fill, which needs root; run the tests as root (CI does)"
+        );
+    }
+    let setup = Setup::new(
+        "backups:\n  - {name: big, kind: files, paths: [@/src], destination: @/small, level: 1}\n",
+    );
+    let src = setup.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Random bytes do not compress: 6 MiB cannot fit in 2 MiB.
+    let mut noise = vec![0u8; 6 << 20];
+    let mut state = 0x9e3779b97f4a7c15u64;
+    for byte in noise.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    std::fs::write(src.join("noise"), &noise).unwrap();
+    let small = setup.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mount.success(), "mount tmpfs failed");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+
+    let output = setup.backup(&["run", "big"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("No space left on device"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        names(&small),
+        [".warden.lock"],
+        "the temporary file is removed"
+    );
+    assert!(setup.list("big").is_empty());
+    let body = setup.metrics();
+    assert_eq!(runs(&body, "big", "failure"), 1.0);
+    assert!(metric(&body, "warden_backup_last_failure_timestamp_seconds", "big") > 0.0);
+    assert_eq!(
+        metric(&body, "warden_backup_last_success_timestamp_seconds", "big"),
+        0.0
+    );
+}
+
+/// A `files` backup whose archive holds an entry escaping the target, published with a
+/// correct checksum: restore refuses it and writes nothing outside the target.
+#[test]
+fn a_malicious_archive_is_refused_on_restore() {
+    let setup =
+        Setup::new("backups:\n  - {name: evil, kind: files, paths: [@/src], destination: @/out}\n");
+    let out = setup.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for (case, entry) in [
+        ("dotdot", "../escaped"),
+        ("absolute", "/tmp/warden-escaped-abs"),
+    ] {
+        for old in names(&out) {
+            let _ = std::fs::remove_file(out.join(old));
+        }
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(4);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        let name = entry.as_bytes();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_cksum();
+        builder.append(&header, &b"evil"[..]).unwrap();
+        let archive = zstd::encode_all(&builder.into_inner().unwrap()[..], 3).unwrap();
+        let id = "20261201T030000Z-0bad";
+        let file = format!("{id}.tar.zst");
+        std::fs::write(out.join(&file), &archive).unwrap();
+        let manifest = serde_json::json!({
+            "format": 1, "id": id, "job": "evil", "kind": "files", "file": file,
+            "started_at": "2026-12-01T03:00:00.000Z", "finished_at": "2026-12-01T03:00:01.000Z",
+            "duration_seconds": 1.0, "size_bytes": archive.len(),
+            "sha256": hex::encode(Sha256::digest(&archive)),
+            "tool": "crafted", "source": "crafted",
+            "files": {"files": 1, "dirs": 0, "symlinks": 0, "bytes": 4},
+            "compression": "zstd",
+            "verification": {"ok": true, "checked_at": "2026-12-01T03:00:01.000Z", "checks": []},
+            "warden_version": "0"
+        });
+        std::fs::write(
+            out.join(format!("{id}.manifest.json")),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        let target = setup.path().join(format!("restore-{case}"));
+        let output = setup.backup(&["restore", "evil", "--to", target.to_str().unwrap()]);
+        assert!(!output.status.success(), "{case}: restore accepted it");
+        let message = stderr(&output);
+        assert!(
+            message.contains(entry),
+            "{case}: the entry is named: {message}"
+        );
+        assert!(!setup.path().join("escaped").exists());
+        assert!(!Path::new("/tmp/warden-escaped-abs").exists());
+    }
+}
+
+fn create_app_db(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = wal;
+         CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE tutorials (id INTEGER PRIMARY KEY, title TEXT);",
+    )
+    .unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    for i in 0..2000 {
+        tx.execute(
+            "INSERT INTO users (name) VALUES (?1)",
+            [format!("user-{i}")],
+        )
+        .unwrap();
+    }
+    tx.execute("INSERT INTO tutorials (title) VALUES ('intro')", [])
+        .unwrap();
+    tx.commit().unwrap();
+    conn
+}
+
+fn count(conn: &Connection, table: &str) -> i64 {
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn sqlite_backs_up_under_a_writer_drills_and_restores_with_a_copy_aside() {
+    let setup = Setup::new(
+        "sqlite:\n  - {name: app, path: @/app.db}\nbackups:\n  - name: app-db\n    kind: sqlite\n    source: sqlite/app\n    destination: @/out\n    verify: {required_tables: [users, tutorials], restore_test: true}\n",
+    );
+    let db = setup.path().join("app.db");
+    let conn = create_app_db(&db);
+    // A writer keeps committing while the backup runs; it is never blocked for long.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let db = db.clone();
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let conn = Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(5)).unwrap();
+            let mut writes = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.execute("INSERT INTO tutorials (title) VALUES ('more')", [])
+                    .unwrap();
+                writes += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            writes
+        })
+    };
+    setup.ok(&["run", "app-db"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+
+    let list = setup.list("app-db");
+    assert_eq!(list.len(), 1);
+    let backup = &list[0];
+    assert_eq!(backup["tables"]["users"], 2000);
+    let tutorials = backup["tables"]["tutorials"].as_u64().unwrap();
+    assert!(tutorials >= 1);
+    assert_eq!(backup["restore_test"]["ok"], true, "{backup:#?}");
+    let body = setup.metrics();
+    assert!(
+        metric(
+            &body,
+            "warden_backup_restore_test_last_success_timestamp_seconds",
+            "app-db"
+        ) > 0.0
+    );
+
+    // The copy is one self-contained file that opens read-only and passes its check.
+    let copy = setup
+        .path()
+        .join("out")
+        .join(backup["file"].as_str().unwrap());
+    let opened =
+        Connection::open_with_flags(&copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mode: String = opened
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    assert_eq!(count(&opened, "tutorials") as u64, tutorials);
+    drop(opened);
+
+    // Restore over the live file: refused without --force, then done with a copy aside.
+    conn.execute("DELETE FROM users", []).unwrap();
+    let refused = setup.backup(&["restore", "app-db", "--to", db.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
+    let stdout = setup.ok(&["restore", "app-db", "--to", db.to_str().unwrap(), "--force"]);
+    assert!(stdout.contains("integrity_check: ok"), "{stdout}");
+    assert_eq!(
+        count(&conn, "users"),
+        2000,
+        "the application's connection sees the restore"
+    );
+    let aside: Vec<String> = names(setup.path())
+        .into_iter()
+        .filter(|n| n.starts_with("app.db.before-restore-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{:?}", names(setup.path()));
+    let saved = Connection::open(setup.path().join(&aside[0])).unwrap();
+    assert_eq!(
+        count(&saved, "users"),
+        0,
+        "the copy aside holds what was there"
+    );
+    // A new file restores without --force.
+    let fresh = setup.path().join("fresh.db");
+    setup.ok(&["restore", "app-db", "--to", fresh.to_str().unwrap()]);
+    assert_eq!(count(&Connection::open(&fresh).unwrap(), "users"), 2000);
+}
+
+fn pg_config(postgres: &Postgres, extra_verify: &str) -> String {
+    format!(
+        "postgres:\n  - {{name: main, dsn: '{}?sslmode=disable'}}\nbackups:\n  - name: pg\n    kind: postgres\n    source: postgres/main\n    destination: @/out\n    verify: {{required_tables: [users, runs]{extra_verify}}}\n",
+        postgres.dsn("app")
+    )
+}
+
+fn create_app(postgres: &Postgres) {
+    postgres.create_database("app");
+    postgres.psql(
+        "app",
+        "CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE runs (id int PRIMARY KEY, status text NOT NULL);
+         CREATE TABLE big (id int PRIMARY KEY);
+         INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 500) g;
+         INSERT INTO runs SELECT g, 'completed' FROM generate_series(1, 70) g;",
+    );
+}
+
+#[test]
+fn postgres_round_trip_drill_and_a_safe_forced_restore() {
+    let postgres = Postgres::start();
+    create_app(&postgres);
+    let setup = Setup::new(&pg_config(&postgres, ", restore_test: true"));
+    setup.ok(&["run", "pg"]);
+    let list = setup.list("pg");
+    assert_eq!(list.len(), 1);
+    let backup = &list[0];
+    assert_eq!(backup["tables"]["users"], 500);
+    assert_eq!(backup["tables"]["runs"], 70);
+    assert!(
+        backup["tool"]
+            .as_str()
+            .unwrap()
+            .starts_with("pg_dump (PostgreSQL)")
+    );
+    assert!(backup["server_version"].as_str().is_some());
+    assert!(
+        !backup["source"].as_str().unwrap().contains("password"),
+        "no secret in the manifest"
+    );
+    assert_eq!(backup["restore_test"]["ok"], true, "{backup:#?}");
+    // The drill dropped its scratch database.
+    assert_eq!(
+        postgres.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'warden_drill_%'"
+        ),
+        "0"
+    );
+    let body = setup.metrics();
+    assert!(
+        metric(
+            &body,
+            "warden_backup_restore_test_last_success_timestamp_seconds",
+            "pg"
+        ) > 0.0
+    );
+    assert!(metric(&body, "warden_backup_last_success_timestamp_seconds", "pg") > 0.0);
+
+    // Into a new database: same rows, ANALYZE run.
+    let stdout = setup.ok(&["restore", "pg", "--to", "copy"]);
+    assert!(stdout.contains("ANALYZE copy"), "{stdout}");
+    assert_eq!(postgres.psql("copy", "SELECT count(*) FROM users"), "500");
+    assert_eq!(postgres.psql("copy", "SELECT count(*) FROM runs"), "70");
+
+    // Over the live database: refused without --force; with it, a safety dump first.
+    postgres.psql("app", "DELETE FROM users WHERE id > 100");
+    let refused = setup.backup(&["restore", "pg", "--to", "app"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
+    assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "100");
+    let stdout = setup.ok(&["restore", "pg", "--to", "app", "--force"]);
+    assert!(stdout.contains("safety dump of app"), "{stdout}");
+    assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "500");
+    let safety: Vec<String> = names(&setup.path().join("out"))
+        .into_iter()
+        .filter(|n| n.starts_with("safety-app-"))
+        .collect();
+    assert_eq!(safety.len(), 1);
+    // A bad target name is refused before anything happens.
+    let bad = setup.backup(&["restore", "pg", "--to", "app; DROP TABLE users"]);
+    assert_eq!(bad.status.code(), Some(5));
+    assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "500");
+}
+
+/// The pids of running `pg_dump` processes writing into `dir`.
+fn pg_dumps_into(dir: &Path) -> Vec<i32> {
+    let needle = format!("--file={}", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains("pg_dump") && cmdline.contains(&needle)).then_some(pid)
+        })
+        .collect()
+}
+
+fn kill(pid: i32) {
+    let pid = rustix::process::Pid::from_raw(pid).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+}
+
+#[test]
+fn postgres_faults_publish_nothing_and_keep_earlier_backups() {
+    let postgres = Postgres::start();
+    create_app(&postgres);
+    let setup = Setup::new(&pg_config(&postgres, ""));
+    let out = setup.path().join("out");
+    setup.ok(&["run", "pg"]);
+    let first = setup.list("pg");
+    assert_eq!(first.len(), 1);
+    let published = names(&out);
+
+    // pg_dump killed mid-run: a session holds a lock so pg_dump waits on it.
+    let session = postgres.spawn_psql_session(
+        "app",
+        &["BEGIN;", "LOCK TABLE big IN ACCESS EXCLUSIVE MODE;"],
+    );
+    let child = Command::new(warden_bin())
+        .args(["backup", "run", "pg", "--config"])
+        .arg(&setup.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = wait_for(Duration::from_secs(20), "pg_dump to start", || {
+        pg_dumps_into(&out).first().copied()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    kill(pid);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("pg_dump failed (killed by signal 9)"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(names(&out), published, "nothing new, nothing lost");
+    assert_eq!(setup.list("pg").len(), 1);
+
+    // warden itself killed mid-run: no partial backup is listed, the leftovers go.
+    let mut child = Command::new(warden_bin())
+        .args(["backup", "run", "pg", "--config"])
+        .arg(&setup.config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "pg_dump to start", || {
+        pg_dumps_into(&out).first().copied()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        names(&out).iter().any(|n| n.starts_with(".tmp-")),
+        "a leftover: {:?}",
+        names(&out)
+    );
+    drop(session);
+    // The orphaned pg_dump finishes (or not) on its own; either way nothing is listed.
+    wait_for(
+        Duration::from_secs(20),
+        "the orphaned pg_dump to exit",
+        || pg_dumps_into(&out).is_empty().then_some(()),
+    );
+    let list = setup.list("pg");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], first[0]["id"]);
+    assert_eq!(
+        names(&out),
+        published,
+        "the next start removed the leftovers"
+    );
+    let body = setup.metrics();
+    assert_eq!(runs(&body, "pg", "success"), 1.0);
+    assert_eq!(
+        runs(&body, "pg", "failure"),
+        1.0,
+        "the killed warden never recorded its run"
+    );
+
+    // A DSN pointing nowhere: the run fails at once with a clear error.
+    let dead = format!(
+        "postgres:\n  - {{name: main, dsn: 'postgres://postgres:hunter2@127.0.0.1:{}/app?sslmode=disable&connect_timeout=2'}}\nbackups:\n  - {{name: pg, kind: postgres, source: postgres/main, destination: @/out}}\n",
+        crate::support::free_port()
+    );
+    setup.write_config(&dead);
+    let output = setup.backup(&["run", "pg"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("connect to postgres/main"), "{message}");
+    assert!(
+        !message.contains("hunter2"),
+        "the password leaked: {message}"
+    );
+    assert_eq!(names(&out), published);
+}
+
+#[test]
+fn serve_runs_an_overdue_job_at_start_up_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    let warden = Warden::start(&format!(
+        "host: {{enabled: false}}\nbackups:\n  - {{name: tools, kind: files, paths: [{}], destination: {}, schedule: '0 3 * * *'}}\n",
+        src.display(),
+        dir.path().join("out").display()
+    ));
+    let body = wait_for(Duration::from_secs(30), "the overdue run to finish", || {
+        let body = warden.get("/metrics", &[]).body;
+        (value(
+            &body,
+            "warden_backup_runs_total",
+            &[("job", "tools"), ("result", "success")],
+        ) == Some(1.0))
+        .then_some(body)
+    });
+    assert_eq!(
+        metric(&body, "warden_backup_expected_interval_seconds", "tools"),
+        86400.0
+    );
+    assert!(
+        metric(
+            &body,
+            "warden_backup_last_success_timestamp_seconds",
+            "tools"
+        ) > 0.0
+    );
+    assert_eq!(metric(&body, "warden_backup_count", "tools"), 1.0);
+    assert_eq!(metric(&body, "warden_backup_running", "tools"), 0.0);
+    let stderr = warden.stderr();
+    assert!(stderr.contains("Backup verified and published"), "{stderr}");
+    let _ = std::io::stderr().flush();
+}
