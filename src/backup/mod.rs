@@ -233,7 +233,23 @@ pub(crate) struct Context<'a> {
     pub runtime: tokio::runtime::Handle,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// The same context under `token` instead: for putting a safety copy back, which must
+    /// finish even when the operation itself was cancelled or timed out.
+    fn under<'b>(&'b self, token: &'b CancellationToken) -> Context<'b>
+    where
+        'a: 'b,
+    {
+        Context {
+            job: self.job,
+            id: self.id.clone(),
+            started: self.started,
+            cancel: token,
+            progress: self.progress,
+            runtime: self.runtime.clone(),
+        }
+    }
+
     fn check(&self) -> Result<(), BackupError> {
         if self.cancel.is_cancelled() {
             Err(BackupError::Cancelled)

@@ -635,58 +635,67 @@ pub(crate) fn restore(
                 .map_err(sql_error(format!("create database {target}")))
         })
     };
-    let attempt = recreate(context).and_then(|()| pg_restore(pg, target, path, true, context));
-    if let Err(err) = attempt {
-        let rolled_back = match &safety {
-            Some(file) => {
-                let put_back = block(context, async {
-                    drop_database(&admin, target).await?;
-                    admin
-                        .batch_execute(&format!("CREATE DATABASE {}", quote(target)))
-                        .await
-                        .map_err(sql_error(format!("create database {target}")))
-                })
-                .and_then(|()| pg_restore(pg, target, file, true, context));
-                match put_back {
-                    Ok(()) => true,
-                    Err(put_back_err) => {
-                        tracing::error!(database = target, safety_dump = %file.display(), error = %put_back_err, "Cannot put the safety dump back; restore it by hand.");
-                        false
-                    }
+    let attempt = (|| -> Result<Vec<String>, BackupError> {
+        recreate(context)?;
+        pg_restore(pg, target, path, true, context)?;
+        let mut steps = vec![format!("pg_restore of {} into {target}", manifest.file)];
+        let client = block(context, connect(pg, Some(target)))?;
+        block(context, async {
+            client
+                .batch_execute("ANALYZE")
+                .await
+                .map_err(sql_error(format!("analyze {target}")))
+        })?;
+        steps.push(format!("ANALYZE {target}"));
+        let tables: Vec<String> = manifest.tables.keys().cloned().collect();
+        let counts = block(context, count_rows(&client, &tables))?;
+        compare_counts(&manifest.tables, &counts).map_err(|err| match err {
+            BackupError::DrillFailed(message) => {
+                BackupError::NotVerified(format!("restored row counts differ: {message}"))
+            }
+            other => other,
+        })?;
+        steps.push(format!(
+            "row counts match the manifest: {}",
+            describe_counts(&counts)
+        ));
+        Ok(steps)
+    })();
+    let err = match attempt {
+        Ok(mut steps) => {
+            summary.steps.append(&mut steps);
+            return Ok(summary);
+        }
+        Err(err) => err,
+    };
+    // Putting the previous state back must finish even if the restore was cancelled.
+    let never = tokio_util::sync::CancellationToken::new();
+    let rollback = context.under(&never);
+    let rolled_back = match &safety {
+        Some(file) => {
+            let put_back = block(&rollback, async {
+                drop_database(&admin, target).await?;
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {}", quote(target)))
+                    .await
+                    .map_err(sql_error(format!("create database {target}")))
+            })
+            .and_then(|()| pg_restore(pg, target, file, true, &rollback));
+            match put_back {
+                Ok(()) => true,
+                Err(put_back_err) => {
+                    tracing::error!(database = target, safety_dump = %file.display(), error = %put_back_err, "Cannot put the safety dump back; restore it by hand.");
+                    false
                 }
             }
-            // Nothing was there before: leave nothing behind.
-            None => block(context, drop_database(&admin, target)).is_ok(),
-        };
-        return Err(BackupError::RestoreFailed {
-            cause: Box::new(err),
-            rolled_back,
-        });
-    }
-    summary
-        .steps
-        .push(format!("pg_restore of {} into {target}", manifest.file));
-    let client = block(context, connect(pg, Some(target)))?;
-    block(context, async {
-        client
-            .batch_execute("ANALYZE")
-            .await
-            .map_err(sql_error(format!("analyze {target}")))
-    })?;
-    summary.steps.push(format!("ANALYZE {target}"));
-    let tables: Vec<String> = manifest.tables.keys().cloned().collect();
-    let counts = block(context, count_rows(&client, &tables))?;
-    compare_counts(&manifest.tables, &counts).map_err(|err| match err {
-        BackupError::DrillFailed(message) => {
-            BackupError::NotVerified(format!("restored row counts differ: {message}"))
         }
-        other => other,
-    })?;
-    summary.steps.push(format!(
-        "row counts match the manifest: {}",
-        describe_counts(&counts)
-    ));
-    Ok(summary)
+        // Nothing was there before: leave nothing behind.
+        None => block(&rollback, drop_database(&admin, target)).is_ok(),
+    };
+    Err(BackupError::RestoreFailed {
+        cause: Box::new(err),
+        rolled_back,
+    })
 }
 
 #[cfg(test)]

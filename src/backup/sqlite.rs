@@ -379,11 +379,19 @@ pub(crate) fn restore(
             Ok(summary)
         }
         Err(err) => {
+            let never = tokio_util::sync::CancellationToken::new();
+            let rollback = context.under(&never);
             let rolled_back = match &aside {
                 Some(aside) => (|| -> Result<(), BackupError> {
                     let saved = open_read_only(aside)?;
                     let mut target_conn = open_read_write(&target_path)?;
-                    copy_pages(&saved, &mut target_conn, PAGES_PER_STEP * 16, None, context)
+                    copy_pages(
+                        &saved,
+                        &mut target_conn,
+                        PAGES_PER_STEP * 16,
+                        None,
+                        &rollback,
+                    )
                 })()
                 .is_ok(),
                 None => std::fs::remove_file(&target_path).is_ok(),

@@ -156,7 +156,7 @@ fn make_tree(root: &Path) {
 #[test]
 fn files_back_up_verify_prune_restore_and_survive_a_lost_state_directory() {
     let setup = Setup::new(
-        "backups:\n  - name: tools\n    kind: files\n    paths: [@/src]\n    exclude: ['*.tmp', '**/cache']\n    destination: @/out\n    retention: {keep_last: 2}\n",
+        "backups:\n  - name: tools\n    kind: files\n    paths: [@/src]\n    exclude: ['*.tmp', '**/cache']\n    destination: @/out\n    retention: {keep_last: 2}\n    verify: {restore_test: true}\n",
     );
     let src = setup.path().join("src");
     make_tree(&src);
@@ -188,6 +188,7 @@ fn files_back_up_verify_prune_restore_and_survive_a_lost_state_directory() {
     assert_eq!(newest["files"]["files"], 3, "{newest:#?}");
     assert_eq!(newest["files"]["symlinks"], 1);
     assert_eq!(newest["compression"], "zstd");
+    assert_eq!(newest["restore_test"]["ok"], true, "{newest:#?}");
     let body = setup.metrics();
     assert_eq!(runs(&body, "tools", "success"), 3.0);
     assert_eq!(metric(&body, "warden_backup_count", "tools"), 2.0);
@@ -606,10 +607,29 @@ fn postgres_round_trip_drill_and_a_safe_forced_restore() {
         .filter(|n| n.starts_with("safety-app-"))
         .collect();
     assert_eq!(safety.len(), 1);
+    // A restore that fails its check puts the previous state back: the manifest is edited to
+    // expect other row counts, so the restored copy does not match it.
+    postgres.psql("app", "DELETE FROM users WHERE id > 100");
+    let manifest_path = setup
+        .path()
+        .join("out")
+        .join(format!("{}.manifest.json", backup["id"].as_str().unwrap()));
+    let mut edited: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    edited["tables"]["users"] = serde_json::json!(999);
+    std::fs::write(&manifest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let failed = setup.backup(&["restore", "pg", "--to", "app", "--force"]);
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("the previous state was put back"),
+        "{}",
+        stderr(&failed)
+    );
+    assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "100");
     // A bad target name is refused before anything happens.
     let bad = setup.backup(&["restore", "pg", "--to", "app; DROP TABLE users"]);
     assert_eq!(bad.status.code(), Some(5));
-    assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "500");
+    assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "100");
 }
 
 /// The pids of running `pg_dump` processes writing into `dir`.
