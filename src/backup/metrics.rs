@@ -27,13 +27,6 @@ impl BackupCollector {
     }
 }
 
-fn store_error(err: crate::store::StoreError) -> collect::Error {
-    collect::Error::Parse {
-        path: "state store".to_owned(),
-        reason: collect::ErrorChain(&err).to_string(),
-    }
-}
-
 impl BlockingCollector for BackupCollector {
     fn name(&self) -> &str {
         "backups"
@@ -46,7 +39,7 @@ impl BlockingCollector for BackupCollector {
     fn collect(&self) -> Result<Vec<Family>, collect::Error> {
         let mut success = Family::gauge(
             "warden_backup_last_success_timestamp_seconds",
-            "When the newest complete, verified backup of the job finished; 0 if none.",
+            "When the job's newest backup finished (every backup is verified before it is published); 0 if none.",
         );
         let mut failure = Family::gauge(
             "warden_backup_last_failure_timestamp_seconds",
@@ -95,8 +88,8 @@ impl BlockingCollector for BackupCollector {
         let store = self.backups.store();
         let now = Utc::now();
         for job in self.backups.jobs() {
-            let record = store.job(&job.name).map_err(store_error)?;
-            let summary = store.summary(&job.name).map_err(store_error)?;
+            let record = store.job(&job.name).map_err(collect::Error::Store)?;
+            let summary = store.summary(&job.name).map_err(collect::Error::Store)?;
             let label = || [("job", job.name.clone())];
             success.push(label(), summary.newest_finished);
             failure.push(label(), record.last_failure);

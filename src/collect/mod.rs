@@ -85,6 +85,9 @@ pub enum Error {
     /// The collection did not finish within its timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// warden's state store could not be read.
+    #[error("cannot read the state store")]
+    Store(#[source] crate::store::StoreError),
     /// The collection task panicked or was cancelled.
     #[error("collector task failed")]
     Task(#[source] tokio::task::JoinError),

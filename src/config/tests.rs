@@ -373,3 +373,75 @@ fn a_ca_file_must_hold_certificates() {
         other => panic!("expected invalid, got {other:?}"),
     }
 }
+
+#[test]
+fn backup_jobs_are_validated_with_every_problem_named() {
+    let found = problems(
+        "postgres:\n  - {name: main, dsn: 'postgres://u@h/db'}\n\
+         backups:\n\
+           - {name: a, kind: tape, destination: /b/a}\n\
+           - {name: b, kind: postgres, destination: /b/b}\n\
+           - {name: c, kind: postgres, source: postgres/other, destination: /b/c}\n\
+           - {name: d, kind: files, paths: [/srv], destination: /b/d, level: 30, include: ['[x'],\n\
+              schedule: 'every day', retention: {keep_last: 0, keep_within: soon}}\n\
+           - {name: e, kind: files, destination: /b/d, verify: {required_tables: [users]}}\n\
+           - {name: f, kind: postgres, source: postgres/main, destination: /b/f, paths: [/x],\n\
+              verify: {integrity_check: quick, restore_test_schedule: '0 3 * * *', required_tables: ['a;b']}}\n\
+         max_concurrent_backups: 0\n",
+    );
+    for needle in [
+        "backups[0].kind: `tape` is not one of: postgres, sqlite, files",
+        "backups[1].source: missing",
+        "backups[2].source: `postgres/other` names no configured postgres entry",
+        "backups[3].level: zstd levels are 1–19",
+        "backups[3].include[0]: not a glob",
+        "backups[3].schedule: `every day` is not a cron expression",
+        "backups[3].retention.keep_last: must be ≥ 1",
+        "backups[3].retention.keep_within: `soon` is not a duration",
+        "backups[4].destination: is also the destination of job `d`",
+        "backups[4].paths: list at least one file or directory",
+        "backups[4].verify.required_tables: is for the database kinds",
+        "backups[5]: paths, include, exclude, compression and level are for kind files",
+        "backups[5].verify.integrity_check: is for kind sqlite",
+        "backups[5].verify.restore_test_schedule: set restore_test: true too",
+        "backups[5].verify.required_tables[0]: `a;b` is not a table name",
+        "max_concurrent_backups: must be at least 1",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(needle)),
+            "missing {needle:?} in {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_valid_backup_job_is_typed() {
+    let config = load(
+        "sqlite:
+  - {name: app, path: /srv/app.db}
+backups:
+  - name: app-db
+    kind: sqlite
+    source: sqlite/app
+    destination: /b
+    schedule: '0 * * * *'
+    retention: {keep_within: 7d, keep_daily: 30}
+    verify: {restore_test: true}
+",
+    )
+    .unwrap();
+    let job = &config.backups[0];
+    assert_eq!(job.kind.as_str(), "sqlite");
+    assert_eq!(job.retention.keep_daily, Some(30));
+    assert_eq!(
+        job.retention.keep_within,
+        Some(Duration::from_secs(7 * 86400))
+    );
+    assert_eq!(
+        job.schedule.as_ref().unwrap().interval(chrono::Utc::now()),
+        Duration::from_secs(3600)
+    );
+    assert!(job.verify.restore_test && job.verify.restore_test_schedule.is_none());
+    assert_eq!(job.timeout, Duration::from_secs(6 * 3600));
+    assert_eq!(config.max_concurrent_backups, 1);
+}

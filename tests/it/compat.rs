@@ -25,12 +25,15 @@ fn example_configs_pass_check_config() {
     for example in [
         "deploy/examples/forecast.yml",
         "deploy/examples/tutorial.yml",
+        "deploy/examples/backups.yml",
     ] {
         let output = Command::new(warden_bin())
             .arg("check-config")
             .arg(root.join(example))
             .env_remove("FORECAST_DSN")
             .env_remove("TUTORIAL_DB")
+            .env_remove("APP_DSN")
+            .env_remove("WARDEN_STATE_DIR")
             .output()
             .unwrap();
         assert!(
