@@ -66,11 +66,11 @@ impl BlockingCollector for BackupCollector {
             "Backup runs by result: success (published and verified), failure, skipped (the job was busy).",
         );
         let mut count = Family::gauge(
-            "warden_backup_count",
+            "warden_backup_retained",
             "Complete backups of the job on disk.",
         );
         let mut corrupt = Family::gauge(
-            "warden_backup_failed_verification_count",
+            "warden_backup_corrupt",
             "Backups of the job on disk whose last verification failed.",
         );
         let mut verify_failures = Family::counter(
