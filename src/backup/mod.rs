@@ -461,16 +461,16 @@ impl Backups {
     }
 
     /// Runs `operation` for `job` on a blocking thread, with the job marked busy, its lock
-    /// held, one concurrency permit, and `limit` and `cancel` applied.
+    /// held, one concurrency permit, and the job's timeout and `cancel` applied.
     async fn operate<T: Send + 'static>(
         self: &Arc<Self>,
         job: &str,
-        limit: Duration,
         cancel: &CancellationToken,
         progress: Arc<Progress>,
         operation: impl FnOnce(&Backups, &Context<'_>) -> Result<T, BackupError> + Send + 'static,
     ) -> Result<T, BackupError> {
         let config = self.job(job)?.clone();
+        let limit = config.timeout;
         let Some(busy) = self.mark_busy(job) else {
             return Err(BackupError::AlreadyRunning(job.to_owned()));
         };
@@ -526,11 +526,10 @@ impl Backups {
         cancel: &CancellationToken,
         progress: Arc<Progress>,
     ) -> Result<Manifest, BackupError> {
-        let limit = self.job(job)?.timeout;
         let began = Instant::now();
         tracing::info!(job, trigger = trigger.as_str(), "Backup starting.");
         let result = self
-            .operate(job, limit, cancel, progress, |backups, context| {
+            .operate(job, cancel, progress, |backups, context| {
                 backups.run_blocking(context)
             })
             .await;
@@ -683,14 +682,9 @@ impl Backups {
         id: Option<String>,
         cancel: &CancellationToken,
     ) -> Result<Vec<VerifyOutcome>, BackupError> {
-        let limit = self.job(job)?.timeout;
-        self.operate(
-            job,
-            limit,
-            cancel,
-            Arc::default(),
-            move |backups, context| backups.verify_blocking(context, id.as_deref()),
-        )
+        self.operate(job, cancel, Arc::default(), move |backups, context| {
+            backups.verify_blocking(context, id.as_deref())
+        })
         .await
     }
 
@@ -812,15 +806,10 @@ impl Backups {
         id: Option<String>,
         cancel: &CancellationToken,
     ) -> Result<Manifest, BackupError> {
-        let limit = self.job(job)?.timeout;
         let result = self
-            .operate(
-                job,
-                limit,
-                cancel,
-                Arc::default(),
-                move |backups, context| backups.drill_blocking(context, id.as_deref()),
-            )
+            .operate(job, cancel, Arc::default(), move |backups, context| {
+                backups.drill_blocking(context, id.as_deref())
+            })
             .await;
         match &result {
             Ok(m) => tracing::info!(job, id = %m.id, "Restore drill passed."),
@@ -893,14 +882,9 @@ impl Backups {
         dry_run: bool,
         cancel: &CancellationToken,
     ) -> Result<Vec<Decision>, BackupError> {
-        let limit = self.job(job)?.timeout;
-        self.operate(
-            job,
-            limit,
-            cancel,
-            Arc::default(),
-            move |backups, context| backups.prune_blocking(context, dry_run),
-        )
+        self.operate(job, cancel, Arc::default(), move |backups, context| {
+            backups.prune_blocking(context, dry_run)
+        })
         .await
     }
 
@@ -969,8 +953,7 @@ impl Backups {
         cancel: &CancellationToken,
         progress: Arc<Progress>,
     ) -> Result<RestoreSummary, BackupError> {
-        let limit = self.job(job)?.timeout;
-        self.operate(job, limit, cancel, progress, move |backups, context| {
+        self.operate(job, cancel, progress, move |backups, context| {
             let job = context.job;
             let manifests = backups.refresh_catalog(job)?;
             let manifest = backups.pick(job, &manifests, id.as_deref())?;

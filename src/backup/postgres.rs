@@ -596,6 +596,7 @@ pub(crate) fn restore(
             .job
             .destination
             .join(format!("safety-{target}-{}.dump", context.id));
+        super::publish::create_private(&file).map_err(BackupError::io("create", &file))?;
         let mut log = Staged::create(
             &context.job.destination,
             &format!("{}.safety.log", context.id),

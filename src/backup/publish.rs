@@ -30,11 +30,7 @@ impl Staged {
     /// The I/O error of creating the file.
     pub fn create(dir: &Path, name: &str) -> io::Result<Staged> {
         let path = dir.join(format!("{TEMP_PREFIX}{name}"));
-        let mut options = OpenOptions::new();
-        options.write(true).read(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&path)?;
+        let file = create_private(&path)?;
         Ok(Staged {
             path,
             file: Some(file),
@@ -89,6 +85,19 @@ impl Drop for Staged {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Creates a new file readable and writable by warden only (mode 0600): backups and safety
+/// copies hold the data they were made from. Fails if the file exists.
+///
+/// # Errors
+/// The I/O error of creating it.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).read(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.

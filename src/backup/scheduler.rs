@@ -1,12 +1,15 @@
 //! Cron schedules for backup runs and restore drills, one task per schedule.
 //!
-//! Each task computes its next firing from the last start recorded in the store, not from the
-//! time warden started, so schedules survive restarts: a run (or drill) whose firing passed
+//! Each task computes its next firing from the last start recorded in the store (for backups
+//! whose record is lost, the newest backup on disk), not from the time warden started, so
+//! schedules survive restarts: a run (or drill) whose firing passed
 //! while warden was down starts once at start-up, and a job that never ran counts as overdue.
 //! Sleeps are at most [`MAX_SLEEP`] long and recomputed from the wall clock, so a clock change
-//! or a suspended host does not push a firing back. A firing that finds the job busy is
-//! reported as skipped, never queued twice. Tasks stop at shutdown; a run in progress is
-//! cancelled and publishes nothing.
+//! or a suspended host does not push a firing back. A firing that finds the job busy (another
+//! run, a drill, a command in another process) is counted as skipped, not queued; it is tried
+//! again every [`MAX_SLEEP`] until the job is free, unless a run started meanwhile (by anyone:
+//! the store is shared) already satisfies it. A failed run is not retried before the next
+//! firing. Tasks stop at shutdown; a run in progress is cancelled and publishes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,17 +69,22 @@ pub fn next_start(
     }
 }
 
+/// When `work` last started for `job`. For backups whose store lost its record (a new state
+/// directory), the newest backup on disk stands in, so a recent backup is not redone at once.
 async fn last_started(backups: &Arc<Backups>, job: &str, work: Work) -> Option<DateTime<Utc>> {
     let store = Arc::clone(backups.store());
     let job = job.to_owned();
-    let record = tokio::task::spawn_blocking(move || store.job(&job))
-        .await
-        .ok()?
-        .ok()?;
-    let seconds = match work {
-        Work::Backup => record.last_started,
-        Work::Drill => record.drill_started,
-    };
+    let seconds = tokio::task::spawn_blocking(move || {
+        let record = store.job(&job)?;
+        Ok::<f64, crate::store::StoreError>(match work {
+            Work::Backup if record.last_started == 0.0 => store.summary(&job)?.newest_finished,
+            Work::Backup => record.last_started,
+            Work::Drill => record.drill_started,
+        })
+    })
+    .await
+    .ok()?
+    .ok()?;
     (seconds > 0.0).then(|| DateTime::from_timestamp_millis((seconds * 1000.0) as i64))?
 }
 
@@ -116,18 +124,11 @@ async fn run(
         if shutdown.is_cancelled() {
             return;
         }
-        if let Err(super::BackupError::AlreadyRunning(_)) = result {
-            // The firing is spent; the next one comes from the schedule, not a retry loop.
-            if let Some(after) = schedule.next_after(Utc::now()) {
-                let wait = (after - Utc::now()).to_std().unwrap_or_default();
-                tokio::select! {
-                    () = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
-                    () = shutdown.cancelled() => return,
-                }
-            }
+        if let Err(err) = &result {
+            tracing::debug!(error = %crate::collect::ErrorChain(err), "Scheduled work did not complete.");
         }
-        // Whatever the outcome, the start was recorded; the next firing follows it. A store
-        // that could not record it must not turn this into a busy loop.
+        // A run that started recorded its start, and the next firing follows it. Without a new
+        // start (the job was busy, or the store failed) the firing is tried again shortly.
         if last_started(&backups, &job, work).await == last {
             tokio::select! {
                 () = tokio::time::sleep(MAX_SLEEP) => {}

@@ -319,6 +319,8 @@ pub(crate) fn restore(
         let current = open_read_write(&target_path)?;
         was_wal = journal_mode(&current)? == "wal";
         let aside_path = PathBuf::from(format!("{target}.before-restore-{}", context.id));
+        super::publish::create_private(&aside_path)
+            .map_err(BackupError::io("create", &aside_path))?;
         let mut aside_conn = open_read_write(&aside_path)?;
         copy_pages(
             &current,

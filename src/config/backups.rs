@@ -188,25 +188,6 @@ impl Schedule {
     }
 }
 
-/// Validates `max_concurrent_backups`.
-pub(super) fn max_concurrent(value: Option<u64>, problems: &mut Problems) -> usize {
-    match value {
-        None => DEFAULT_MAX_CONCURRENT_BACKUPS,
-        Some(0) => {
-            problems.push("max_concurrent_backups", "must be at least 1");
-            1
-        }
-        Some(n) if n > MAX_CONCURRENT_BACKUPS as u64 => {
-            problems.push(
-                "max_concurrent_backups",
-                format!("at most {MAX_CONCURRENT_BACKUPS}"),
-            );
-            MAX_CONCURRENT_BACKUPS
-        }
-        Some(n) => n as usize,
-    }
-}
-
 /// Validates the backup jobs against the configured sources, recording every problem.
 pub(super) fn validate(
     raw: Vec<RawBackup>,

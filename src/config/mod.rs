@@ -332,21 +332,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         base,
         &mut problems,
     );
-    let max_concurrent_scrapes = match raw.web.max_concurrent_scrapes {
-        None => 4,
-        Some(0) => {
-            problems.push("web.max_concurrent_scrapes", "must be at least 1");
-            1
-        }
-        Some(n) if n > MAX_CONCURRENT_SCRAPES as u64 => {
-            problems.push(
-                "web.max_concurrent_scrapes",
-                format!("at most {MAX_CONCURRENT_SCRAPES}"),
-            );
-            MAX_CONCURRENT_SCRAPES
-        }
-        Some(n) => n as usize,
-    };
+    let max_concurrent_scrapes = bounded_count(
+        raw.web.max_concurrent_scrapes,
+        4,
+        MAX_CONCURRENT_SCRAPES,
+        "web.max_concurrent_scrapes",
+        &mut problems,
+    );
     let web = WebConfig {
         bearer_token,
         max_concurrent_scrapes,
@@ -441,7 +433,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         &mut problems,
     );
     let backups = backups::validate(raw.backups, &sources, base, &mut problems);
-    let max_concurrent_backups = backups::max_concurrent(raw.max_concurrent_backups, &mut problems);
+    let max_concurrent_backups = bounded_count(
+        raw.max_concurrent_backups,
+        backups::DEFAULT_MAX_CONCURRENT_BACKUPS,
+        backups::MAX_CONCURRENT_BACKUPS,
+        "max_concurrent_backups",
+        &mut problems,
+    );
 
     if problems.0.is_empty() {
         Ok(Config {
@@ -456,6 +454,28 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         })
     } else {
         Err(problems)
+    }
+}
+
+/// A count of at least 1 and at most `max`; `default` when not set.
+fn bounded_count(
+    value: Option<u64>,
+    default: usize,
+    max: usize,
+    path: &str,
+    problems: &mut Problems,
+) -> usize {
+    match value {
+        None => default,
+        Some(0) => {
+            problems.push(path, "must be at least 1");
+            1
+        }
+        Some(n) if n > max as u64 => {
+            problems.push(path, format!("at most {max}"));
+            max
+        }
+        Some(n) => n as usize,
     }
 }
 
