@@ -526,6 +526,7 @@ impl Backups {
         cancel: &CancellationToken,
         progress: Arc<Progress>,
     ) -> Result<Manifest, BackupError> {
+        self.job(job)?;
         let began = Instant::now();
         tracing::info!(job, trigger = trigger.as_str(), "Backup starting.");
         let result = self
