@@ -518,6 +518,26 @@ fn sqlite_backs_up_under_a_writer_drills_and_restores_with_a_copy_aside() {
         0,
         "the copy aside holds what was there"
     );
+    // A restore whose check fails puts the file back as it was.
+    conn.execute("DELETE FROM users WHERE id > 10", []).unwrap();
+    let manifest_path = setup
+        .path()
+        .join("out")
+        .join(format!("{}.manifest.json", backup["id"].as_str().unwrap()));
+    let mut edited: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    edited["tables"]["users"] = serde_json::json!(1);
+    std::fs::write(&manifest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let failed = setup.backup(&["restore", "app-db", "--to", db.to_str().unwrap(), "--force"]);
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("the previous state was put back"),
+        "{}",
+        stderr(&failed)
+    );
+    assert_eq!(count(&conn, "users"), 10);
+    edited["tables"]["users"] = serde_json::json!(2000);
+    std::fs::write(&manifest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
     // A new file restores without --force.
     let fresh = setup.path().join("fresh.db");
     setup.ok(&["restore", "app-db", "--to", fresh.to_str().unwrap()]);
@@ -674,7 +694,10 @@ fn postgres_faults_publish_nothing_and_keep_earlier_backups() {
     let pid = wait_for(Duration::from_secs(20), "pg_dump to start", || {
         pg_dumps_into(&out).first().copied()
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // A second trigger while the job runs is refused, not queued.
+    let busy = setup.backup(&["run", "pg"]);
+    assert_eq!(busy.status.code(), Some(3), "{}", stderr(&busy));
+    assert!(stderr(&busy).contains("is busy"), "{}", stderr(&busy));
     kill(pid);
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
