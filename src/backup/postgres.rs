@@ -25,7 +25,7 @@ use super::{BackupError, Context, Produced, RestoreSummary};
 use crate::config::{BackupConfig, PostgresConfig};
 
 /// How often a running child is checked for exit, cancellation and progress.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(20);
 /// How much of a tool's stderr goes into an error message.
 const STDERR_TAIL: usize = 2000;
 /// The longest a connection attempt of warden's own session may take.
