@@ -96,7 +96,7 @@ impl BlockingCollector for BackupCollector {
             duration.push(label(), record.last_duration);
             size.push(label(), summary.newest_size as f64);
             verified.push(label(), summary.newest_verified_finished);
-            drill.push(label(), summary.restore_tested);
+            drill.push(label(), summary.restore_tested.max(record.drill_success));
             count.push(label(), summary.count as f64);
             corrupt.push(label(), summary.failed_verification as f64);
             verify_failures.push(label(), record.verify_failures as f64);

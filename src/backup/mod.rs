@@ -40,14 +40,14 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BackupConfig, BackupKind, Config};
-use crate::store::{RunOutcome, Store, StoreError};
+use crate::store::{Ran, RunOutcome, Store, StoreError};
 use manifest::{Check, FileCounts, Manifest, Verification, format_time};
 use publish::Staged;
 use retention::Decision;
@@ -167,6 +167,12 @@ pub enum BackupError {
 }
 
 impl BackupError {
+    /// Whether the error is a backup found wanting (checksum, archive, integrity check,
+    /// missing table), as opposed to a failure to check it.
+    pub fn is_verification_failure(&self) -> bool {
+        matches!(self, BackupError::NotVerified(_))
+    }
+
     fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
         let path = path.to_owned();
         move |source| {
@@ -228,7 +234,11 @@ pub(crate) struct Context<'a> {
     pub job: &'a BackupConfig,
     pub id: String,
     pub started: DateTime<Utc>,
+    /// Cancelled on shutdown, on the caller's request, or when the job's timeout passes.
     pub cancel: &'a CancellationToken,
+    /// The caller's token: cancelled only on shutdown or request, so a cancellation it does
+    /// not share was the timeout.
+    pub shutdown: &'a CancellationToken,
     pub progress: &'a Progress,
     pub runtime: tokio::runtime::Handle,
 }
@@ -245,8 +255,19 @@ impl<'a> Context<'a> {
             id: self.id.clone(),
             started: self.started,
             cancel: token,
+            shutdown: self.shutdown,
             progress: self.progress,
             runtime: self.runtime.clone(),
+        }
+    }
+
+    /// `Cancelled` becomes `TimedOut` when it was the job's timeout that cancelled.
+    fn explain(&self, err: BackupError) -> BackupError {
+        match err {
+            BackupError::Cancelled if !self.shutdown.is_cancelled() => {
+                BackupError::TimedOut(self.job.timeout)
+            }
+            other => other,
         }
     }
 
@@ -461,8 +482,25 @@ impl Backups {
     }
 
     /// Runs `operation` for `job` on a blocking thread, with the job marked busy, its lock
-    /// held, one concurrency permit, and the job's timeout and `cancel` applied.
+    /// held, one concurrency permit, and the job's timeout and `cancel` applied. It runs as a
+    /// task of its own: dropping the returned future (a caller that goes away) neither lifts
+    /// the timeout nor marks the job free while its worker still runs.
     async fn operate<T: Send + 'static>(
+        self: &Arc<Self>,
+        job: &str,
+        cancel: &CancellationToken,
+        progress: Arc<Progress>,
+        operation: impl FnOnce(&Backups, &Context<'_>) -> Result<T, BackupError> + Send + 'static,
+    ) -> Result<T, BackupError> {
+        let this = Arc::clone(self);
+        let job = job.to_owned();
+        let cancel = cancel.clone();
+        tokio::spawn(async move { this.operate_here(&job, &cancel, progress, operation).await })
+            .await
+            .map_err(BackupError::Worker)?
+    }
+
+    async fn operate_here<T: Send + 'static>(
         self: &Arc<Self>,
         job: &str,
         cancel: &CancellationToken,
@@ -471,7 +509,7 @@ impl Backups {
     ) -> Result<T, BackupError> {
         let config = self.job(job)?.clone();
         let limit = config.timeout;
-        let Some(busy) = self.mark_busy(job) else {
+        let Some(_busy) = self.mark_busy(job) else {
             return Err(BackupError::AlreadyRunning(job.to_owned()));
         };
         let permit = tokio::select! {
@@ -480,6 +518,7 @@ impl Backups {
         };
         let token = cancel.child_token();
         let worker_token = token.clone();
+        let shutdown = cancel.clone();
         let this = Arc::clone(self);
         let runtime = tokio::runtime::Handle::current();
         let mut task = tokio::task::spawn_blocking(move || {
@@ -495,22 +534,21 @@ impl Backups {
                 id: manifest::new_id(started),
                 started,
                 cancel: &worker_token,
+                shutdown: &shutdown,
                 progress: &progress,
                 runtime,
             };
-            operation(&this, &context)
+            operation(&this, &context).map_err(|err| context.explain(err))
         });
-        let result = tokio::select! {
+        tokio::select! {
             joined = &mut task => joined.map_err(BackupError::Worker)?,
             () = tokio::time::sleep(limit) => {
                 token.cancel();
-                // The worker stops at its next check and removes what it staged.
-                let _ = task.await;
-                Err(BackupError::TimedOut(limit))
+                // The worker stops at its next check, removes what it staged and says how it
+                // ended: timed out, or done after all, or a restore that could not roll back.
+                task.await.map_err(BackupError::Worker)?
             }
-        };
-        drop(busy);
-        result
+        }
     }
 
     /// Runs a backup of `job`: produce, verify, publish, then (when configured) a restore
@@ -527,27 +565,27 @@ impl Backups {
         progress: Arc<Progress>,
     ) -> Result<Manifest, BackupError> {
         self.job(job)?;
-        let began = Instant::now();
         tracing::info!(job, trigger = trigger.as_str(), "Backup starting.");
         let result = self
             .operate(job, cancel, progress, |backups, context| {
-                backups.run_blocking(context)
+                let result = backups
+                    .run_blocking(context)
+                    .map_err(|err| context.explain(err));
+                backups.record_run(context, &result);
+                result
             })
             .await;
-        let now = unix(Utc::now());
-        let store = Arc::clone(&self.store);
-        let outcome = match &result {
-            Ok(_) => RunOutcome::Success,
-            Err(BackupError::AlreadyRunning(_)) => RunOutcome::Skipped,
-            Err(_) => RunOutcome::Failure,
-        };
-        let duration = (outcome != RunOutcome::Skipped).then(|| began.elapsed());
-        let name = job.to_owned();
-        let recorded =
-            tokio::task::spawn_blocking(move || store.record_run(&name, outcome, now, duration))
-                .await;
-        if let Ok(Err(err)) = recorded {
-            tracing::error!(job, error = %crate::collect::ErrorChain(&err), "Cannot record the run.");
+        if let Err(BackupError::AlreadyRunning(_)) = &result {
+            let store = Arc::clone(&self.store);
+            let name = job.to_owned();
+            let now = unix(Utc::now());
+            let recorded = tokio::task::spawn_blocking(move || {
+                store.record_run(&name, RunOutcome::Skipped, now, None)
+            })
+            .await;
+            if let Ok(Err(err)) = recorded {
+                tracing::error!(job, error = %crate::collect::ErrorChain(&err), "Cannot record the skipped run.");
+            }
         }
         match &result {
             Ok(manifest) => tracing::info!(
@@ -571,10 +609,29 @@ impl Backups {
         result
     }
 
+    /// Counts a run that ran, with its start (the scheduler's next firing follows it) and its
+    /// duration. A cancelled run (shutdown) is not counted: it is redone at the next start.
+    fn record_run(&self, context: &Context<'_>, result: &Result<Manifest, BackupError>) {
+        let outcome = match result {
+            Ok(_) => RunOutcome::Success,
+            Err(BackupError::Cancelled) => return,
+            Err(_) => RunOutcome::Failure,
+        };
+        let ended = Utc::now();
+        let ran = Ran {
+            started: unix(context.started),
+            duration: (ended - context.started).to_std().unwrap_or_default(),
+        };
+        if let Err(err) = self
+            .store
+            .record_run(&context.job.name, outcome, unix(ended), Some(ran))
+        {
+            tracing::error!(job = %context.job.name, error = %crate::collect::ErrorChain(&err), "Cannot record the run.");
+        }
+    }
+
     fn run_blocking(&self, context: &Context<'_>) -> Result<Manifest, BackupError> {
         let job = context.job;
-        self.store
-            .record_started(&job.name, unix(context.started))?;
         let produced = match &job.kind {
             BackupKind::Postgres(pg) => postgres::dump(pg, context)?,
             BackupKind::Sqlite(db) => sqlite::copy(db, context)?,
@@ -583,6 +640,7 @@ impl Backups {
         context.check()?;
         let staged_path = produced.staged.path().to_owned();
         let expected = Expected {
+            required_tables: &job.verify.required_tables,
             files: produced.files.as_ref(),
             compression: produced.compression.as_deref(),
         };
@@ -743,7 +801,11 @@ impl Backups {
                         error: None,
                     }
                 }
-                Err(BackupError::Cancelled) => return Err(BackupError::Cancelled),
+                // Only a failed check marks a backup failed (retention then treats it as not a
+                // backup). Anything else — a tool missing, an I/O error, cancellation — says
+                // nothing about the backup and stops the verification with the manifests as
+                // they were.
+                Err(err) if !err.is_verification_failure() => return Err(err),
                 Err(err) => {
                     let message = crate::collect::ErrorChain(&err).to_string();
                     tracing::error!(job = %job.name, id = %manifest.id, error = %message, "Stored backup failed verification.");
@@ -778,7 +840,9 @@ impl Backups {
         manifest: &Manifest,
     ) -> Result<Vec<String>, BackupError> {
         let path = context.job.destination.join(&manifest.file);
+        let recorded: Vec<String> = manifest.tables.keys().cloned().collect();
         let expected = Expected {
+            required_tables: &recorded,
             files: manifest.files.as_ref(),
             compression: manifest.compression.as_deref(),
         };
@@ -832,7 +896,6 @@ impl Backups {
     ) -> Result<Manifest, BackupError> {
         let job = context.job;
         let started = Utc::now();
-        self.store.record_drill_started(&job.name, unix(started))?;
         let manifests = self.store.catalog(&job.name)?;
         let mut manifest = self.pick(job, &manifests, id)?.clone();
         let path = job.destination.join(&manifest.file);
@@ -842,7 +905,8 @@ impl Backups {
                 BackupKind::Postgres(pg) => postgres::drill(pg, &manifest, &path, context),
                 BackupKind::Sqlite(_) => sqlite::drill(&manifest, &path, context),
                 BackupKind::Files(_) => files::drill(&manifest, &path, context),
-            });
+            })
+            .map_err(|err| context.explain(err));
         let (check, outcome) = match result {
             Ok(detail) => (
                 Check {
@@ -853,19 +917,17 @@ impl Backups {
                 Ok(()),
             ),
             Err(BackupError::Cancelled) => return Err(BackupError::Cancelled),
-            Err(err) => {
-                self.store
-                    .record_drill_failure(&job.name, unix(Utc::now()))?;
-                (
-                    Check {
-                        ok: false,
-                        at: format_time(Utc::now()),
-                        detail: crate::collect::ErrorChain(&err).to_string(),
-                    },
-                    Err(err),
-                )
-            }
+            Err(err) => (
+                Check {
+                    ok: false,
+                    at: format_time(Utc::now()),
+                    detail: crate::collect::ErrorChain(&err).to_string(),
+                },
+                Err(err),
+            ),
         };
+        self.store
+            .record_drill(&job.name, unix(started), unix(Utc::now()), check.ok)?;
         manifest.restore_test = Some(check);
         manifest
             .write(&job.destination)
@@ -985,6 +1047,10 @@ impl Backups {
 
 /// What a backup is expected to hold, from its manifest (or from the run that made it).
 pub(crate) struct Expected<'a> {
+    /// Tables that must be present: the job's `required_tables` for a new backup, the tables
+    /// its manifest recorded for a stored one (so a table added to the config later does not
+    /// fail every older backup).
+    pub required_tables: &'a [String],
     pub files: Option<&'a FileCounts>,
     pub compression: Option<&'a str>,
 }
@@ -1020,8 +1086,8 @@ fn verify_kind(
     context: &Context<'_>,
 ) -> Result<Vec<String>, BackupError> {
     match &job.kind {
-        BackupKind::Postgres(_) => postgres::verify(job, path),
-        BackupKind::Sqlite(_) => sqlite::verify(job, path),
+        BackupKind::Postgres(_) => postgres::verify(path, expected.required_tables),
+        BackupKind::Sqlite(_) => sqlite::verify(job, path, expected.required_tables),
         BackupKind::Files(_) => files::verify(path, expected, context),
     }
 }

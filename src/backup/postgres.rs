@@ -22,7 +22,7 @@ use super::libpq::{self, Connection};
 use super::manifest::Manifest;
 use super::publish::Staged;
 use super::{BackupError, Context, Produced, RestoreSummary};
-use crate::config::{BackupConfig, PostgresConfig};
+use crate::config::PostgresConfig;
 
 /// How often a running child is checked for exit, cancellation and progress.
 const POLL: Duration = Duration::from_millis(20);
@@ -335,18 +335,16 @@ fn has_table(entries: &[(String, String, String)], table: &str) -> bool {
     })
 }
 
-/// `pg_restore --list` reads the archive's table of contents; every required table must be
-/// in it.
-pub(crate) fn verify(job: &BackupConfig, path: &Path) -> Result<Vec<String>, BackupError> {
+/// `pg_restore --list` reads the archive's table of contents; every table in `required` must
+/// be in it.
+pub(crate) fn verify(path: &Path, required: &[String]) -> Result<Vec<String>, BackupError> {
     let entries = table_of_contents(path)?;
     if entries.is_empty() {
         return Err(BackupError::NotVerified(
             "pg_restore --list shows an empty archive".to_owned(),
         ));
     }
-    let missing: Vec<&String> = job
-        .verify
-        .required_tables
+    let missing: Vec<&String> = required
         .iter()
         .filter(|t| !has_table(&entries, t))
         .collect();
@@ -365,11 +363,8 @@ pub(crate) fn verify(job: &BackupConfig, path: &Path) -> Result<Vec<String>, Bac
         "pg_restore --list: {} entries, {tables} tables",
         entries.len()
     )];
-    if !job.verify.required_tables.is_empty() {
-        checks.push(format!(
-            "required tables present: {}",
-            job.verify.required_tables.join(", ")
-        ));
+    if !required.is_empty() {
+        checks.push(format!("required tables present: {}", required.join(", ")));
     }
     Ok(checks)
 }

@@ -8,9 +8,12 @@
 //! - Backups are ordered by their `finished` time only, newest first (ties:
 //!   id descending), never by id or file name, so renamed or oddly named
 //!   backups cannot change what is kept.
-//! - Only verified backups count toward any rule. An unverified backup is
-//!   always deleted ([`Reason::NotVerified`]): it failed verification, so it
-//!   is not a backup, even when it is the newest or future-dated.
+//! - Only verified backups count toward any rule. An unverified backup (its
+//!   last verification failed) is deleted ([`Reason::NotVerified`]) once a
+//!   verified backup finished after it; until then it is kept
+//!   ([`Reason::UnverifiedKept`]), so that a verification that wrongly fails
+//!   every backup (a tool missing, a disk hiccup) can never empty the
+//!   destination, and the operator can still inspect the newest copy.
 //! - A backup finished more than five minutes after `now` is future-dated: it
 //!   is kept ([`Reason::FutureDated`]) for a person to look at, but counts
 //!   toward no rule, so a planted or clock-skewed backup cannot push real ones
@@ -96,6 +99,8 @@ pub enum Reason {
     FutureDated,
     /// Deleted: the backup failed verification.
     NotVerified,
+    /// Not verified, but no verified backup finished after it, so it is kept.
+    UnverifiedKept,
     /// Deleted: no rule keeps it.
     OutsidePolicy,
 }
@@ -113,6 +118,7 @@ impl Reason {
             Reason::Monthly => "monthly",
             Reason::FutureDated => "future-dated",
             Reason::NotVerified => "not verified",
+            Reason::UnverifiedKept => "kept: no newer verified backup",
             Reason::OutsidePolicy => "outside policy",
         }
     }
@@ -167,6 +173,12 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Ve
         decisions[i].keep = true;
         decisions[i].reasons.push(reason);
     };
+    // An unverified backup goes only once a verified one is newer (earlier in `sorted`).
+    for (i, candidate) in sorted.iter().enumerate() {
+        if !candidate.verified && counted.first().is_none_or(|&newest| newest > i) {
+            keep(i, Reason::UnverifiedKept);
+        }
+    }
     if let Some(&newest) = counted.first() {
         keep(newest, Reason::NewestVerified);
     }
@@ -541,7 +553,7 @@ mod tests {
         assert_eq!(
             summary(&plan(&candidates, &policy, now)),
             [
-                ("newest-broken", false, vec![NotVerified]),
+                ("newest-broken", true, vec![NotVerified, UnverifiedKept]),
                 ("good", true, vec![NewestVerified, Last]),
                 ("broken", false, vec![NotVerified]),
                 ("older", true, vec![Last]),
@@ -568,7 +580,7 @@ mod tests {
             summary(&plan(&candidates, &policy, now)),
             [
                 ("planted", true, vec![FutureDated]),
-                ("planted-broken", false, vec![NotVerified]),
+                ("planted-broken", true, vec![NotVerified, UnverifiedKept]),
                 ("skew-6min", true, vec![FutureDated]),
                 ("skew-4min", true, vec![NewestVerified, Last, Daily]),
                 ("real", false, vec![OutsidePolicy]),
@@ -620,6 +632,7 @@ mod tests {
             (Monthly, "monthly"),
             (FutureDated, "future-dated"),
             (NotVerified, "not verified"),
+            (UnverifiedKept, "kept: no newer verified backup"),
             (OutsidePolicy, "outside policy"),
         ];
         for (reason, label) in all {
@@ -698,7 +711,8 @@ mod tests {
             }
             for d in &decisions {
                 prop_assert!(!d.reasons.is_empty());
-                let deleting = d.reasons.iter().any(|r| matches!(r, NotVerified | OutsidePolicy));
+                let deleting = d.reasons.contains(&OutsidePolicy)
+                    || (d.reasons.contains(&NotVerified) && !d.reasons.contains(&UnverifiedKept));
                 prop_assert_eq!(d.keep, !deleting, "{:?}", d);
             }
 
@@ -714,11 +728,16 @@ mod tests {
             }
             prop_assert!(decisions.iter().filter(|d| d.reasons.contains(&NewestVerified)).count() <= 1);
 
-            // (b) no unverified candidate is kept.
+            // (b) an unverified candidate is kept exactly when no counted (verified,
+            // non-future) candidate is newer.
             for c in candidates.iter().filter(|c| !c.verified) {
                 let d = decisions.iter().find(|d| d.id == c.id).unwrap();
-                prop_assert!(!d.keep);
-                prop_assert_eq!(&d.reasons, &vec![NotVerified]);
+                let newer_verified = candidates.iter().any(|o| {
+                    o.verified && !is_future(o) && (o.finished, &o.id) > (c.finished, &c.id)
+                });
+                prop_assert_eq!(d.keep, !newer_verified, "{:?}", d);
+                let expected = if newer_verified { vec![NotVerified] } else { vec![NotVerified, UnverifiedKept] };
+                prop_assert_eq!(&d.reasons, &expected);
             }
 
             // (c) keep_last alone keeps min(N, verified) plus the future-dated
@@ -729,7 +748,14 @@ mod tests {
             let counted = candidates.iter().filter(|c| c.verified && !is_future(c)).count();
             let future = candidates.iter().filter(|c| c.verified && is_future(c)).count();
             let kept = decisions.iter().filter(|d| d.keep).count();
-            prop_assert_eq!(kept, (n as usize).min(counted).max(counted.min(1)) + future);
+            let unverified_kept = decisions
+                .iter()
+                .filter(|d| d.reasons.contains(&UnverifiedKept))
+                .count();
+            prop_assert_eq!(
+                kept,
+                (n as usize).min(counted).max(counted.min(1)) + future + unverified_kept
+            );
         }
     }
 }

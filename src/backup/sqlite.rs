@@ -207,8 +207,12 @@ fn check_name(check: IntegrityCheck) -> &'static str {
     }
 }
 
-/// `PRAGMA integrity_check` on the copy, and every required table present.
-pub(crate) fn verify(job: &BackupConfig, path: &Path) -> Result<Vec<String>, BackupError> {
+/// `PRAGMA integrity_check` on the copy, and every table in `required` present.
+pub(crate) fn verify(
+    job: &BackupConfig,
+    path: &Path,
+    required: &[String],
+) -> Result<Vec<String>, BackupError> {
     let check = job.verify.integrity_check;
     let conn = open_read_only(path)?;
     let problem = integrity(&conn, check).map_err(|err| match err {
@@ -225,7 +229,6 @@ pub(crate) fn verify(job: &BackupConfig, path: &Path) -> Result<Vec<String>, Bac
         )));
     }
     let mut checks = vec![format!("{}: ok", check_name(check))];
-    let required = &job.verify.required_tables;
     if !required.is_empty() {
         let mut missing = Vec::new();
         for table in required {

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS backup_jobs (
     last_failure REAL NOT NULL DEFAULT 0,
     last_duration REAL NOT NULL DEFAULT 0,
     drill_started REAL NOT NULL DEFAULT 0,
+    drill_success REAL NOT NULL DEFAULT 0,
     drill_failure REAL NOT NULL DEFAULT 0,
     runs_success INTEGER NOT NULL DEFAULT 0,
     runs_failure INTEGER NOT NULL DEFAULT 0,
@@ -112,6 +113,15 @@ impl RunOutcome {
     }
 }
 
+/// When a run that ran started, and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ran {
+    /// When it started (Unix seconds).
+    pub started: f64,
+    /// How long it took, from taking the job's lock to the end.
+    pub duration: Duration,
+}
+
 /// What the store knows about one job; zero means never.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobRecord {
@@ -123,6 +133,8 @@ pub struct JobRecord {
     pub last_duration: f64,
     /// When the last restore drill started.
     pub drill_started: f64,
+    /// When the last passing restore drill ended (kept even when its backup is pruned).
+    pub drill_success: f64,
     /// When the last restore drill failed.
     pub drill_failure: f64,
     /// Runs by outcome, in [`RunOutcome::ALL`] order.
@@ -210,31 +222,26 @@ impl Store {
         }
     }
 
-    /// Applies `SET assignments` (where `?2` is `value`) to `job`'s row, creating it first.
-    fn update(&self, job: &str, assignments: &str, value: Option<f64>) -> Result<(), StoreError> {
+    /// Applies `SET assignments` (where `?2`, `?3`, … are `values`) to `job`'s row, creating
+    /// it first.
+    fn update(&self, job: &str, assignments: &str, values: &[f64]) -> Result<(), StoreError> {
+        use rusqlite::types::Value;
         let conn = self.conn();
         let sql = format!("UPDATE backup_jobs SET {assignments} WHERE job = ?1");
+        let parameters = std::iter::once(Value::Text(job.to_owned()))
+            .chain(values.iter().map(|v| Value::Real(*v)));
         conn.execute(
             "INSERT INTO backup_jobs (job) VALUES (?1) ON CONFLICT (job) DO NOTHING",
             params![job],
         )
-        .and_then(|_| match value {
-            Some(value) => conn.execute(&sql, params![job, value]),
-            None => conn.execute(&sql, params![job]),
-        })
+        .and_then(|_| conn.execute(&sql, rusqlite::params_from_iter(parameters)))
         .map(|_| ())
         .map_err(|err| self.error(err))
     }
 
-    /// Records that a run of `job` started at `at` (Unix seconds).
-    ///
-    /// # Errors
-    /// When SQLite fails.
-    pub fn record_started(&self, job: &str, at: f64) -> Result<(), StoreError> {
-        self.update(job, "last_started = ?2", Some(at))
-    }
-
-    /// Records how a run ended: its outcome, when, and (for runs that ran) how long it took.
+    /// Records how a run ended at `ended` (Unix seconds): a run that ran (`Some`) also
+    /// records when it started, which the scheduler's next firing follows, and how long it
+    /// took. A run that was cancelled (shutdown) is not recorded at all, so it is redone.
     ///
     /// # Errors
     /// When SQLite fails.
@@ -242,38 +249,45 @@ impl Store {
         &self,
         job: &str,
         outcome: RunOutcome,
-        at: f64,
-        duration: Option<Duration>,
+        ended: f64,
+        ran: Option<Ran>,
     ) -> Result<(), StoreError> {
         match outcome {
-            RunOutcome::Success => self.update(job, "runs_success = runs_success + 1", None)?,
+            RunOutcome::Success => self.update(job, "runs_success = runs_success + 1", &[])?,
             RunOutcome::Failure => self.update(
                 job,
                 "runs_failure = runs_failure + 1, last_failure = ?2",
-                Some(at),
+                &[ended],
             )?,
-            RunOutcome::Skipped => self.update(job, "runs_skipped = runs_skipped + 1", None)?,
+            RunOutcome::Skipped => self.update(job, "runs_skipped = runs_skipped + 1", &[])?,
         }
-        if let Some(duration) = duration {
-            self.update(job, "last_duration = ?2", Some(duration.as_secs_f64()))?;
+        if let Some(ran) = ran {
+            self.update(
+                job,
+                "last_started = ?2, last_duration = ?3",
+                &[ran.started, ran.duration.as_secs_f64()],
+            )?;
         }
         Ok(())
     }
 
-    /// Records that a restore drill of `job` started.
+    /// Records a restore drill of `job` that ran from `started` to `ended` and passed or not.
     ///
     /// # Errors
     /// When SQLite fails.
-    pub fn record_drill_started(&self, job: &str, at: f64) -> Result<(), StoreError> {
-        self.update(job, "drill_started = ?2", Some(at))
-    }
-
-    /// Records that a restore drill of `job` failed.
-    ///
-    /// # Errors
-    /// When SQLite fails.
-    pub fn record_drill_failure(&self, job: &str, at: f64) -> Result<(), StoreError> {
-        self.update(job, "drill_failure = ?2", Some(at))
+    pub fn record_drill(
+        &self,
+        job: &str,
+        started: f64,
+        ended: f64,
+        passed: bool,
+    ) -> Result<(), StoreError> {
+        let assignments = if passed {
+            "drill_started = ?2, drill_success = ?3"
+        } else {
+            "drill_started = ?2, drill_failure = ?3"
+        };
+        self.update(job, assignments, &[started, ended])
     }
 
     /// Counts a stored backup of `job` that failed verification.
@@ -281,7 +295,7 @@ impl Store {
     /// # Errors
     /// When SQLite fails.
     pub fn record_verify_failure(&self, job: &str) -> Result<(), StoreError> {
-        self.update(job, "verify_failures = verify_failures + 1", None)
+        self.update(job, "verify_failures = verify_failures + 1", &[])
     }
 
     /// What the store knows about `job` (all zero if nothing).
@@ -292,7 +306,7 @@ impl Store {
         let conn = self.conn();
         conn.query_row(
             "SELECT last_started, last_failure, last_duration, drill_started, drill_failure,
-                    runs_success, runs_failure, runs_skipped, verify_failures
+                    runs_success, runs_failure, runs_skipped, verify_failures, drill_success
              FROM backup_jobs WHERE job = ?1",
             params![job],
             |row| {
@@ -305,6 +319,7 @@ impl Store {
                     drill_failure: row.get(4)?,
                     runs: [n(5)?, n(6)?, n(7)?],
                     verify_failures: n(8)?,
+                    drill_success: row.get(9)?,
                 })
             },
         )
@@ -431,13 +446,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.job("pg").unwrap(), JobRecord::default());
-        store.record_started("pg", 100.0).unwrap();
         store
             .record_run(
                 "pg",
                 RunOutcome::Failure,
                 101.0,
-                Some(Duration::from_secs(1)),
+                Some(Ran {
+                    started: 100.0,
+                    duration: Duration::from_secs(1),
+                }),
             )
             .unwrap();
         let other = Store::open(dir.path()).unwrap();
@@ -446,19 +463,27 @@ mod tests {
                 "pg",
                 RunOutcome::Success,
                 200.0,
-                Some(Duration::from_secs(3)),
+                Some(Ran {
+                    started: 197.0,
+                    duration: Duration::from_secs(3),
+                }),
             )
             .unwrap();
         other
             .record_run("pg", RunOutcome::Skipped, 201.0, None)
             .unwrap();
         other.record_verify_failure("pg").unwrap();
+        other.record_drill("pg", 300.0, 310.0, true).unwrap();
+        other.record_drill("pg", 400.0, 405.0, false).unwrap();
         drop(other);
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         let record = store.job("pg").unwrap();
-        assert_eq!(record.last_started, 100.0);
+        assert_eq!(record.last_started, 197.0);
         assert_eq!(record.last_failure, 101.0);
+        assert_eq!(record.drill_started, 400.0);
+        assert_eq!(record.drill_success, 310.0);
+        assert_eq!(record.drill_failure, 405.0);
         assert_eq!(record.last_duration, 3.0);
         assert_eq!(record.runs, [1, 1, 1]);
         assert_eq!(record.verify_failures, 1);

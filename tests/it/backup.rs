@@ -259,28 +259,33 @@ fn files_back_up_verify_prune_restore_and_survive_a_lost_state_directory() {
         metric(&body, "warden_backup_verify_failures_total", "tools"),
         1.0
     );
-    let dry = setup.ok(&["prune", "tools"]);
-    assert!(
-        dry.contains("would delete") && dry.contains("not verified"),
-        "{dry}"
-    );
-    assert_eq!(
-        setup.list("tools").len(),
-        2,
-        "prune is a dry run by default"
-    );
-    setup.ok(&["prune", "tools", "--apply"]);
-    let left = setup.list("tools");
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0]["id"], older["id"], "the good copy is kept");
-    // Restore refuses nothing now: the newest verified is the older one.
+    // The corrupt copy is kept while no newer verified backup exists; restore picks the
+    // newest verified one.
+    let dry = setup.ok(&["prune", "tools", "--apply"]);
+    assert!(dry.contains("kept: no newer verified backup"), "{dry}");
+    assert_eq!(setup.list("tools").len(), 2);
     let again = setup.path().join("again");
-    setup.ok(&["restore", "tools", "--to", again.to_str().unwrap()]);
+    let stdout = setup.ok(&["restore", "tools", "--to", again.to_str().unwrap()]);
+    assert!(
+        stdout.contains(older["id"].as_str().unwrap()),
+        "the older, good copy is restored: {stdout}"
+    );
+    // The next run prunes the corrupt copy and keep_last 2 keeps the good older one.
+    setup.ok(&["run", "tools"]);
+    let left = setup.list("tools");
+    assert_eq!(left.len(), 2, "{left:#?}");
+    assert_eq!(left[1]["id"], older["id"], "the good copy is kept");
+    assert!(left.iter().all(|m| m["id"] != newest["id"]));
+    let newest_finished =
+        chrono::DateTime::parse_from_rfc3339(left[0]["finished_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis() as f64
+            / 1000.0;
 
     // The state store is lost: the catalog and the metrics come back from the manifests.
     std::fs::remove_dir_all(setup.path().join("state")).unwrap();
     let list = setup.list("tools");
-    assert_eq!(list.len(), 1);
+    assert_eq!(list.len(), 2);
     let body = setup.metrics();
     assert_eq!(
         metric(
@@ -288,9 +293,18 @@ fn files_back_up_verify_prune_restore_and_survive_a_lost_state_directory() {
             "warden_backup_last_success_timestamp_seconds",
             "tools"
         ),
-        older_finished
+        newest_finished
     );
-    assert_eq!(metric(&body, "warden_backup_retained", "tools"), 1.0);
+    assert!(
+        metric(
+            &body,
+            "warden_backup_restore_test_last_success_timestamp_seconds",
+            "tools"
+        ) > 0.0,
+        "the drill's result is in the manifests too"
+    );
+    assert_eq!(metric(&body, "warden_backup_retained", "tools"), 2.0);
+    assert_eq!(metric(&body, "warden_backup_corrupt", "tools"), 0.0);
 }
 
 #[test]
@@ -495,6 +509,13 @@ fn sqlite_backs_up_under_a_writer_drills_and_restores_with_a_copy_aside() {
     assert_eq!(mode, "delete");
     assert_eq!(count(&opened, "tutorials") as u64, tutorials);
     drop(opened);
+
+    // A table added to required_tables later does not fail the backups made before it: they
+    // are checked against the tables their manifests recorded.
+    setup.write_config(
+        "sqlite:\n  - {name: app, path: @/app.db}\nbackups:\n  - name: app-db\n    kind: sqlite\n    source: sqlite/app\n    destination: @/out\n    verify: {required_tables: [users, tutorials, user_progress], restore_test: true}\n",
+    );
+    setup.ok(&["verify", "app-db"]);
 
     // Restore over the live file: refused without --force, then done with a copy aside.
     conn.execute("DELETE FROM users", []).unwrap();
