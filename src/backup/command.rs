@@ -5,7 +5,9 @@
 //! - [`EXIT_BUSY`] (3): the job is busy with another operation;
 //! - [`EXIT_NOT_VERIFIED`] (4): a backup failed verification or a drill failed;
 //! - [`EXIT_REFUSED`] (5): a restore target was refused (not empty without `--force`, or
-//!   not acceptable).
+//!   not acceptable);
+//! - [`EXIT_NOT_ROLLED_BACK`] (6): a restore failed and the previous state could not be put
+//!   back (the message says where the safety copy is).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub const EXIT_BUSY: u8 = 3;
 pub const EXIT_NOT_VERIFIED: u8 = 4;
 /// A restore target was refused.
 pub const EXIT_REFUSED: u8 = 5;
+/// A restore failed and the previous state could not be put back: act now.
+pub const EXIT_NOT_ROLLED_BACK: u8 = 6;
 /// Any other failure.
 pub const EXIT_FAILURE: u8 = 1;
 
@@ -117,6 +121,9 @@ fn exit_code(err: &BackupError) -> u8 {
         BackupError::TargetNotEmpty { .. } | BackupError::BadTarget { .. } => EXIT_REFUSED,
         BackupError::Files(super::files::FilesError::TargetNotEmpty { .. }) => EXIT_REFUSED,
         BackupError::Files(super::files::FilesError::UnsafeEntry { .. }) => EXIT_REFUSED,
+        BackupError::RestoreFailed {
+            rolled_back: false, ..
+        } => EXIT_NOT_ROLLED_BACK,
         BackupError::RestoreFailed { cause, .. } => exit_code(cause),
         _ => EXIT_FAILURE,
     }

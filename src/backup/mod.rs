@@ -144,13 +144,19 @@ pub enum BackupError {
         /// Why not.
         reason: String,
     },
-    /// The restore failed; whether the previous state was put back.
-    #[error("restore failed and {}: {cause}", if *.rolled_back { "the previous state was put back" } else { "THE PREVIOUS STATE COULD NOT BE PUT BACK" })]
+    /// The restore failed; whether the target is as it was before.
+    #[error("restore failed; {}: {cause}", match (.rolled_back, .safety_copy) {
+        (true, _) => "the previous state is in place".to_owned(),
+        (false, Some(copy)) => format!("THE PREVIOUS STATE COULD NOT BE PUT BACK; it is kept in {copy}"),
+        (false, None) => "THE PREVIOUS STATE COULD NOT BE PUT BACK".to_owned(),
+    })]
     RestoreFailed {
         /// What went wrong.
         cause: Box<BackupError>,
-        /// Whether the safety copy was restored.
+        /// Whether the target holds its previous content again (or never lost it).
         rolled_back: bool,
+        /// Where the previous content is kept, if a copy was taken.
+        safety_copy: Option<String>,
     },
     /// The operation was cancelled (shutdown); nothing was published.
     #[error("cancelled")]

@@ -404,23 +404,67 @@ fn pg_restore(
     wait(child, "pg_restore", &log, context, &|| {})
 }
 
-/// A scratch database name no one else uses.
-fn scratch_name(job: &str, id: &str) -> String {
-    let clean: String = job
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .take(24)
-        .collect();
-    format!(
-        "warden_drill_{clean}_{}",
-        id.to_lowercase().replace('-', "_")
-    )
+/// What a database of warden's own is for; its name starts `warden_<purpose>_<job>_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scratch {
+    /// A restore drill's scratch database.
+    Drill,
+    /// A restore's new copy, before it replaces the target.
+    Restore,
+    /// The target's previous content, renamed aside while the new copy takes its name.
+    Before,
+}
+
+impl Scratch {
+    /// The name prefix of this purpose's databases for `job`.
+    fn prefix(self, job: &str) -> String {
+        let purpose = match self {
+            Scratch::Drill => "drill",
+            Scratch::Restore => "restore",
+            Scratch::Before => "before",
+        };
+        let clean: String = job
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(24)
+            .collect();
+        format!("warden_{purpose}_{clean}_")
+    }
+
+    /// A database name no one else uses: the prefix and the operation's id (at most 63
+    /// bytes, PostgreSQL's limit).
+    fn name(self, job: &str, id: &str) -> String {
+        format!(
+            "{}{}",
+            self.prefix(job),
+            id.to_lowercase().replace('-', "_")
+        )
+    }
+}
+
+/// Drops the databases of `purpose` that an operation on `job` killed before it could clean
+/// up left behind. Only called holding the job's lock, so none of them is in use.
+async fn drop_stale(client: &Client, purpose: Scratch, job: &str) -> Result<(), BackupError> {
+    let prefix = purpose.prefix(job);
+    let rows = client
+        .query(
+            "SELECT datname FROM pg_catalog.pg_database WHERE starts_with(datname, $1)",
+            &[&prefix],
+        )
+        .await
+        .map_err(sql_error("list leftover scratch databases"))?;
+    for row in rows {
+        let name: String = row.get(0);
+        tracing::warn!(database = %name, "Dropping a scratch database an interrupted operation left behind.");
+        drop_database(client, &name).await?;
+    }
+    Ok(())
 }
 
 async fn drop_database(client: &Client, name: &str) -> Result<(), BackupError> {
@@ -448,9 +492,10 @@ pub(crate) fn drill(
     path: &Path,
     context: &Context<'_>,
 ) -> Result<String, BackupError> {
-    let scratch = scratch_name(&context.job.name, &context.id);
+    let scratch = Scratch::Drill.name(&context.job.name, &context.id);
     let admin = block(context, connect(pg, None))?;
     block(context, async {
+        drop_stale(&admin, Scratch::Drill, &context.job.name).await?;
         admin
             .batch_execute(&format!("CREATE DATABASE {}", quote(&scratch)))
             .await
@@ -549,9 +594,56 @@ async fn target_state(
     Ok((true, relations > 0))
 }
 
-/// Restores into the database `target`. An existing database holding relations is refused
-/// without `force`; with it, a safety dump is taken, the database is recreated and restored,
-/// and on failure recreated again from the safety dump. ANALYZE runs afterwards.
+/// Whether the session's role is a superuser (it can then restore owners and privileges).
+async fn is_superuser(client: &Client) -> Result<bool, BackupError> {
+    Ok(client
+        .query_one(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(sql_error("look up the role"))?
+        .get(0))
+}
+
+/// Ends the other sessions on `database` and renames it, retrying while sessions come back.
+async fn rename_database(client: &Client, from: &str, to: &str) -> Result<(), BackupError> {
+    const ATTEMPTS: u32 = 5;
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&from],
+            )
+            .await
+            .map_err(sql_error(format!("end the sessions on {from}")))?;
+        match client
+            .batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                quote(from),
+                quote(to)
+            ))
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(BackupError::Postgres {
+        action: format!("rename database {from} to {to}"),
+        message: last.map_or_else(String::new, |err| crate::collect::postgres::describe(&err)),
+    })
+}
+
+/// Restores into the database `target`. A database holding relations is refused without
+/// `force`; with it, a safety dump of it is taken first. The backup is restored into a new
+/// database beside the target, ANALYZEd and its row counts checked; only then does it take
+/// the target's name (the old database is renamed aside, its sessions ended, and dropped once
+/// the swap is done). A failure before the swap leaves the target as it was; a failure
+/// during it renames the old database back.
 pub(crate) fn restore(
     pg: &PostgresConfig,
     manifest: &Manifest,
@@ -566,6 +658,7 @@ pub(crate) fn restore(
             reason: "a database name is letters, digits and `_`".to_owned(),
         });
     }
+    let job = &context.job.name;
     let mut summary = RestoreSummary {
         target: format!("postgres/{} database {target}", pg.name),
         ..RestoreSummary::default()
@@ -580,69 +673,52 @@ pub(crate) fn restore(
     if has_data && !force {
         return Err(BackupError::TargetNotEmpty {
             target: format!("database {target}"),
-            hint: "pass --force to replace it (a safety dump is taken first and put back if the restore fails)",
+            hint: "pass --force to replace it (a safety dump is taken first, and the database is replaced only once the restored copy has been checked)",
         });
     }
-    let mut safety: Option<std::path::PathBuf> = None;
+    let superuser = block(context, async {
+        drop_stale(&admin, Scratch::Restore, job).await?;
+        is_superuser(&admin).await
+    })?;
     if has_data {
-        let pg_dump = libpq::tool("pg_dump")?;
-        let connection = Connection::try_from_config(pg, Some(target))?;
         let file = context
             .job
             .destination
             .join(format!("safety-{target}-{}.dump", context.id));
-        super::publish::create_private(&file).map_err(BackupError::io("create", &file))?;
-        let mut log = Staged::create(
-            &context.job.destination,
-            &format!("{}.safety.log", context.id),
-        )
-        .map_err(BackupError::io(
-            "create a file in",
-            &context.job.destination,
-        ))?;
-        let args: Vec<std::ffi::OsString> = vec![
-            "--format=custom".into(),
-            "--no-password".into(),
-            format!("--file={}", file.display()).into(),
-        ];
-        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        let child = spawn(&connection, &pg_dump, &args, &mut log)?;
-        if let Err(err) = wait(child, "pg_dump (safety dump)", &log, context, &|| {}) {
-            let _ = std::fs::remove_file(&file);
-            return Err(err);
-        }
-        std::fs::File::open(&file)
-            .and_then(|f| f.sync_all())
-            .map_err(BackupError::io("sync", &file))?;
+        safety_dump(pg, target, &file, context)?;
         summary
             .steps
             .push(format!("safety dump of {target}: {}", file.display()));
         summary.safety_copy = Some(file.display().to_string());
-        safety = Some(file);
     }
-    let recreate = |context: &Context<'_>| -> Result<(), BackupError> {
+
+    // The new copy, checked before it replaces anything.
+    let scratch = Scratch::Restore.name(job, &context.id);
+    let checked = (|| -> Result<Vec<String>, BackupError> {
         block(context, async {
-            if exists {
-                drop_database(&admin, target).await?;
-            }
             admin
-                .batch_execute(&format!("CREATE DATABASE {}", quote(target)))
+                .batch_execute(&format!("CREATE DATABASE {}", quote(&scratch)))
                 .await
-                .map_err(sql_error(format!("create database {target}")))
-        })
-    };
-    let attempt = (|| -> Result<Vec<String>, BackupError> {
-        recreate(context)?;
-        pg_restore(pg, target, path, true, context)?;
-        let mut steps = vec![format!("pg_restore of {} into {target}", manifest.file)];
-        let client = block(context, connect(pg, Some(target)))?;
+                .map_err(sql_error(format!("create database {scratch}")))
+        })?;
+        pg_restore(pg, &scratch, path, superuser, context)?;
+        let mut steps = vec![format!(
+            "pg_restore of {} into a new database ({})",
+            manifest.file,
+            if superuser {
+                "owners and privileges restored"
+            } else {
+                "owned by the restoring role: it is not a superuser"
+            }
+        )];
+        let client = block(context, connect(pg, Some(&scratch)))?;
         block(context, async {
             client
                 .batch_execute("ANALYZE")
                 .await
-                .map_err(sql_error(format!("analyze {target}")))
+                .map_err(sql_error("analyze the restored database"))
         })?;
-        steps.push(format!("ANALYZE {target}"));
+        steps.push("ANALYZE".to_owned());
         let tables: Vec<String> = manifest.tables.keys().cloned().collect();
         let counts = block(context, count_rows(&client, &tables))?;
         compare_counts(&manifest.tables, &counts).map_err(|err| match err {
@@ -657,41 +733,107 @@ pub(crate) fn restore(
         ));
         Ok(steps)
     })();
-    let err = match attempt {
-        Ok(mut steps) => {
-            summary.steps.append(&mut steps);
-            return Ok(summary);
-        }
-        Err(err) => err,
-    };
-    // Putting the previous state back must finish even if the restore was cancelled.
+    // Cleaning up and swapping must finish even if the restore was cancelled.
     let never = tokio_util::sync::CancellationToken::new();
-    let rollback = context.under(&never);
-    let rolled_back = match &safety {
-        Some(file) => {
-            let put_back = block(&rollback, async {
-                drop_database(&admin, target).await?;
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {}", quote(target)))
-                    .await
-                    .map_err(sql_error(format!("create database {target}")))
-            })
-            .and_then(|()| pg_restore(pg, target, file, true, &rollback));
-            match put_back {
-                Ok(()) => true,
-                Err(put_back_err) => {
-                    tracing::error!(database = target, safety_dump = %file.display(), error = %put_back_err, "Cannot put the safety dump back; restore it by hand.");
-                    false
+    let finish = context.under(&never);
+    let mut steps = match checked {
+        Ok(steps) => steps,
+        Err(err) => {
+            if let Err(drop_err) = block(&finish, drop_database(&admin, &scratch)) {
+                tracing::error!(database = %scratch, error = %drop_err, "Cannot drop the unfinished restore; drop it by hand.");
+            }
+            return Err(BackupError::RestoreFailed {
+                cause: Box::new(err),
+                rolled_back: true,
+                safety_copy: summary.safety_copy,
+            });
+        }
+    };
+    summary.steps.append(&mut steps);
+
+    let before = Scratch::Before.name(job, &context.id);
+    let swapped = block(&finish, async {
+        if exists && let Err(err) = rename_database(&admin, target, &before).await {
+            drop_database(&admin, &scratch).await?;
+            return Err(err);
+        }
+        match rename_database(&admin, &scratch, target).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                if exists {
+                    rename_database(&admin, &before, target)
+                        .await
+                        .map_err(|back| BackupError::RestoreFailed {
+                            cause: Box::new(back),
+                            rolled_back: false,
+                            safety_copy: Some(format!("the previous database, renamed {before}")),
+                        })?;
                 }
+                drop_database(&admin, &scratch).await?;
+                Err(err)
             }
         }
-        // Nothing was there before: leave nothing behind.
-        None => block(&rollback, drop_database(&admin, target)).is_ok(),
-    };
-    Err(BackupError::RestoreFailed {
-        cause: Box::new(err),
-        rolled_back,
-    })
+    });
+    match swapped {
+        Ok(()) => {}
+        Err(err @ BackupError::RestoreFailed { .. }) => return Err(err),
+        Err(err) => {
+            return Err(BackupError::RestoreFailed {
+                cause: Box::new(err),
+                rolled_back: true,
+                safety_copy: summary.safety_copy,
+            });
+        }
+    }
+    summary
+        .steps
+        .push(format!("the restored database took the name {target}"));
+    if exists {
+        match block(&finish, drop_database(&admin, &before)) {
+            Ok(()) => summary.steps.push(format!("the previous {target} dropped")),
+            Err(err) => {
+                tracing::warn!(database = %before, error = %err, "Cannot drop the previous database; drop it by hand.");
+                summary
+                    .steps
+                    .push(format!("the previous {target} is kept as {before}"));
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// `pg_dump` of `database` into `file` (created 0600), fsynced.
+fn safety_dump(
+    pg: &PostgresConfig,
+    database: &str,
+    file: &Path,
+    context: &Context<'_>,
+) -> Result<(), BackupError> {
+    let pg_dump = libpq::tool("pg_dump")?;
+    let connection = Connection::try_from_config(pg, Some(database))?;
+    super::publish::create_private(file).map_err(BackupError::io("create", file))?;
+    let mut log = Staged::create(
+        &context.job.destination,
+        &format!("{}.safety.log", context.id),
+    )
+    .map_err(BackupError::io(
+        "create a file in",
+        &context.job.destination,
+    ))?;
+    let args: Vec<std::ffi::OsString> = vec![
+        "--format=custom".into(),
+        "--no-password".into(),
+        format!("--file={}", file.display()).into(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let child = spawn(&connection, &pg_dump, &args, &mut log)?;
+    if let Err(err) = wait(child, "pg_dump (safety dump)", &log, context, &|| {}) {
+        let _ = std::fs::remove_file(file);
+        return Err(err);
+    }
+    std::fs::File::open(file)
+        .and_then(|f| f.sync_all())
+        .map_err(BackupError::io("sync", file))
 }
 
 #[cfg(test)]
@@ -700,10 +842,14 @@ mod tests {
 
     #[test]
     fn scratch_names_are_identifiers_within_postgres_limit() {
-        let name = scratch_name("pg-main.v2", "20261201T030000Z-ab12");
+        let name = Scratch::Drill.name("pg-main.v2", "20261201T030000Z-ab12");
         assert_eq!(name, "warden_drill_pg_main_v2_20261201t030000z_ab12");
-        assert!(name.len() <= 63);
         assert!(crate::config::is_identifier(&name));
+        for purpose in [Scratch::Drill, Scratch::Restore, Scratch::Before] {
+            let longest = purpose.name(&"j".repeat(64), "20261201T030000Z-ab12");
+            assert!(longest.len() <= 63, "{longest}");
+            assert!(longest.starts_with(&purpose.prefix(&"j".repeat(64))));
+        }
     }
 
     #[test]

@@ -349,6 +349,12 @@ pub(crate) fn restore(
         aside = Some(aside_path);
     }
 
+    if !exists {
+        // A restored database holds the application's data: readable by warden only until
+        // the operator hands it over.
+        super::publish::create_private(&target_path)
+            .map_err(BackupError::io("create", &target_path))?;
+    }
     let attempt = (|| -> Result<BTreeMap<String, u64>, BackupError> {
         let mut target_conn = open_read_write(&target_path)?;
         copy_pages(
@@ -404,6 +410,7 @@ pub(crate) fn restore(
             Err(BackupError::RestoreFailed {
                 cause: Box::new(err),
                 rolled_back,
+                safety_copy: aside.map(|path| path.display().to_string()),
             })
         }
     }

@@ -552,7 +552,7 @@ fn sqlite_backs_up_under_a_writer_drills_and_restores_with_a_copy_aside() {
     let failed = setup.backup(&["restore", "app-db", "--to", db.to_str().unwrap(), "--force"]);
     assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
     assert!(
-        stderr(&failed).contains("the previous state was put back"),
+        stderr(&failed).contains("the previous state is in place"),
         "{}",
         stderr(&failed)
     );
@@ -627,7 +627,10 @@ fn postgres_round_trip_drill_and_a_safe_forced_restore() {
 
     // Into a new database: same rows, ANALYZE run.
     let stdout = setup.ok(&["restore", "pg", "--to", "copy"]);
-    assert!(stdout.contains("ANALYZE copy"), "{stdout}");
+    assert!(
+        stdout.contains("ANALYZE") && stdout.contains("took the name copy"),
+        "{stdout}"
+    );
     assert_eq!(postgres.psql("copy", "SELECT count(*) FROM users"), "500");
     assert_eq!(postgres.psql("copy", "SELECT count(*) FROM runs"), "70");
 
@@ -636,15 +639,27 @@ fn postgres_round_trip_drill_and_a_safe_forced_restore() {
     let refused = setup.backup(&["restore", "pg", "--to", "app"]);
     assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
     assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "100");
+    // An application session on the database is ended for the swap.
+    let session = postgres.spawn_psql_session("app", &["SELECT 1;"]);
     let stdout = setup.ok(&["restore", "pg", "--to", "app", "--force"]);
+    drop(session);
     assert!(stdout.contains("safety dump of app"), "{stdout}");
+    assert!(stdout.contains("the previous app dropped"), "{stdout}");
     assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "500");
+    assert_eq!(
+        postgres.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'warden%'"
+        ),
+        "0",
+        "no scratch database is left"
+    );
     let safety: Vec<String> = names(&setup.path().join("out"))
         .into_iter()
         .filter(|n| n.starts_with("safety-app-"))
         .collect();
     assert_eq!(safety.len(), 1);
-    // A restore that fails its check puts the previous state back: the manifest is edited to
+    // A restore that fails its check leaves the database as it was: the manifest is edited to
     // expect other row counts, so the restored copy does not match it.
     postgres.psql("app", "DELETE FROM users WHERE id > 100");
     let manifest_path = setup
@@ -658,11 +673,19 @@ fn postgres_round_trip_drill_and_a_safe_forced_restore() {
     let failed = setup.backup(&["restore", "pg", "--to", "app", "--force"]);
     assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
     assert!(
-        stderr(&failed).contains("the previous state was put back"),
+        stderr(&failed).contains("the previous state is in place"),
         "{}",
         stderr(&failed)
     );
     assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "100");
+    assert_eq!(
+        postgres.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'warden%'"
+        ),
+        "0",
+        "the unfinished copy is dropped"
+    );
     // A bad target name is refused before anything happens.
     let bad = setup.backup(&["restore", "pg", "--to", "app; DROP TABLE users"]);
     assert_eq!(bad.status.code(), Some(5));
