@@ -176,7 +176,22 @@ async fn run(
             })
         }
         BackupCommand::Drill { job, id } => {
-            let manifest = backups.drill(&job, id, cancel).await?;
+            let manifest = match backups.drill(&job, id, cancel).await {
+                Ok(manifest) => manifest,
+                // However a drill fails once it has a backup to restore, the backup could not
+                // be shown to restore: exit 4, as a failed verification.
+                Err(
+                    err @ (BackupError::AlreadyRunning(_)
+                    | BackupError::UnknownJob(_)
+                    | BackupError::UnknownBackup { .. }
+                    | BackupError::NoVerifiedBackup(_)
+                    | BackupError::Cancelled),
+                ) => return Err(err),
+                Err(err) => {
+                    eprintln!("warden: {}", crate::collect::ErrorChain(&err));
+                    return Ok(EXIT_NOT_VERIFIED);
+                }
+            };
             match output {
                 Output::Json => println!("{}", json(&manifest.restore_test)),
                 Output::Table => {

@@ -173,7 +173,9 @@ struct ScratchDir(PathBuf);
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if let Err(err) = super::publish::remove_tree(&self.0) {
+            tracing::error!(path = %self.0.display(), error = %err, "Cannot remove the drill's scratch directory.");
+        }
     }
 }
 

@@ -8,7 +8,6 @@
 //! the environment, where `ps` could show it.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,13 +80,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The connection of `config`'s DSN, to `database` instead of the DSN's when given.
+    /// The connection of `config`'s DSN, to `database` instead of the DSN's when given. The
+    /// passfile, if the DSN has a password, goes in `dir` as a temporary file (the job's
+    /// destination, so the next run removes it even if warden was killed).
     ///
     /// # Errors
     /// When the passfile cannot be written.
     pub fn try_from_config(
         config: &PostgresConfig,
         database: Option<&str>,
+        dir: &Path,
     ) -> Result<Connection, ToolError> {
         // Parsed at config time; a failure here cannot happen and would only mean defaults.
         let pg: tokio_postgres::Config = config.dsn.expose_secret().parse().unwrap_or_default();
@@ -139,7 +141,7 @@ impl Connection {
         vars.push(("LC_ALL", "C".into()));
         let passfile = match pg.get_password() {
             Some(password) => {
-                let path = write_passfile(password).map_err(ToolError::Passfile)?;
+                let path = write_passfile(password, dir).map_err(ToolError::Passfile)?;
                 vars.push(("PGPASSFILE", path.clone().into()));
                 Some(path)
             }
@@ -188,7 +190,7 @@ impl Drop for Connection {
 }
 
 /// Writes a passfile matching every host, port, database and user, readable only by warden.
-fn write_passfile(password: &[u8]) -> std::io::Result<PathBuf> {
+fn write_passfile(password: &[u8], dir: &Path) -> std::io::Result<PathBuf> {
     let mut escaped = Vec::with_capacity(password.len() + 8);
     for &byte in password {
         if byte == b'\\' || byte == b':' {
@@ -197,19 +199,16 @@ fn write_passfile(password: &[u8]) -> std::io::Result<PathBuf> {
         escaped.push(byte);
     }
     let name = format!(
-        "warden-pgpass-{}-{:x}",
+        "{}pgpass-{}-{:x}",
+        super::publish::TEMP_PREFIX,
         std::process::id(),
         std::hash::BuildHasher::hash_one(
             &std::collections::hash_map::RandomState::new(),
             std::time::SystemTime::now()
         )
     );
-    let path = std::env::temp_dir().join(name);
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path)?;
+    let path = dir.join(name);
+    let mut file = super::publish::create_private(&path)?;
     let written = file
         .write_all(b"*:*:*:*:")
         .and_then(|()| file.write_all(&escaped))
@@ -251,9 +250,11 @@ mod tests {
 
     #[test]
     fn the_password_goes_to_a_private_passfile_not_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
         let connection = Connection::try_from_config(
             &config("postgres://app:pa%3Ass%5C@db.example:5433/shop?sslmode=disable"),
             None,
+            dir.path(),
         )
         .unwrap();
         let command = connection.command(Path::new("/bin/true"));

@@ -231,7 +231,20 @@ pub fn scan(destination: &Path, job: &str) -> Scan {
             ));
             continue;
         }
-        if manifest.file.contains('/') || !destination.join(&manifest.file).is_file() {
+        // The file must be the one warden names for this id: a planted manifest must not make
+        // prune delete someone else's file.
+        let named = BACKUP_EXTENSIONS
+            .iter()
+            .any(|ext| manifest.file == format!("{}.{ext}", manifest.id));
+        if !named {
+            scan.problems.push(format!(
+                "{}: names the file `{}`, not one of its own",
+                path.display(),
+                manifest.file
+            ));
+            continue;
+        }
+        if !destination.join(&manifest.file).is_file() {
             scan.problems.push(format!(
                 "{}: its backup file `{}` is missing",
                 path.display(),
@@ -275,7 +288,7 @@ pub fn remove_leftovers(destination: &Path) -> Vec<String> {
         let path = destination.join(name);
         // Scratch directories of interrupted drills are temporary too.
         let gone = if *is_dir {
-            std::fs::remove_dir_all(&path)
+            super::publish::remove_tree(&path)
         } else {
             std::fs::remove_file(&path)
         };

@@ -115,6 +115,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     staged.publish(path)
 }
 
+/// Removes a directory tree warden made (a drill's scratch copy), even when the archive it
+/// came from made some directories read-only: on a first failure, owner write and search
+/// permission is given back to every directory (links are not followed) and removal retried.
+///
+/// # Errors
+/// The I/O error of the second attempt.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut stack = vec![path.to_owned()];
+        while let Some(dir) = stack.pop() {
+            let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                continue;
+            }
+            let mode = meta.permissions().mode() | 0o700;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    std::fs::remove_dir_all(path)
+}
+
 /// Fsyncs the directory holding `path`, so a rename in it survives a crash.
 ///
 /// # Errors
@@ -234,6 +265,21 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn read_only_trees_are_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("t");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::write(tree.join("a/b/f"), b"x").unwrap();
+        for d in ["a/b", "a"] {
+            std::fs::set_permissions(tree.join(d), std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        remove_tree(&tree).unwrap();
     }
 
     #[test]

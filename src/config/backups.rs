@@ -175,18 +175,28 @@ impl Schedule {
             .map(|next| next.with_timezone(&Utc))
     }
 
-    /// The gap between the next two firings after `now`: the interval a staleness rule
-    /// compares the age of the last backup with.
+    /// The longest gap between the next [`INTERVAL_FIRINGS`] firings after `now`: the
+    /// interval a staleness rule compares the age of the last backup with. The longest, so a
+    /// weekday schedule (`0 3 * * 1-5`) reports the weekend's three days, not one.
     pub fn interval(&self, now: DateTime<Utc>) -> Duration {
-        let Some(first) = self.next_after(now) else {
-            return Duration::ZERO;
+        let mut longest = Duration::ZERO;
+        let Some(mut previous) = self.next_after(now) else {
+            return longest;
         };
-        let Some(second) = self.next_after(first) else {
-            return Duration::ZERO;
-        };
-        (second - first).to_std().unwrap_or_default()
+        for _ in 0..INTERVAL_FIRINGS {
+            let Some(next) = self.next_after(previous) else {
+                break;
+            };
+            longest = longest.max((next - previous).to_std().unwrap_or_default());
+            previous = next;
+        }
+        longest
     }
 }
+
+/// How many firings [`Schedule::interval`] looks at: enough to cover a week of a daily
+/// schedule with gaps, cheap enough for every scrape.
+pub const INTERVAL_FIRINGS: usize = 16;
 
 /// Validates the backup jobs against the configured sources, recording every problem.
 pub(super) fn validate(
@@ -215,12 +225,38 @@ pub(super) fn validate(
                 format!("is also the destination of job `{other}`; each job needs its own directory (retention and locking work per directory)"),
             );
         }
+        if let Some((_, other)) = destinations.iter().find(|(d, _)| {
+            *d != destination && (d.starts_with(&destination) || destination.starts_with(d))
+        }) {
+            problems.push(
+                format!("{path}.destination"),
+                format!("is inside, or holds, the destination of job `{other}`; give each job a directory of its own"),
+            );
+        }
         destinations.push((destination.clone(), raw.name.clone()));
         if let Some(job) = validate_job(raw, destination, &path, sources, base, problems) {
-            jobs.push(job);
+            jobs.push((i, job));
         }
     }
-    jobs
+    // A files job must not archive a destination: it would back up backups, and its own
+    // temporary file while it grows.
+    for (i, job) in &jobs {
+        let BackupKind::Files(spec) = &job.kind else {
+            continue;
+        };
+        for source in &spec.paths {
+            if let Some((_, other)) = destinations.iter().find(|(d, _)| d.starts_with(source)) {
+                problems.push(
+                    format!("backups[{i}].paths"),
+                    format!(
+                        "{} holds the destination of job `{other}`: the job would archive backups, its own included; list narrower paths",
+                        source.display()
+                    ),
+                );
+            }
+        }
+    }
+    jobs.into_iter().map(|(_, job)| job).collect()
 }
 
 fn validate_job(

@@ -387,6 +387,7 @@ fn backup_jobs_are_validated_with_every_problem_named() {
            - {name: e, kind: files, destination: /b/d, verify: {required_tables: [users]}}\n\
            - {name: f, kind: postgres, source: postgres/main, destination: /b/f, paths: [/x],\n\
               verify: {integrity_check: quick, restore_test_schedule: '0 3 * * *', required_tables: ['a;b']}}\n\
+           - {name: g, kind: files, paths: [/b], destination: /b/d/nested}\n\
          max_concurrent_backups: 0\n",
     );
     for needle in [
@@ -406,6 +407,8 @@ fn backup_jobs_are_validated_with_every_problem_named() {
         "backups[5].verify.restore_test_schedule: set restore_test: true too",
         "backups[5].verify.required_tables[0]: `a;b` is not a table name",
         "max_concurrent_backups: must be at least 1",
+        "backups[6].destination: is inside, or holds, the destination of job",
+        "backups[6].paths: /b holds the destination of job",
     ] {
         assert!(
             found.iter().any(|p| p.starts_with(needle)),
