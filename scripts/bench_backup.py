@@ -70,6 +70,10 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Shared with the scrape benchmark beside this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import default_warden, free_port, pg_bin_dir  # noqa: E402
 MIB = 1 << 20
 GIB = 1 << 30
 
@@ -134,12 +138,6 @@ def _clean_up() -> None:
 
 def _on_signal(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def vm_hwm(pid: int) -> int | None:
@@ -323,22 +321,6 @@ def read_all(path: str) -> None:
 
 # --------------------------------------------------------------------------------------------
 # PostgreSQL
-
-
-def pg_bin_dir() -> str | None:
-    """The bin directory of the newest PostgreSQL under /usr/lib/postgresql."""
-    base = "/usr/lib/postgresql"
-    try:
-        versions = [v for v in os.listdir(base)
-                    if os.path.isfile(os.path.join(base, v, "bin", "initdb"))]
-    except OSError:
-        return None
-    if not versions:
-        return None
-
-    def key(v: str):
-        return tuple(int(p) if p.isdigit() else 0 for p in v.split("."))
-    return os.path.join(base, max(versions, key=key), "bin")
 
 
 class PgCluster:
@@ -739,17 +721,6 @@ def render(report: dict) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Main
-
-
-def default_warden() -> str:
-    candidates = []
-    if os.environ.get("CARGO_TARGET_DIR"):
-        candidates.append(os.path.join(os.environ["CARGO_TARGET_DIR"], "release", "warden"))
-    candidates.append(os.path.join(REPO, "target", "release", "warden"))
-    for c in candidates:
-        if os.access(c, os.X_OK):
-            return c
-    return candidates[-1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
