@@ -676,9 +676,23 @@ pub(crate) fn restore(
             hint: "pass --force to replace it (a safety dump is taken first, and the database is replaced only once the restored copy has been checked)",
         });
     }
-    let superuser = block(context, async {
+    let (superuser, owner) = block(context, async {
         drop_stale(&admin, Scratch::Restore, job).await?;
-        is_superuser(&admin).await
+        let superuser = is_superuser(&admin).await?;
+        // The replacement keeps the database's owner (only a superuser may give it away).
+        let owner: Option<String> = if superuser && exists {
+            admin
+                .query_opt(
+                    "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = $1",
+                    &[&target],
+                )
+                .await
+                .map_err(sql_error("look up the target's owner"))?
+                .map(|row| row.get(0))
+        } else {
+            None
+        };
+        Ok((superuser, owner))
     })?;
     if has_data {
         let file = context
@@ -695,9 +709,12 @@ pub(crate) fn restore(
     // The new copy, checked before it replaces anything.
     let scratch = Scratch::Restore.name(job, &context.id);
     let checked = (|| -> Result<Vec<String>, BackupError> {
+        let owned_by = owner
+            .as_deref()
+            .map_or_else(String::new, |owner| format!(" OWNER {}", quote(owner)));
         block(context, async {
             admin
-                .batch_execute(&format!("CREATE DATABASE {}", quote(&scratch)))
+                .batch_execute(&format!("CREATE DATABASE {}{owned_by}", quote(&scratch)))
                 .await
                 .map_err(sql_error(format!("create database {scratch}")))
         })?;

@@ -639,12 +639,23 @@ fn postgres_round_trip_drill_and_a_safe_forced_restore() {
     let refused = setup.backup(&["restore", "pg", "--to", "app"]);
     assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
     assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "100");
-    // An application session on the database is ended for the swap.
+    // The database keeps its owner; an application session on it is ended for the swap.
+    postgres.psql(
+        "postgres",
+        "CREATE ROLE app_owner; ALTER DATABASE app OWNER TO app_owner",
+    );
     let session = postgres.spawn_psql_session("app", &["SELECT 1;"]);
     let stdout = setup.ok(&["restore", "pg", "--to", "app", "--force"]);
     drop(session);
     assert!(stdout.contains("safety dump of app"), "{stdout}");
     assert!(stdout.contains("the previous app dropped"), "{stdout}");
+    assert_eq!(
+        postgres.psql(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app'"
+        ),
+        "app_owner"
+    );
     assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "500");
     assert_eq!(
         postgres.psql(
