@@ -35,6 +35,34 @@ impl From<&FileCounts> for ArchiveStats {
     }
 }
 
+/// A reader that fails once the operation is cancelled, so reading a large archive back
+/// stops at the next block instead of at its end. The archive code reports such a failure
+/// like any other read error; callers check the token first to tell them apart.
+struct Cancellable<'a, R> {
+    inner: R,
+    cancel: &'a tokio_util::sync::CancellationToken,
+}
+
+impl<R: std::io::Read> std::io::Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(std::io::Error::other("cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+fn open_archive<'a>(
+    path: &Path,
+    context: &'a Context<'_>,
+) -> Result<Cancellable<'a, BufReader<std::fs::File>>, BackupError> {
+    let file = std::fs::File::open(path).map_err(BackupError::io("open", path))?;
+    Ok(Cancellable {
+        inner: BufReader::with_capacity(IO_BUFFER, file),
+        cancel: context.cancel,
+    })
+}
+
 fn describe(counts: &FileCounts) -> String {
     format!(
         "{} files, {} directories, {} symlinks, {} bytes",
@@ -106,37 +134,41 @@ fn compression(expected: &Expected<'_>) -> Result<Compression, BackupError> {
 pub(crate) fn verify(
     path: &Path,
     expected: &Expected<'_>,
-    _context: &Context<'_>,
+    context: &Context<'_>,
 ) -> Result<Vec<String>, BackupError> {
     let compression = compression(expected)?;
     let counts = expected.files.copied().unwrap_or_default();
-    let file = std::fs::File::open(path).map_err(BackupError::io("open", path))?;
-    let stats = archive::verify_archive(
-        BufReader::with_capacity(IO_BUFFER, file),
-        compression,
-        &(&counts).into(),
-    )
-    .map_err(|err| match err {
-        FilesError::Cancelled => BackupError::Cancelled,
-        other => BackupError::NotVerified(crate::collect::ErrorChain(&other).to_string()),
-    })?;
+    let stats =
+        archive::verify_archive(open_archive(path, context)?, compression, &(&counts).into())
+            .map_err(|err| match err {
+                _ if context.cancel.is_cancelled() => BackupError::Cancelled,
+                FilesError::Cancelled => BackupError::Cancelled,
+                other => BackupError::NotVerified(crate::collect::ErrorChain(&other).to_string()),
+            })?;
     Ok(vec![format!(
         "archive re-read: {}",
         describe(&FileCounts::from(stats))
     )])
 }
 
-fn extract(manifest: &Manifest, path: &Path, target: &Path) -> Result<FileCounts, BackupError> {
+fn extract(
+    manifest: &Manifest,
+    path: &Path,
+    target: &Path,
+    context: &Context<'_>,
+) -> Result<FileCounts, BackupError> {
     let compression = Compression::from_name(manifest.compression.as_deref().unwrap_or(""))
         .ok_or_else(|| {
             BackupError::NotVerified("the manifest names no known compression".to_owned())
         })?;
-    let file = std::fs::File::open(path).map_err(BackupError::io("open", path))?;
-    let stats = archive::extract_archive(
-        BufReader::with_capacity(IO_BUFFER, file),
-        compression,
-        target,
-    )?;
+    let stats = archive::extract_archive(open_archive(path, context)?, compression, target)
+        .map_err(|err| {
+            if context.cancel.is_cancelled() {
+                BackupError::Cancelled
+            } else {
+                err.into()
+            }
+        })?;
     Ok(stats.into())
 }
 
@@ -153,7 +185,7 @@ pub(crate) fn drill(
             .destination
             .join(format!("{TEMP_PREFIX}{}.drill", context.id)),
     );
-    let found = extract(manifest, path, &scratch.0)?;
+    let found = extract(manifest, path, &scratch.0, context)?;
     let expected = manifest.files.unwrap_or_default();
     if found != expected {
         return Err(BackupError::DrillFailed(format!(
@@ -184,10 +216,10 @@ pub(crate) fn restore(
     manifest: &Manifest,
     path: &Path,
     target: &str,
-    _context: &Context<'_>,
+    context: &Context<'_>,
 ) -> Result<RestoreSummary, BackupError> {
     let target_path = PathBuf::from(target);
-    let found = extract(manifest, path, &target_path)?;
+    let found = extract(manifest, path, &target_path, context)?;
     let expected = manifest.files.unwrap_or_default();
     let mut steps = vec![format!(
         "extracted {} into {}",
