@@ -120,7 +120,7 @@ pub enum BackupError {
     },
     /// Creating, reading or extracting an archive failed.
     #[error(transparent)]
-    Files(#[from] files::FilesError),
+    Files(files::FilesError),
     /// The backup did not pass verification; it is not published (or, for a stored backup,
     /// is marked failed).
     #[error("backup not verified: {0}")]
@@ -170,6 +170,16 @@ pub enum BackupError {
     /// The blocking worker panicked.
     #[error("backup worker failed")]
     Worker(#[source] tokio::task::JoinError),
+}
+
+impl From<files::FilesError> for BackupError {
+    fn from(err: files::FilesError) -> Self {
+        match err {
+            // One cancellation for every kind, so a timeout is reported as one.
+            files::FilesError::Cancelled => BackupError::Cancelled,
+            other => BackupError::Files(other),
+        }
+    }
 }
 
 impl BackupError {
@@ -1093,7 +1103,7 @@ fn verify_kind(
 ) -> Result<Vec<String>, BackupError> {
     match &job.kind {
         BackupKind::Postgres(_) => postgres::verify(path, expected.required_tables),
-        BackupKind::Sqlite(_) => sqlite::verify(job, path, expected.required_tables),
+        BackupKind::Sqlite(_) => sqlite::verify(path, expected.required_tables, context),
         BackupKind::Files(_) => files::verify(path, expected, context),
     }
 }

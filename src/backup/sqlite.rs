@@ -23,7 +23,7 @@ use super::manifest::Manifest;
 use super::postgres::{compare_counts, describe_counts};
 use super::publish::Staged;
 use super::{BackupError, Context, Produced, RestoreSummary};
-use crate::config::{BackupConfig, BackupKind, IntegrityCheck, SqliteConfig};
+use crate::config::{BackupKind, IntegrityCheck, SqliteConfig};
 
 /// Pages copied per step: 4 MiB at SQLite's default page size, short enough that a
 /// rollback-journal writer waits milliseconds, long enough that steps cost little.
@@ -179,12 +179,41 @@ pub(crate) fn copy(db: &SqliteConfig, context: &Context<'_>) -> Result<Produced,
     })
 }
 
-/// Runs the integrity check and returns its complaint, if any.
-fn integrity(conn: &Connection, check: IntegrityCheck) -> Result<Option<String>, BackupError> {
-    let pragma = match check {
-        IntegrityCheck::Full => "PRAGMA integrity_check",
-        IntegrityCheck::Quick => "PRAGMA quick_check",
-    };
+/// How often a running integrity check looks for cancellation.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
+/// Runs the integrity check and returns its complaint, if any. A check still running when
+/// the operation is cancelled (timeout, shutdown) is interrupted and reports `Cancelled`,
+/// never a failed check.
+fn integrity(
+    conn: &Connection,
+    check: IntegrityCheck,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<String>, BackupError> {
+    let handle = conn.get_interrupt_handle();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if cancel.is_cancelled() {
+                    handle.interrupt();
+                    return;
+                }
+                std::thread::sleep(INTERRUPT_POLL);
+            }
+        });
+        let result = run_check(conn, check);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    });
+    if cancel.is_cancelled() {
+        return Err(BackupError::Cancelled);
+    }
+    result
+}
+
+fn run_check(conn: &Connection, check: IntegrityCheck) -> Result<Option<String>, BackupError> {
+    let pragma = check_name(check);
     let mut statement = conn.prepare(pragma).map_err(sqlite_error(pragma))?;
     let rows: Vec<String> = statement
         .query_map([], |row| row.get(0))
@@ -209,13 +238,13 @@ fn check_name(check: IntegrityCheck) -> &'static str {
 
 /// `PRAGMA integrity_check` on the copy, and every table in `required` present.
 pub(crate) fn verify(
-    job: &BackupConfig,
     path: &Path,
     required: &[String],
+    context: &Context<'_>,
 ) -> Result<Vec<String>, BackupError> {
-    let check = job.verify.integrity_check;
+    let check = context.job.verify.integrity_check;
     let conn = open_read_only(path)?;
-    let problem = integrity(&conn, check).map_err(|err| match err {
+    let problem = integrity(&conn, check, context.cancel).map_err(|err| match err {
         // A file that is not a database at all is a failed verification, not an I/O error.
         BackupError::Sqlite { source, .. } => {
             BackupError::NotVerified(format!("{}: {source}", check_name(check)))
@@ -271,7 +300,7 @@ pub(crate) fn drill(
         BackupKind::Sqlite(_) => job.verify.integrity_check,
         _ => IntegrityCheck::Full,
     };
-    if let Some(problem) = integrity(&conn, check)? {
+    if let Some(problem) = integrity(&conn, check, context.cancel)? {
         return Err(BackupError::DrillFailed(format!(
             "{} on the restored copy: {problem}",
             check_name(check)
@@ -369,7 +398,7 @@ pub(crate) fn restore(
                 .pragma_update_and_check(None, "journal_mode", "wal", |_| Ok(()))
                 .map_err(sqlite_error("switch back to journal_mode=wal"))?;
         }
-        if let Some(problem) = integrity(&target_conn, IntegrityCheck::Full)? {
+        if let Some(problem) = integrity(&target_conn, IntegrityCheck::Full, context.cancel)? {
             return Err(BackupError::NotVerified(format!(
                 "PRAGMA integrity_check after the restore: {problem}"
             )));

@@ -864,3 +864,39 @@ fn serve_runs_an_overdue_job_at_start_up_and_reports_it() {
         .collect();
     assert!(problems.is_empty(), "promtool problems: {problems:#?}");
 }
+
+#[test]
+fn a_run_past_its_timeout_is_cancelled_and_publishes_nothing() {
+    let setup = Setup::new(
+        "backups:\n  - {name: slow, kind: files, paths: [@/src], destination: @/out, compression: gzip, level: 9, timeout: 300ms}\n",
+    );
+    let src = setup.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Text that gzip -9 works hard on: far more than 300 ms of compression.
+    let line = b"2026-12-01T03:00:00Z INFO request served path=/api/v1/items status=200 ms=12\n";
+    let mut text = Vec::with_capacity(64 << 20);
+    let mut i = 0u64;
+    while text.len() < 64 << 20 {
+        text.extend_from_slice(line);
+        text.extend_from_slice(i.to_string().as_bytes());
+        i = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+    }
+    std::fs::write(src.join("app.log"), &text).unwrap();
+    let output = setup.backup(&["run", "slow"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("timed out after 300ms"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(names(&setup.path().join("out")), [".warden.lock"]);
+    let body = setup.metrics();
+    assert_eq!(
+        runs(&body, "slow", "failure"),
+        1.0,
+        "a timeout is a failure"
+    );
+    assert_eq!(metric(&body, "warden_backup_retained", "slow"), 0.0);
+}
