@@ -277,12 +277,21 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// `Cancelled` becomes `TimedOut` when it was the job's timeout that cancelled.
+    /// `Cancelled` (also as a failed restore's cause) becomes `TimedOut` when it was the
+    /// job's timeout that cancelled.
     fn explain(&self, err: BackupError) -> BackupError {
+        let timed_out = self.cancel.is_cancelled() && !self.shutdown.is_cancelled();
         match err {
-            BackupError::Cancelled if !self.shutdown.is_cancelled() => {
-                BackupError::TimedOut(self.job.timeout)
-            }
+            BackupError::Cancelled if timed_out => BackupError::TimedOut(self.job.timeout),
+            BackupError::RestoreFailed {
+                cause,
+                rolled_back,
+                safety_copy,
+            } => BackupError::RestoreFailed {
+                cause: Box::new(self.explain(*cause)),
+                rolled_back,
+                safety_copy,
+            },
             other => other,
         }
     }
@@ -582,8 +591,11 @@ impl Backups {
     ) -> Result<Manifest, BackupError> {
         self.job(job)?;
         tracing::info!(job, trigger = trigger.as_str(), "Backup starting.");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let worker_ran = Arc::clone(&ran);
         let result = self
-            .operate(job, cancel, progress, |backups, context| {
+            .operate(job, cancel, progress, move |backups, context| {
+                worker_ran.store(true, std::sync::atomic::Ordering::Relaxed);
                 let result = backups
                     .run_blocking(context)
                     .map_err(|err| context.explain(err));
@@ -591,16 +603,24 @@ impl Backups {
                 result
             })
             .await;
-        if let Err(BackupError::AlreadyRunning(_)) = &result {
+        // What ended before the run began is counted here: a busy job as skipped, a
+        // destination that cannot be created or locked as a failure (without a start, so
+        // the scheduler tries again soon).
+        let early = match &result {
+            Err(BackupError::AlreadyRunning(_)) => Some(RunOutcome::Skipped),
+            Err(BackupError::Cancelled) => None,
+            Err(_) if !ran.load(std::sync::atomic::Ordering::Relaxed) => Some(RunOutcome::Failure),
+            _ => None,
+        };
+        if let Some(outcome) = early {
             let store = Arc::clone(&self.store);
             let name = job.to_owned();
             let now = unix(Utc::now());
-            let recorded = tokio::task::spawn_blocking(move || {
-                store.record_run(&name, RunOutcome::Skipped, now, None)
-            })
-            .await;
+            let recorded =
+                tokio::task::spawn_blocking(move || store.record_run(&name, outcome, now, None))
+                    .await;
             if let Ok(Err(err)) = recorded {
-                tracing::error!(job, error = %crate::collect::ErrorChain(&err), "Cannot record the skipped run.");
+                tracing::error!(job, error = %crate::collect::ErrorChain(&err), "Cannot record the run.");
             }
         }
         match &result {

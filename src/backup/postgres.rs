@@ -16,6 +16,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use sha2::Digest;
 use tokio_postgres::{Client, NoTls};
 
 use super::libpq::{self, Connection};
@@ -85,6 +86,11 @@ fn sql_error(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) ->
         action,
         message: crate::collect::postgres::describe(&err),
     }
+}
+
+/// One name (a database or a role) as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `schema.table` or `table` as a quoted SQL identifier (names are validated at config time).
@@ -416,7 +422,8 @@ enum Scratch {
 }
 
 impl Scratch {
-    /// The name prefix of this purpose's databases for `job`.
+    /// The name prefix of this purpose's databases for `job`: the job's name cleaned and cut
+    /// short, and a hash of the whole name, so two jobs never share a prefix.
     fn prefix(self, job: &str) -> String {
         let purpose = match self {
             Scratch::Drill => "drill",
@@ -432,9 +439,11 @@ impl Scratch {
                     '_'
                 }
             })
-            .take(24)
+            .take(16)
             .collect();
-        format!("warden_{purpose}_{clean}_")
+        let digest = sha2::Sha256::digest(job.as_bytes());
+        let hash = hex::encode(&digest[..3]);
+        format!("warden_{purpose}_{clean}_{hash}_")
     }
 
     /// A database name no one else uses: the prefix and the operation's id (at most 63
@@ -448,19 +457,39 @@ impl Scratch {
     }
 }
 
+/// Whether `suffix` is an operation id as [`Scratch::name`] writes it
+/// (`20261201t030000z_ab12`).
+fn is_id_suffix(suffix: &str) -> bool {
+    let b = suffix.as_bytes();
+    b.len() == 21
+        && b[8] == b't'
+        && b[15] == b'z'
+        && b[16] == b'_'
+        && super::manifest::is_id(&format!(
+            "{}T{}Z-{}",
+            &suffix[..8],
+            &suffix[9..15],
+            &suffix[17..]
+        ))
+}
+
 /// Drops the databases of `purpose` that an operation on `job` killed before it could clean
 /// up left behind. Only called holding the job's lock, so none of them is in use.
 async fn drop_stale(client: &Client, purpose: Scratch, job: &str) -> Result<(), BackupError> {
     let prefix = purpose.prefix(job);
     let rows = client
         .query(
-            "SELECT datname FROM pg_catalog.pg_database WHERE starts_with(datname, $1)",
+            "SELECT datname FROM pg_catalog.pg_database WHERE left(datname, length($1)) = $1",
             &[&prefix],
         )
         .await
         .map_err(sql_error("list leftover scratch databases"))?;
     for row in rows {
         let name: String = row.get(0);
+        // Only names this purpose made for this job: the prefix, then an operation's id.
+        if !is_id_suffix(name.get(prefix.len()..).unwrap_or("")) {
+            continue;
+        }
         tracing::warn!(database = %name, "Dropping a scratch database an interrupted operation left behind.");
         drop_database(client, &name).await?;
     }
@@ -479,7 +508,10 @@ async fn drop_database(client: &Client, name: &str) -> Result<(), BackupError> {
         ""
     };
     client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {}{force}", quote(name)))
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {}{force}",
+            quote_ident(name)
+        ))
         .await
         .map_err(sql_error(format!("drop database {name}")))
 }
@@ -497,7 +529,7 @@ pub(crate) fn drill(
     block(context, async {
         drop_stale(&admin, Scratch::Drill, &context.job.name).await?;
         admin
-            .batch_execute(&format!("CREATE DATABASE {}", quote(&scratch)))
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&scratch)))
             .await
             .map_err(sql_error(format!("create scratch database {scratch}")))
     })?;
@@ -581,17 +613,27 @@ async fn target_state(
         return Ok((false, false));
     }
     let client = connect(pg, Some(database)).await?;
-    let relations: i64 = client
+    // Data is any relation, large object, function or schema of the users' own.
+    let objects: i64 = client
         .query_one(
-            "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-               AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
+            "SELECT (SELECT count(*) FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                        AND n.nspname NOT LIKE 'pg_toast%'
+                        AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f'))
+                  + (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)
+                  + (SELECT count(*) FROM pg_catalog.pg_proc p
+                       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))
+                  + (SELECT count(*) FROM pg_catalog.pg_namespace
+                      WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public')
+                        AND nspname NOT LIKE 'pg_%')",
             &[],
         )
         .await
         .map_err(sql_error("inspect the target database"))?
         .get(0);
-    Ok((true, relations > 0))
+    Ok((true, objects > 0))
 }
 
 /// Whether the session's role is a superuser (it can then restore owners and privileges).
@@ -622,8 +664,8 @@ async fn rename_database(client: &Client, from: &str, to: &str) -> Result<(), Ba
         match client
             .batch_execute(&format!(
                 "ALTER DATABASE {} RENAME TO {}",
-                quote(from),
-                quote(to)
+                quote_ident(from),
+                quote_ident(to)
             ))
             .await
         {
@@ -652,10 +694,16 @@ pub(crate) fn restore(
     force: bool,
     context: &Context<'_>,
 ) -> Result<RestoreSummary, BackupError> {
-    if !crate::config::is_identifier(target) || target.contains('.') {
+    if !crate::config::is_identifier(target) || target.contains('.') || target.len() > 63 {
         return Err(BackupError::BadTarget {
             target: target.to_owned(),
-            reason: "a database name is letters, digits and `_`".to_owned(),
+            reason: "a database name is at most 63 letters, digits and `_`".to_owned(),
+        });
+    }
+    if target.starts_with("warden_") {
+        return Err(BackupError::BadTarget {
+            target: target.to_owned(),
+            reason: "names starting `warden_` are warden's scratch databases".to_owned(),
         });
     }
     let job = &context.job.name;
@@ -663,10 +711,11 @@ pub(crate) fn restore(
         target: format!("postgres/{} database {target}", pg.name),
         ..RestoreSummary::default()
     };
-    let admin_db = if pg.database == target {
-        "postgres"
-    } else {
-        pg.database.as_str()
+    // The admin session must not be on the target: a database in use cannot be renamed.
+    let admin_db = match (pg.database == target, target == "postgres") {
+        (false, _) => pg.database.as_str(),
+        (true, false) => "postgres",
+        (true, true) => "template1",
     };
     let admin = block(context, connect(pg, Some(admin_db)))?;
     let (exists, has_data) = block(context, target_state(pg, &admin, target))?;
@@ -676,23 +725,43 @@ pub(crate) fn restore(
             hint: "pass --force to replace it (a safety dump is taken first, and the database is replaced only once the restored copy has been checked)",
         });
     }
-    let (superuser, owner) = block(context, async {
+    let (superuser, owner, like) = block(context, async {
         drop_stale(&admin, Scratch::Restore, job).await?;
+        let leftovers = admin
+            .query(
+                "SELECT datname FROM pg_catalog.pg_database WHERE left(datname, length($1)) = $1",
+                &[&Scratch::Before.prefix(job)],
+            )
+            .await
+            .map_err(sql_error("list earlier restores' databases"))?;
+        for row in leftovers {
+            let name: String = row.get(0);
+            tracing::warn!(database = %name, "An earlier restore left the previous database under this name; check it and drop it by hand.");
+        }
         let superuser = is_superuser(&admin).await?;
-        // The replacement keeps the database's owner (only a superuser may give it away).
-        let owner: Option<String> = if superuser && exists {
-            admin
-                .query_opt(
-                    "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = $1",
-                    &[&target],
-                )
-                .await
-                .map_err(sql_error("look up the target's owner"))?
-                .map(|row| row.get(0))
-        } else {
-            None
+        let Some(row) = admin
+            .query_opt(
+                "SELECT pg_catalog.pg_get_userbyid(datdba), pg_catalog.pg_encoding_to_char(encoding),
+                        datcollate, datctype
+                 FROM pg_catalog.pg_database WHERE datname = $1",
+                &[&target],
+            )
+            .await
+            .map_err(sql_error("look up the target database"))?
+        else {
+            return Ok((superuser, None, String::new()));
         };
-        Ok((superuser, owner))
+        // The replacement keeps the target's owner (only a superuser may give a database
+        // away) and its encoding and collation.
+        let literal = |text: String| format!("'{}'", text.replace('\'', "''"));
+        let owner: String = row.get(0);
+        let like = format!(
+            " TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+            literal(row.get(1)),
+            literal(row.get(2)),
+            literal(row.get(3))
+        );
+        Ok((superuser, superuser.then_some(owner), like))
     })?;
     if has_data {
         let file = context
@@ -709,12 +778,15 @@ pub(crate) fn restore(
     // The new copy, checked before it replaces anything.
     let scratch = Scratch::Restore.name(job, &context.id);
     let checked = (|| -> Result<Vec<String>, BackupError> {
-        let owned_by = owner
-            .as_deref()
-            .map_or_else(String::new, |owner| format!(" OWNER {}", quote(owner)));
+        let owned_by = owner.as_deref().map_or_else(String::new, |owner| {
+            format!(" OWNER {}", quote_ident(owner))
+        });
         block(context, async {
             admin
-                .batch_execute(&format!("CREATE DATABASE {}{owned_by}", quote(&scratch)))
+                .batch_execute(&format!(
+                    "CREATE DATABASE {}{owned_by}{like}",
+                    quote_ident(&scratch)
+                ))
                 .await
                 .map_err(sql_error(format!("create database {scratch}")))
         })?;
@@ -769,38 +841,59 @@ pub(crate) fn restore(
     summary.steps.append(&mut steps);
 
     let before = Scratch::Before.name(job, &context.id);
-    let swapped = block(&finish, async {
-        if exists && let Err(err) = rename_database(&admin, target, &before).await {
-            drop_database(&admin, &scratch).await?;
-            return Err(err);
-        }
-        match rename_database(&admin, &scratch, target).await {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                if exists {
-                    rename_database(&admin, &before, target)
-                        .await
-                        .map_err(|back| BackupError::RestoreFailed {
-                            cause: Box::new(back),
-                            rolled_back: false,
-                            safety_copy: Some(format!("the previous database, renamed {before}")),
-                        })?;
-                }
-                drop_database(&admin, &scratch).await?;
-                Err(err)
-            }
-        }
-    });
-    match swapped {
-        Ok(()) => {}
-        Err(err @ BackupError::RestoreFailed { .. }) => return Err(err),
+    // A fresh session for the swap: the first one sat idle through the whole restore.
+    let admin = match block(&finish, connect(pg, Some(admin_db))) {
+        Ok(admin) => admin,
         Err(err) => {
+            // Nothing has been renamed; the next restore drops the unswapped copy.
             return Err(BackupError::RestoreFailed {
                 cause: Box::new(err),
                 rolled_back: true,
                 safety_copy: summary.safety_copy,
             });
         }
+    };
+    let swapped = block(&finish, async {
+        if exists {
+            rename_database(&admin, target, &before).await?;
+        }
+        rename_database(&admin, &scratch, target).await?;
+        Ok(())
+    });
+    if let Err(err) = swapped {
+        // Whatever the error said, the catalog says where each database is now.
+        let (rolled_back, where_kept) = block(&finish, async {
+            let present = |name: String| {
+                let admin = &admin;
+                async move {
+                    admin
+                        .query_opt(
+                            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+                            &[&name],
+                        )
+                        .await
+                        .map(|row| row.is_some())
+                        .map_err(sql_error("look up the databases after the swap"))
+                }
+            };
+            if exists && present(before.clone()).await? && !present(target.to_owned()).await? {
+                // The old database is aside and nothing took its name: put it back.
+                if let Err(back) = rename_database(&admin, &before, target).await {
+                    tracing::error!(database = %before, error = %back, "Cannot rename the previous database back; do it by hand.");
+                    return Ok((false, Some(format!("database {before}"))));
+                }
+            }
+            if present(scratch.clone()).await? {
+                drop_database(&admin, &scratch).await?;
+            }
+            Ok::<_, BackupError>((present(target.to_owned()).await? || !exists, None))
+        })
+        .unwrap_or((false, Some(format!("database {before} or {scratch}"))));
+        return Err(BackupError::RestoreFailed {
+            cause: Box::new(err),
+            rolled_back,
+            safety_copy: where_kept.or(summary.safety_copy),
+        });
     }
     summary
         .steps
@@ -860,8 +953,19 @@ mod tests {
     #[test]
     fn scratch_names_are_identifiers_within_postgres_limit() {
         let name = Scratch::Drill.name("pg-main.v2", "20261201T030000Z-ab12");
-        assert_eq!(name, "warden_drill_pg_main_v2_20261201t030000z_ab12");
+        assert!(name.starts_with("warden_drill_pg_main_v2_"), "{name}");
+        assert!(name.ends_with("_20261201t030000z_ab12"), "{name}");
         assert!(crate::config::is_identifier(&name));
+        assert!(is_id_suffix(
+            &name[Scratch::Drill.prefix("pg-main.v2").len()..]
+        ));
+        // Jobs whose cleaned names coincide, or where one is the other's prefix, never share
+        // a prefix.
+        for (a, b) in [("pg-main", "pg_main"), ("App", "app"), ("pg", "pg-2")] {
+            let (pa, pb) = (Scratch::Drill.prefix(a), Scratch::Drill.prefix(b));
+            assert!(!pa.starts_with(&pb) && !pb.starts_with(&pa), "{pa} {pb}");
+        }
+        assert!(!is_id_suffix("2_20261201t030000z_ab12"));
         for purpose in [Scratch::Drill, Scratch::Restore, Scratch::Before] {
             let longest = purpose.name(&"j".repeat(64), "20261201T030000Z-ab12");
             assert!(longest.len() <= 63, "{longest}");

@@ -202,9 +202,15 @@ fn integrity(
                 std::thread::sleep(INTERRUPT_POLL);
             }
         });
-        let result = run_check(conn, check);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        result
+        // Set on every way out, a panic included, so the watcher always ends.
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _done = Done(&done);
+        run_check(conn, check)
     });
     if cancel.is_cancelled() {
         return Err(BackupError::Cancelled);

@@ -834,12 +834,14 @@ fn serve_runs_an_overdue_job_at_start_up_and_reports_it() {
     ));
     let body = wait_for(Duration::from_secs(30), "the overdue run to finish", || {
         let body = warden.get("/metrics", &[]).body;
-        (value(
+        let succeeded = value(
             &body,
             "warden_backup_runs_total",
             &[("job", "tools"), ("result", "success")],
-        ) == Some(1.0))
-        .then_some(body)
+        ) == Some(1.0);
+        // The run is counted just before the job is marked free.
+        let idle = value(&body, "warden_backup_running", &[("job", "tools")]) == Some(0.0);
+        (succeeded && idle).then_some(body)
     });
     assert_eq!(
         metric(&body, "warden_backup_expected_interval_seconds", "tools"),
