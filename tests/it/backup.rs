@@ -74,6 +74,19 @@ impl Setup {
         serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap()
     }
 
+    /// Rewrites the row count a backup's manifest (in `@/out`) records for `table`, so a
+    /// restore's check against it fails or passes on purpose.
+    fn set_recorded_rows(&self, backup: &serde_json::Value, table: &str, rows: u64) {
+        let path = self
+            .path()
+            .join("out")
+            .join(format!("{}.manifest.json", backup["id"].as_str().unwrap()));
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        manifest["tables"][table] = serde_json::json!(rows);
+        std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    }
+
     /// One collection with `warden metrics`.
     fn metrics(&self) -> String {
         let output = Command::new(warden_bin())
@@ -541,14 +554,7 @@ fn sqlite_backs_up_under_a_writer_drills_and_restores_with_a_copy_aside() {
     );
     // A restore whose check fails puts the file back as it was.
     conn.execute("DELETE FROM users WHERE id > 10", []).unwrap();
-    let manifest_path = setup
-        .path()
-        .join("out")
-        .join(format!("{}.manifest.json", backup["id"].as_str().unwrap()));
-    let mut edited: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    edited["tables"]["users"] = serde_json::json!(1);
-    std::fs::write(&manifest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    setup.set_recorded_rows(backup, "users", 1);
     let failed = setup.backup(&["restore", "app-db", "--to", db.to_str().unwrap(), "--force"]);
     assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
     assert!(
@@ -557,8 +563,7 @@ fn sqlite_backs_up_under_a_writer_drills_and_restores_with_a_copy_aside() {
         stderr(&failed)
     );
     assert_eq!(count(&conn, "users"), 10);
-    edited["tables"]["users"] = serde_json::json!(2000);
-    std::fs::write(&manifest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    setup.set_recorded_rows(backup, "users", 2000);
     // A new file restores without --force.
     let fresh = setup.path().join("fresh.db");
     setup.ok(&["restore", "app-db", "--to", fresh.to_str().unwrap()]);
@@ -673,14 +678,7 @@ fn postgres_round_trip_drill_and_a_safe_forced_restore() {
     // A restore that fails its check leaves the database as it was: the manifest is edited to
     // expect other row counts, so the restored copy does not match it.
     postgres.psql("app", "DELETE FROM users WHERE id > 100");
-    let manifest_path = setup
-        .path()
-        .join("out")
-        .join(format!("{}.manifest.json", backup["id"].as_str().unwrap()));
-    let mut edited: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    edited["tables"]["users"] = serde_json::json!(999);
-    std::fs::write(&manifest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    setup.set_recorded_rows(backup, "users", 999);
     let failed = setup.backup(&["restore", "pg", "--to", "app", "--force"]);
     assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
     assert!(
