@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::archive::{self, ArchiveSpec, ArchiveStats};
 use super::manifest::{FileCounts, Manifest};
-use super::publish::{HashingWriter, IO_BUFFER, Staged, TEMP_PREFIX};
+use super::publish::{DiskFullSeam, HashingWriter, IO_BUFFER, Staged, TEMP_PREFIX};
 use super::{BackupError, Context, Expected, Produced, RestoreSummary};
 use crate::config::{Compression, FilesConfig};
 
@@ -81,7 +81,7 @@ pub(crate) fn archive(spec: &FilesConfig, context: &Context<'_>) -> Result<Produ
         .file()
         .and_then(|f| f.try_clone())
         .map_err(BackupError::io("open", &path))?;
-    let writer = HashingWriter::new(BufWriter::with_capacity(IO_BUFFER, file));
+    let writer = HashingWriter::new(BufWriter::with_capacity(IO_BUFFER, DiskFullSeam::new(file)));
     let archive_spec = ArchiveSpec {
         paths: spec.paths.clone(),
         include: spec.include.clone(),

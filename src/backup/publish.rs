@@ -158,6 +158,48 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The environment variable of the full-disk test seam (debug builds only): after this many
+/// bytes, writes through [`DiskFullSeam`] fail with ENOSPC.
+pub const DISK_FULL_AFTER_VAR: &str = "WARDEN_TEST_DISK_FULL_AFTER";
+
+/// A test seam for a full disk where a small filesystem cannot be mounted: in debug builds,
+/// with [`DISK_FULL_AFTER_VAR`] set, writes past that many bytes fail with ENOSPC, exactly
+/// as a full filesystem's do. Release builds never read the variable; it passes through.
+pub struct DiskFullSeam<W> {
+    inner: W,
+    left: Option<u64>,
+}
+
+impl<W: Write> DiskFullSeam<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        let left = if cfg!(debug_assertions) {
+            std::env::var(DISK_FULL_AFTER_VAR)
+                .ok()
+                .and_then(|v| v.parse().ok())
+        } else {
+            None
+        };
+        DiskFullSeam { inner, left }
+    }
+}
+
+impl<W: Write> Write for DiskFullSeam<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(left) = &mut self.left {
+            if (buf.len() as u64) > *left {
+                return Err(rustix::io::Errno::NOSPC.into());
+            }
+            *left -= buf.len() as u64;
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A writer that hashes and counts what passes through it.
 pub struct HashingWriter<W> {
     inner: W,
