@@ -73,6 +73,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Shared with the scrape benchmark beside this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
 from bench import default_warden, free_port, pg_bin_dir  # noqa: E402
 MIB = 1 << 20
 GIB = 1 << 30
@@ -86,8 +87,6 @@ TARGET_ZSTD_RATIO = 0.75
 # Streaming: warden's peak RSS at full size may exceed that at 1/4 size by at most this much.
 TARGET_RSS_GROWTH = 1.25
 
-PG_CTL_TIMEOUT = "30"
-PSQL_TIMEOUT_SECONDS = 120.0
 LOAD_TIMEOUT_SECONDS = 1800.0
 RUN_TIMEOUT_SECONDS = 1800.0
 POLL_SECONDS = 0.02
@@ -99,13 +98,6 @@ HASH_SNIPPET = ("import hashlib, sys\n"
                 "    print(hashlib.file_digest(f, 'sha256').hexdigest())\n")
 
 # Appended to postgresql.conf. No durability: the cluster is thrown away, and pg_dump only reads.
-PG_SETTINGS = """
-# Added by warden's scripts/bench_backup.py.
-listen_addresses = '127.0.0.1'
-fsync = off
-full_page_writes = off
-synchronous_commit = off
-"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,87 +315,19 @@ def read_all(path: str) -> None:
 # PostgreSQL
 
 
-class PgCluster:
-    """A throwaway PostgreSQL cluster on a free loopback port, in DIR.
-
-    PostgreSQL refuses to run as root: then every server binary runs as the ``postgres`` OS user
-    through ``runuser -u postgres --`` and the directory is handed to that user. The client tools
-    connect over TCP with trust auth, so they run as whoever we are.
-    """
-
-    def __init__(self, bin_dir: str, directory: str):
-        self.bin = bin_dir
-        self.root = os.geteuid() == 0
-        self.dir = directory
-        self.data = os.path.join(directory, "data")
-        self.sock = os.path.join(directory, "sock")
-        self.log = os.path.join(directory, "server.log")
-        self.port = 0
-        os.makedirs(self.sock)
-        if self.root:
-            import pwd
-            pw = pwd.getpwnam("postgres")
-            for path in (self.dir, self.sock):
-                os.chown(path, pw.pw_uid, pw.pw_gid)
-            os.chmod(self.dir, 0o755)
+class PgCluster(bench.PgCluster):
+    """The scrape benchmark's throwaway cluster (bench.py: initdb/pg_ctl on a free loopback
+    port, as the ``postgres`` user when root), plus what this benchmark needs: the client tools
+    of the same version and their connection arguments."""
 
     def tool(self, name: str) -> str:
         return os.path.join(self.bin, name)
 
-    def _as_owner(self, argv: list[str]) -> list[str]:
-        return (["runuser", "-u", "postgres", "--"] + argv) if self.root else argv
-
-    def _run(self, argv: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
-        return subprocess.run(self._as_owner(argv), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def init_and_start(self) -> None:
-        out = self._run([self.tool("initdb"), "-D", self.data, "-U", "postgres", "-A", "trust",
-                         "-E", "UTF8", "--no-sync", "--no-instructions"], timeout=120)
-        if out.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{out.stdout}\n{out.stderr}")
-        conf = os.path.join(self.data, "postgresql.conf")
-        proc = subprocess.run(self._as_owner(["tee", "-a", conf]), input=PG_SETTINGS, text=True,
-                              capture_output=True, timeout=10)
-        if proc.returncode != 0:
-            raise RuntimeError(f"cannot append to {conf}: {proc.stderr}")
-        for attempt in range(3):
-            self.port = free_port()
-            out = self._run([self.tool("pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t",
-                             PG_CTL_TIMEOUT, "-o", f"-p {self.port} -k {self.sock}", "start"],
-                            timeout=90)
-            if out.returncode == 0:
-                return
-        raise RuntimeError(f"PostgreSQL did not start:\n{self.log_tail()}")
-
-    def destroy(self) -> None:
-        if os.path.isfile(os.path.join(self.data, "postmaster.pid")):
-            for mode in ("fast", "immediate"):
-                try:
-                    self._run([self.tool("pg_ctl"), "-D", self.data, "-w", "-t", PG_CTL_TIMEOUT,
-                               "-m", mode, "stop"], timeout=90)
-                    break
-                except (OSError, subprocess.TimeoutExpired):
-                    continue
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            with open(self.log, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
-
     def client_args(self, db: str) -> list[str]:
         return ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db]
 
-    def psql(self, db: str, sql: str, timeout: float = PSQL_TIMEOUT_SECONDS) -> str:
-        out = subprocess.run([self.tool("psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                              *self.client_args(db), "-c", sql], capture_output=True, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
-        if out.returncode != 0:
-            raise RuntimeError(f"psql failed ({db}): {out.stderr.strip()}")
-        return out.stdout.strip()
+    def psql(self, db: str, sql: str, timeout: float = bench.PSQL_TIMEOUT_SECONDS) -> str:
+        return super().psql(db, sql, timeout).strip()
 
 
 # --------------------------------------------------------------------------------------------
@@ -829,7 +753,7 @@ def run(args: argparse.Namespace, work: str, bin_dir: str | None) -> int:
     port = 1
     cluster = None
     if "postgres" in args.only:
-        cluster = PgCluster(bin_dir, os.path.join(work, "pg"))
+        cluster = PgCluster(bin_dir)
         _CLEANUPS.append(cluster.destroy)
         print(f"bench: starting PostgreSQL from {bin_dir} …", file=sys.stderr)
         cluster.init_and_start()

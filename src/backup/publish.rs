@@ -217,11 +217,6 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
-    /// The bytes written so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// The inner writer, the hex SHA-256 and the byte count of everything written.
     pub fn finish(self) -> (W, String, u64) {
         (self.inner, hex::encode(self.hasher.finalize()), self.bytes)

@@ -9,7 +9,6 @@
 //! WAL mode and a busy timeout keep them from getting in each other's way. Every call is a
 //! short transaction; callers on the async runtime run them in `spawn_blocking`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -415,26 +414,6 @@ impl Store {
         })();
         result.map_err(|err| self.error(err))
     }
-
-    /// Every job's record, by job name.
-    ///
-    /// # Errors
-    /// When SQLite fails.
-    pub fn jobs(&self) -> Result<HashMap<String, JobRecord>, StoreError> {
-        let names: Vec<String> = {
-            let conn = self.conn();
-            let result = (|| {
-                let mut select = conn.prepare_cached("SELECT job FROM backup_jobs")?;
-                let rows = select.query_map([], |row| row.get(0))?;
-                rows.collect::<Result<Vec<String>, _>>()
-            })();
-            result.map_err(|err| self.error(err))?
-        };
-        names
-            .into_iter()
-            .map(|name| self.job(&name).map(|record| (name, record)))
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -487,6 +466,5 @@ mod tests {
         assert_eq!(record.last_duration, 3.0);
         assert_eq!(record.runs, [1, 1, 1]);
         assert_eq!(record.verify_failures, 1);
-        assert_eq!(store.jobs().unwrap().len(), 1);
     }
 }
