@@ -90,7 +90,7 @@ impl BlockingCollector for BackupCollector {
         for job in self.backups.jobs() {
             let record = store.job(&job.name).map_err(collect::Error::Store)?;
             let summary = store.summary(&job.name).map_err(collect::Error::Store)?;
-            let label = || [("job", job.name.clone())];
+            let label = || [("backup", job.name.clone())];
             success.push(label(), summary.newest_finished);
             failure.push(label(), record.last_failure);
             duration.push(label(), record.last_duration);
@@ -103,7 +103,7 @@ impl BlockingCollector for BackupCollector {
             for (outcome, n) in RunOutcome::ALL.iter().zip(record.runs) {
                 runs.push(
                     [
-                        ("job", job.name.clone()),
+                        ("backup", job.name.clone()),
                         ("result", outcome.as_str().to_owned()),
                     ],
                     n as f64,

@@ -100,7 +100,7 @@ impl Setup {
 }
 
 fn metric(body: &str, name: &str, job: &str) -> f64 {
-    value(body, name, &[("job", job)])
+    value(body, name, &[("backup", job)])
         .unwrap_or_else(|| panic!("no {name}{{job={job}}} in:\n{body}"))
 }
 
@@ -108,7 +108,7 @@ fn runs(body: &str, job: &str, result: &str) -> f64 {
     value(
         body,
         "warden_backup_runs_total",
-        &[("job", job), ("result", result)],
+        &[("backup", job), ("result", result)],
     )
     .unwrap_or_else(|| panic!("no runs_total {job} {result}"))
 }
@@ -845,10 +845,10 @@ fn serve_runs_an_overdue_job_at_start_up_and_reports_it() {
         let succeeded = value(
             &body,
             "warden_backup_runs_total",
-            &[("job", "tools"), ("result", "success")],
+            &[("backup", "tools"), ("result", "success")],
         ) == Some(1.0);
         // The run is counted just before the job is marked free.
-        let idle = value(&body, "warden_backup_running", &[("job", "tools")]) == Some(0.0);
+        let idle = value(&body, "warden_backup_running", &[("backup", "tools")]) == Some(0.0);
         (succeeded && idle).then_some(body)
     });
     assert_eq!(

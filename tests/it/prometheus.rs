@@ -46,3 +46,37 @@ fn prometheus_scrapes_warden_and_node_mixin_expressions_return_data() {
         prometheus.log()
     );
 }
+
+/// Prometheus owns the target labels `job` and `instance`: a scraped `job` label would be
+/// renamed `exported_job`, and every rule would have to say so. The backup families say
+/// `backup`, and no `warden_*` series carries an `exported_*` label once scraped.
+#[test]
+fn backup_series_carry_a_backup_label_that_prometheus_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "a").unwrap();
+    let warden = Warden::start(&format!(
+        "host: {{enabled: false}}\nbackups:\n  - {{name: tools, kind: files, paths: [{}], destination: {}}}\n",
+        src.display(),
+        dir.path().join("out").display()
+    ));
+    let prometheus = Prometheus::start(&format!(
+        "  - job_name: warden\n    static_configs:\n      - targets: ['{}']\n",
+        warden.addr
+    ));
+    let runs = prometheus.wait_for_data(
+        "warden_backup_runs_total{job=\"warden\", backup=\"tools\", result=\"success\"}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let renamed = prometheus.query(
+        "{__name__=~\"warden_.+\", exported_job!=\"\"} or {__name__=~\"warden_.+\", exported_instance!=\"\"}",
+    );
+    assert!(renamed.is_empty(), "{renamed:?}");
+    let all = prometheus.query("count({__name__=~\"warden_backup_.+\", backup=\"tools\"})");
+    assert!(
+        !all.is_empty(),
+        "no warden_backup_* series with backup=\"tools\""
+    );
+}
