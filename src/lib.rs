@@ -2,6 +2,8 @@
 //! Alertmanager alerts into verified actions.
 //!
 //! # Layout
+//! - [`act`]: the Alertmanager webhook's half: routes alerts to actions, runs them from a
+//!   durable job queue, and reports results as metrics and an audit log.
 //! - [`config`]: the YAML configuration, validated into typed values before anything starts.
 //! - [`collect`]: the collector framework and the metric sources (host, process).
 //! - [`backup`]: backup jobs (postgres, sqlite, files): run, verify, drill, prune, restore,
@@ -13,6 +15,7 @@
 //!   cancellation tree and a bounded shutdown.
 //! - [`telemetry`]: log output.
 
+pub mod act;
 pub mod app;
 pub mod backup;
 pub mod collect;

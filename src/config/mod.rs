@@ -29,7 +29,7 @@ use serde_json::Value;
 pub use backups::{
     BackupConfig, BackupKind, Compression, FilesConfig, Schedule, VerifyConfig, build_globs,
 };
-use error::Problems;
+pub(crate) use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};
 use raw::RawConfig;
@@ -239,7 +239,7 @@ fn deserialize_reporting_all(mut tree: Value, problems: &mut Problems) -> Option
 
 /// Rewrites serde's messages for operators: `unknown field` becomes `unknown key`, and the
 /// offending value is left out (it may be a secret given in the wrong place).
-fn describe_serde(err: &serde_json::Error) -> String {
+pub(crate) fn describe_serde(err: &serde_json::Error) -> String {
     let message = err.to_string();
     let message = message.split(" at line ").next().unwrap_or(&message);
     let message = match message.split_once(", expected ") {
@@ -490,7 +490,12 @@ fn parse_listen(text: &str, path: &str, problems: &mut Problems) -> SocketAddr {
 }
 
 /// Parses a duration such as `30s`, `5m` or `1h30m`; `default` must itself parse.
-fn duration(value: Option<String>, default: &str, path: &str, problems: &mut Problems) -> Duration {
+pub(crate) fn duration(
+    value: Option<String>,
+    default: &str,
+    path: &str,
+    problems: &mut Problems,
+) -> Duration {
     let text = value.as_deref().unwrap_or(default);
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => {
@@ -510,7 +515,7 @@ fn duration(value: Option<String>, default: &str, path: &str, problems: &mut Pro
 
 /// Compiles a regular expression, anchored as node_exporter's flags are; an empty string means
 /// "exclude nothing".
-fn regex(
+pub(crate) fn regex(
     value: Option<String>,
     default: &str,
     path: &str,
@@ -531,7 +536,7 @@ fn regex(
 
 /// Resolves a secret given inline (`key`) or through a file (`key_file`), never both. The file's
 /// content is used without its trailing newline. Error messages never contain the secret.
-fn secret(
+pub(crate) fn secret(
     inline: Option<String>,
     file: Option<String>,
     path: &str,

@@ -277,6 +277,34 @@ pub(super) fn validate(
     }
 }
 
+impl Sources {
+    /// Parses `postgres/NAME` or `sqlite/NAME` naming a configured source, recording a problem
+    /// at `path` otherwise.
+    #[allow(dead_code, reason = "the sql action kind uses it")]
+    pub(crate) fn parse_target(
+        &self,
+        text: &str,
+        path: &str,
+        problems: &mut Problems,
+    ) -> Option<Target> {
+        Targets {
+            postgres: self.postgres.iter().map(|p| p.name.clone()).collect(),
+            sqlite: self.sqlite.iter().map(|s| s.name.clone()).collect(),
+        }
+        .parse(text, path, problems)
+    }
+
+    /// The PostgreSQL source named `name`.
+    pub fn postgres_named(&self, name: &str) -> Option<&PostgresConfig> {
+        self.postgres.iter().find(|p| p.name == name)
+    }
+
+    /// The SQLite source named `name`.
+    pub fn sqlite_named(&self, name: &str) -> Option<&SqliteConfig> {
+        self.sqlite.iter().find(|s| s.name == name)
+    }
+}
+
 struct Targets {
     postgres: HashSet<String>,
     sqlite: HashSet<String>,
