@@ -12,6 +12,7 @@
 //! Without a file, [`Config::default`] is the embedded default: host metrics and warden's own,
 //! on `127.0.0.1:9798`, with state under `./warden-data`.
 
+mod actions;
 mod backups;
 mod error;
 pub mod expand;
@@ -26,10 +27,14 @@ use regex::Regex;
 use secrecy::SecretString;
 use serde_json::Value;
 
+pub use actions::{
+    ActConfig, ActionConfig, DEFAULT_MAX_BODY_BYTES, MatchOp, Matcher, RouteConfig, StatusFilter,
+    WebhookConfig,
+};
 pub use backups::{
     BackupConfig, BackupKind, Compression, FilesConfig, Schedule, VerifyConfig, build_globs,
 };
-pub(crate) use error::Problems;
+pub use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};
 use raw::RawConfig;
@@ -77,6 +82,8 @@ pub struct Config {
     pub backups: Vec<BackupConfig>,
     /// How many backups may run at once in this process.
     pub max_concurrent_backups: usize,
+    /// Actions, the routes from alerts to them, and the webhook's settings.
+    pub act: ActConfig,
 }
 
 /// Log output settings.
@@ -441,8 +448,22 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         &mut problems,
     );
 
+    let act = actions::validate(
+        raw.actions,
+        raw.routes,
+        raw.webhook,
+        raw.max_concurrent_actions,
+        &actions::Inputs {
+            sources: &sources,
+            backups: &backups,
+            base,
+        },
+        &mut problems,
+    );
+
     if problems.0.is_empty() {
         Ok(Config {
+            act,
             sources,
             backups,
             max_concurrent_backups,

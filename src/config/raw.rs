@@ -66,6 +66,16 @@ pub struct RawConfig {
     pub backups: Vec<RawBackup>,
     #[serde(default, deserialize_with = "lenient::u64")]
     pub max_concurrent_backups: Option<u64>,
+    /// Each action's mapping: the common keys and one kind key, checked in `actions.rs`
+    /// against the kinds' registry.
+    #[serde(default)]
+    pub actions: Vec<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub webhook: RawWebhook,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub max_concurrent_actions: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,4 +243,32 @@ pub struct RawVerify {
     pub restore_test: Option<bool>,
     pub restore_test_schedule: Option<String>,
     pub integrity_check: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    #[serde(default, rename = "match")]
+    pub match_equal: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_re: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    pub status: Option<String>,
+    #[serde(default)]
+    pub actions: Vec<String>,
+    pub cooldown: Option<String>,
+    #[serde(default, rename = "continue", deserialize_with = "lenient::bool")]
+    pub continue_matching: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub max_body_bytes: Option<u64>,
+    pub instance_label: Option<String>,
+    pub instance_pattern: Option<String>,
+    pub audit_retention: Option<String>,
 }

@@ -17,12 +17,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::backup::manifest::Manifest;
 
+pub mod jobs;
+
 /// The store's file name in the state directory.
 pub const STORE_FILE: &str = "warden.db";
 /// How long a call waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The schema version this warden writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS backup_jobs (
@@ -48,6 +50,44 @@ CREATE TABLE IF NOT EXISTS backups (
     manifest TEXT NOT NULL,
     PRIMARY KEY (job, id)
 );
+CREATE TABLE IF NOT EXISTS action_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    route TEXT,
+    fingerprint TEXT,
+    labels TEXT NOT NULL DEFAULT '{}',
+    attempt INTEGER NOT NULL DEFAULT 1,
+    retry_of INTEGER,
+    not_before REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    exit_code INTEGER,
+    summary TEXT,
+    output TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS action_jobs_state ON action_jobs (state, id);
+CREATE INDEX IF NOT EXISTS action_jobs_fingerprint ON action_jobs (fingerprint) WHERE state = 'queued';
+CREATE TABLE IF NOT EXISTS action_dedup (
+    key TEXT PRIMARY KEY,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS action_cooldowns (
+    key TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    event TEXT NOT NULL,
+    action TEXT,
+    job INTEGER,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
 ";
 
 /// Why the store could not be used.
@@ -177,33 +217,7 @@ impl Store {
     /// # Errors
     /// When the directory or database cannot be created or read.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
-            path: state_dir.to_owned(),
-            source,
-        })?;
-        let path = state_dir.join(STORE_FILE);
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let conn = Connection::open(&path).map_err(sqlite)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
-        conn.pragma_update(None, "journal_mode", "wal")
-            .map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", "normal")
-            .map_err(sqlite)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(sqlite)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path,
-                found: version,
-            });
-        }
-        conn.execute_batch(SCHEMA).map_err(sqlite)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(sqlite)?;
+        let (conn, path) = open_connection(state_dir, "normal")?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),
@@ -414,6 +428,44 @@ impl Store {
         })();
         result.map_err(|err| self.error(err))
     }
+}
+
+/// Opens `warden.db` in `state_dir` (creating both if needed) in WAL mode with the given
+/// `synchronous` level, and creates or upgrades the schema.
+fn open_connection(
+    state_dir: &Path,
+    synchronous: &str,
+) -> Result<(Connection, PathBuf), StoreError> {
+    std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+        path: state_dir.to_owned(),
+        source,
+    })?;
+    let path = state_dir.join(STORE_FILE);
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    let conn = Connection::open(&path).map_err(sqlite)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+    conn.pragma_update(None, "journal_mode", "wal")
+        .map_err(sqlite)?;
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(sqlite)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sqlite)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path,
+            found: version,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sqlite)?;
+    }
+    Ok((conn, path))
 }
 
 #[cfg(test)]

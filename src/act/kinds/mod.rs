@@ -35,8 +35,12 @@ pub struct Registration {
     pub key: &'static str,
     /// Parses the value under `key`; `path` is its key path (`actions[2].command`). Records
     /// every problem and returns `None` when there was one.
-    pub parse: fn(&Value, &str, &ParseContext<'_>, &mut Problems) -> Option<Arc<dyn Kind>>,
+    pub parse: ParseFn,
 }
+
+/// A kind's parser: the value under its key, that value's key path, what the configuration
+/// may refer to, and where problems go.
+pub type ParseFn = fn(&Value, &str, &ParseContext<'_>, &mut Problems) -> Option<Arc<dyn Kind>>;
 
 /// What a kind's configuration may refer to.
 #[derive(Debug, Clone, Copy)]
@@ -161,7 +165,12 @@ pub fn parse(
         .filter(|kind| map.contains_key(kind.key))
         .collect();
     match present.as_slice() {
-        [kind] => (kind.parse)(&map[kind.key], &format!("{path}.{}", kind.key), context, problems),
+        [kind] => (kind.parse)(
+            &map[kind.key],
+            &format!("{path}.{}", kind.key),
+            context,
+            problems,
+        ),
         [] => {
             problems.push(
                 path,
@@ -173,7 +182,10 @@ pub fn parse(
             let names: Vec<&str> = several.iter().map(|k| k.key).collect();
             problems.push(
                 path,
-                format!("sets {}: an action has exactly one kind", names.join(" and ")),
+                format!(
+                    "sets {}: an action has exactly one kind",
+                    names.join(" and ")
+                ),
             );
             None
         }
