@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+use crate::act::metrics::ActionCollector;
+use crate::act::queue::Actions;
 use crate::backup::Backups;
 use crate::backup::metrics::BackupCollector;
 use crate::collect::postgres::{PostgresCollector, PostgresExecutor, Server};
@@ -65,6 +67,17 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("http server failed")]
     Serve(#[source] std::io::Error),
+    /// `/alerts` would accept actions from anyone who can reach the address.
+    #[error(
+        "refusing to serve /alerts on {addr} without authentication: anyone who can reach it could trigger actions; set web.bearer_token_file or web.basic_auth_users, or listen on a loopback address"
+    )]
+    UnauthenticatedWebhook {
+        /// The address.
+        addr: std::net::SocketAddr,
+    },
+    /// The actions' job store could not be opened.
+    #[error("cannot open the job queue")]
+    Store(#[source] crate::store::StoreError),
     /// The backup jobs' store could not be opened.
     #[error(transparent)]
     Backups(#[from] crate::backup::BackupError),
@@ -246,6 +259,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
             source,
         })?;
     let local = listener.local_addr().map_err(Error::Serve)?;
+    if !local.ip().is_loopback()
+        && config.act.webhook_enabled()
+        && config.web.bearer_token.is_none()
+    {
+        return Err(Error::UnauthenticatedWebhook { addr: local });
+    }
     if !local.ip().is_loopback() && config.web.bearer_token.is_none() {
         tracing::warn!(
             listen = %local,
@@ -263,8 +282,28 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         crate::backup::scheduler::spawn(&opened, &tracker, &shutdown);
         Some(opened)
     };
-    let started = start(&config, backups.as_ref(), &tracker, &shutdown);
-    let state = AppState::new(&config, started.collectors);
+    let actions = if config.act.actions.is_empty() {
+        None
+    } else {
+        let owned = config.clone();
+        let backups = backups.clone();
+        let opened = tokio::task::spawn_blocking(move || Actions::open(&owned, backups))
+            .await
+            .map_err(|err| Error::Serve(std::io::Error::other(err)))?
+            .map_err(Error::Store)?;
+        opened.spawn(&tracker, &shutdown);
+        Some(opened)
+    };
+    let mut started = start(&config, backups.as_ref(), &tracker, &shutdown);
+    if let Some(actions) = &actions {
+        started
+            .collectors
+            .add(Arc::new(OwnThread(ActionCollector::new(
+                Arc::clone(actions),
+                config.host.timeout,
+            ))));
+    }
+    let state = AppState::new(&config, started.collectors, actions);
     let app_state = Arc::clone(&state);
     let app = serve::router(Arc::clone(&state), &config);
     let server_token = shutdown.child_token();

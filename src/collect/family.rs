@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -28,6 +28,21 @@ pub enum Kind {
     /// declared `unknown`/`untyped` so that both exposition formats keep the name unchanged,
     /// which OpenMetrics would not allow for a counter.
     Untyped,
+    /// A distribution: its samples are in [`Family::histograms`].
+    Histogram,
+}
+
+/// One histogram series: its labels, buckets, sum and count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// Label pairs in output order.
+    pub labels: Vec<(LabelName, String)>,
+    /// (upper bound, observations in this bucket alone), ascending, ending with `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
+    /// The sum of the observations.
+    pub sum: f64,
+    /// The number of observations.
+    pub count: u64,
 }
 
 /// One sample: its label pairs and its value.
@@ -50,6 +65,8 @@ pub struct Family {
     pub kind: Kind,
     /// The samples, in output order.
     pub samples: Vec<Sample>,
+    /// A histogram family's series (empty for the other kinds).
+    pub histograms: Vec<HistogramSample>,
 }
 
 impl Family {
@@ -73,6 +90,7 @@ impl Family {
             help: help.into(),
             kind,
             samples: Vec::new(),
+            histograms: Vec::new(),
         }
     }
 
@@ -121,6 +139,14 @@ impl Family {
         });
     }
 
+    /// A histogram family.
+    pub fn histogram(
+        name: impl Into<Cow<'static, str>>,
+        help: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(name, help, Kind::Histogram)
+    }
+
     /// The value of the first sample whose labels include every given pair.
     pub fn value(&self, labels: &[(&str, &str)]) -> Option<f64> {
         self.samples
@@ -138,7 +164,7 @@ impl Family {
     fn registered_name(&self) -> &str {
         match self.kind {
             Kind::Counter => self.name.strip_suffix("_total").unwrap_or(&self.name),
-            Kind::Gauge | Kind::Untyped => &self.name,
+            Kind::Gauge | Kind::Untyped | Kind::Histogram => &self.name,
         }
     }
 
@@ -147,6 +173,7 @@ impl Family {
             Kind::Counter => MetricType::Counter,
             Kind::Gauge => MetricType::Gauge,
             Kind::Untyped => MetricType::Unknown,
+            Kind::Histogram => MetricType::Histogram,
         }
     }
 }
@@ -164,7 +191,10 @@ impl Snapshot {
     pub fn extend(&mut self, families: impl IntoIterator<Item = Family>) {
         for family in families {
             match self.index.get(&family.name) {
-                Some(&at) => self.families[at].samples.extend(family.samples),
+                Some(&at) => {
+                    self.families[at].samples.extend(family.samples);
+                    self.families[at].histograms.extend(family.histograms);
+                }
                 None => {
                     self.index.insert(family.name.clone(), self.families.len());
                     self.families.push(family);
@@ -187,7 +217,7 @@ impl Snapshot {
 impl prometheus_client::collector::Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for family in &self.families {
-            if family.samples.is_empty() {
+            if family.samples.is_empty() && family.histograms.is_empty() {
                 continue;
             }
             let mut metric = encoder.encode_descriptor(
@@ -201,10 +231,20 @@ impl prometheus_client::collector::Collector for Snapshot {
                 let sample_encoder = metric.encode_family(&labels)?;
                 match family.kind {
                     Kind::Counter => ConstCounter::new(sample.value).encode(sample_encoder)?,
-                    Kind::Gauge | Kind::Untyped => {
+                    Kind::Gauge | Kind::Untyped | Kind::Histogram => {
                         ConstGauge::new(sample.value).encode(sample_encoder)?
                     }
                 }
+            }
+            for histogram in &family.histograms {
+                let labels = histogram.labels.as_slice();
+                let mut sample_encoder = metric.encode_family(&labels)?;
+                sample_encoder.encode_histogram::<NoLabelSet>(
+                    histogram.sum,
+                    histogram.count,
+                    &histogram.buckets,
+                    None,
+                )?;
             }
         }
         Ok(())
@@ -346,6 +386,33 @@ mod tests {
         assert_eq!(snapshot.sample_count(), 2);
         let out = encode(snapshot, Format::Text004);
         assert_eq!(out.matches("# TYPE warden_collector_success").count(), 1);
+    }
+
+    #[test]
+    fn histograms_encode_cumulative_buckets() {
+        let mut snapshot = Snapshot::default();
+        let mut h = Family::histogram("x_duration_seconds", "x");
+        h.histograms.push(HistogramSample {
+            labels: vec![(Cow::Borrowed("action"), "a".into())],
+            buckets: vec![(1.0, 2), (10.0, 1), (f64::INFINITY, 1)],
+            sum: 20.5,
+            count: 4,
+        });
+        snapshot.extend([h]);
+        let out = encode(snapshot, Format::Text004);
+        assert!(out.contains("# TYPE x_duration_seconds histogram"), "{out}");
+        assert!(
+            out.contains(r#"x_duration_seconds_bucket{action="a",le="10"} 3"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"x_duration_seconds_bucket{action="a",le="+Inf"} 4"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"x_duration_seconds_count{action="a"} 4"#),
+            "{out}"
+        );
     }
 
     #[test]

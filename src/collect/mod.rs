@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 
 use batch::Batch;
 pub use batch::{BlockingCollector, OwnThread};
-pub use family::{Family, Format, Kind, Snapshot};
+pub use family::{Family, Format, HistogramSample, Kind, Snapshot};
 
 /// The future a collector returns.
 pub type CollectFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Family>, Error>> + Send + 'a>>;
@@ -136,6 +136,11 @@ impl Collectors {
             list,
             status: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Adds an async collector after the others.
+    pub fn add(&mut self, collector: Arc<dyn Collector>) {
+        self.list.push(collector);
     }
 
     /// The collectors' names, in output order: blocking collectors first.

@@ -52,7 +52,7 @@ fn app(config: &Config) -> (Router, Arc<AppState>) {
             }),
         ],
     );
-    let state = AppState::new(config, collectors);
+    let state = AppState::new(config, collectors, None);
     (router(Arc::clone(&state), config), state)
 }
 

@@ -165,7 +165,7 @@ pub enum Intent {
 }
 
 /// What the store made of one intent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Queued as this job.
     Queued(i64),
@@ -173,8 +173,8 @@ pub enum Verdict {
     Deduplicated,
     /// Within its route's cooldown: not queued.
     CooledDown,
-    /// This many queued jobs were cancelled.
-    Cancelled(usize),
+    /// Queued jobs of these actions were cancelled.
+    Cancelled(Vec<String>),
     /// Recorded only.
     Noted,
 }
@@ -633,7 +633,7 @@ fn apply(tx: &Transaction<'_>, intent: &Intent, now: f64) -> rusqlite::Result<Ve
             let mut update = tx.prepare_cached(
                 "UPDATE action_jobs SET state = 'cancelled', finished = ?2,
                         error = 'the alert resolved before the job ran'
-                 WHERE state = 'queued' AND trigger = 'alert' AND fingerprint = ?1
+                 WHERE state = 'queued' AND fingerprint = ?1
                  RETURNING id, action",
             )?;
             let cancelled = update
@@ -646,7 +646,9 @@ fn apply(tx: &Transaction<'_>, intent: &Intent, now: f64) -> rusqlite::Result<Ve
                     .to_string();
                 audit(tx, now, "cancelled", Some(action), Some(*id), &detail)?;
             }
-            Ok(Verdict::Cancelled(cancelled.len()))
+            Ok(Verdict::Cancelled(
+                cancelled.into_iter().map(|(_, action)| action).collect(),
+            ))
         }
         Intent::Note { event, detail } => {
             audit(tx, now, event, None, None, detail)?;
@@ -755,7 +757,7 @@ mod tests {
         };
         assert_eq!(
             ingest(&mut conn, &[&resolved], 121.0).unwrap()[0][0],
-            Verdict::Cancelled(1)
+            Verdict::Cancelled(vec!["x".to_owned()])
         );
         assert_eq!(store.queued(121.0).unwrap().0, 1);
 

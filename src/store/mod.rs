@@ -111,6 +111,9 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A blocking task using the store was cancelled or panicked (shutdown).
+    #[error("the state store's task stopped before it finished")]
+    Closed,
     /// The store was written by a newer warden.
     #[error(
         "state store {path} has schema version {found}; this warden knows up to {SCHEMA_VERSION}"
