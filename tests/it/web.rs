@@ -242,3 +242,77 @@ fn connect(addr: SocketAddr) -> TcpStream {
         .unwrap();
     stream
 }
+
+#[test]
+fn client_certificates_are_required_and_verified_when_configured() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(pki_dir.path(), "server");
+    let (client_cert, client_key) = pki.issue_client("prometheus");
+    // A client certificate from another CA must be refused as well.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Pki::generate(other_dir.path(), "other");
+    let (stranger_cert, stranger_key) = other.issue_client("stranger");
+    let dir = pki_dir.path().display();
+    let ca = pki.ca();
+    let (cert, key) = (client_cert.clone(), client_key.clone());
+    let warden = Warden::start_with(
+        &format!(
+            "web:\n  tls: {{cert_file: {dir}/server.crt, key_file: {dir}/server.key, client_auth_type: RequireAndVerifyClientCert, client_ca_file: {dir}/ca.crt}}\n"
+        ),
+        &Launch {
+            ready: Some(Box::new(move |addr| {
+                tls::get_as(addr, &ca, Some((&cert, &key)), "/healthz", &[])
+                    .is_ok_and(|(r, _)| r.status == 200)
+            })),
+            ..Launch::default()
+        },
+    );
+    let (response, _) = tls::get_as(
+        warden.addr,
+        &pki.ca(),
+        Some((&client_cert, &client_key)),
+        "/metrics",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(tls::get(warden.addr, &pki.ca(), "/healthz", &[]).is_err());
+    assert!(
+        tls::get_as(
+            warden.addr,
+            &pki.ca(),
+            Some((&stranger_cert, &stranger_key)),
+            "/healthz",
+            &[]
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn check_config_names_a_bad_certificate_by_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.crt"), "not a certificate\n").unwrap();
+    std::fs::write(dir.path().join("server.key"), "not a key\n").unwrap();
+    let config = dir.path().join("warden.yml");
+    std::fs::write(
+        &config,
+        "web:\n  tls: {cert_file: server.crt, key_file: server.key, cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(crate::support::warden_bin())
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("web.tls.cert_file: ") && stderr.contains("holds no PEM certificate"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("web.tls.cipher_suites[0]: `TLS_RSA_WITH_RC4_128_SHA`"),
+        "{stderr}"
+    );
+}

@@ -58,9 +58,19 @@ impl Pki {
 
     /// Issues a new server certificate with common name `cn` into `cert` and `key` (in `dir`).
     pub fn issue(&self, cn: &str, cert: &str, key: &str) {
+        self.issue_for("serverAuth", cn, cert, key);
+    }
+
+    /// Issues a client certificate with common name `cn`; returns the certificate and key paths.
+    pub fn issue_client(&self, cn: &str) -> (PathBuf, PathBuf) {
+        self.issue_for("clientAuth", cn, "client.crt", "client.key");
+        (self.dir.join("client.crt"), self.dir.join("client.key"))
+    }
+
+    fn issue_for(&self, usage: &str, cn: &str, cert: &str, key: &str) {
         std::fs::write(
             self.dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            format!("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"),
         )
         .unwrap();
         self.run(&[
@@ -134,6 +144,17 @@ pub fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<(http::Response, Vec<u8>)> {
+    get_as(addr, ca, None, path, headers)
+}
+
+/// [`get`] presenting a client certificate and key (PEM files) when given.
+pub fn get_as(
+    addr: SocketAddr,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(http::Response, Vec<u8>)> {
     let pem = std::fs::read(ca)?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -144,8 +165,20 @@ pub fn get(
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let config = match client {
+        None => config.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(&std::fs::read(cert)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(std::io::Error::other)?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&std::fs::read(key)?)
+                .map_err(std::io::Error::other)?;
+            config
+                .with_client_auth_cert(chain, key)
+                .map_err(std::io::Error::other)?
+        }
+    };
     let name = ServerName::IpAddress(addr.ip().into());
     let connection =
         rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
