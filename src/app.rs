@@ -78,6 +78,9 @@ pub enum Error {
     /// The actions' job store could not be opened.
     #[error("cannot open the job queue")]
     Store(#[source] crate::store::StoreError),
+    /// The listener's TLS could not be set up.
+    #[error("cannot set up TLS for the listener")]
+    Tls(#[from] serve::server::TlsError),
     /// The backup jobs' store could not be opened.
     #[error(transparent)]
     Backups(#[from] crate::backup::BackupError),
@@ -259,16 +262,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
             source,
         })?;
     let local = listener.local_addr().map_err(Error::Serve)?;
-    if !local.ip().is_loopback()
-        && config.act.webhook_enabled()
-        && config.web.bearer_token.is_none()
-    {
+    if !local.ip().is_loopback() && config.act.webhook_enabled() && !config.web.authenticates() {
         return Err(Error::UnauthenticatedWebhook { addr: local });
     }
-    if !local.ip().is_loopback() && config.web.bearer_token.is_none() {
+    if !local.ip().is_loopback() && !config.web.authenticates() {
         tracing::warn!(
             listen = %local,
-            "Listening beyond loopback without web.bearer_token: anyone who can reach this address can read the metrics."
+            "Listening beyond loopback without authentication (web.bearer_token or basic-auth users): anyone who can reach this address can read the metrics."
         );
     }
     let tracker = TaskTracker::new();
@@ -305,15 +305,16 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
     }
     let state = AppState::new(&config, started.collectors, actions);
     let app_state = Arc::clone(&state);
-    let app = serve::router(Arc::clone(&state), &config);
-    let server_token = shutdown.child_token();
-    let server = tracker.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(server_token.cancelled_owned())
-            .await
-    });
+    let app = serve::router(Arc::clone(&state), &config, serve::webhook_routes());
+    let server = serve::server::Server::try_new(listener, app, &config.web)?;
+    let server = tracker.spawn(server.run(shutdown.child_token()));
     tracker.close();
-    tracing::info!(listen = %local, state_dir = %config.state_dir.display(), "warden is serving.");
+    tracing::info!(
+        listen = %local,
+        tls = config.web.tls.is_some(),
+        state_dir = %config.state_dir.display(),
+        "warden is serving."
+    );
 
     shutdown.cancelled().await;
     state.set_shutting_down();
@@ -330,10 +331,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
         return Ok(());
     }
     log_stuck(&app_state);
-    match server.await {
-        Ok(result) => result.map_err(Error::Serve),
-        Err(err) => Err(Error::Serve(std::io::Error::other(err))),
-    }
+    server
+        .await
+        .map_err(|err| Error::Serve(std::io::Error::other(err)))
 }
 
 /// Names the collectors whose threads are still blocked; exiting abandons them.

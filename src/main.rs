@@ -47,6 +47,10 @@ enum Command {
         /// The address to listen on; overrides `listen` in the config.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// An exporter-toolkit web-config file (TLS, basic auth, headers, rate limit);
+        /// overrides `web.config_file` in the config.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
     /// Validate a configuration file and list every problem.
     CheckConfig {
@@ -80,7 +84,19 @@ fn main() -> ExitCode {
         | Command::Backup { config, .. } => config.clone(),
         Command::CheckConfig { file } => Some(file.clone()),
     };
-    let mut config = match load(config_path.as_deref()) {
+    let web_config_file = match &args.command {
+        Command::Serve {
+            web_config_file, ..
+        } => web_config_file.as_deref(),
+        _ => None,
+    };
+    let loaded = load(config_path.as_deref()).and_then(|mut config| {
+        if let Some(file) = web_config_file {
+            config.override_web_config_file(file)?;
+        }
+        Ok(config)
+    });
+    let mut config = match loaded {
         Ok(config) => config,
         Err(err) => {
             eprintln!("warden: {}", warden::collect::ErrorChain(&err));

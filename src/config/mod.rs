@@ -18,6 +18,7 @@ mod error;
 pub mod expand;
 mod raw;
 mod sources;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,10 @@ use raw::RawConfig;
 pub use sources::{
     IntegrityCheck, MetricType, PostgresConfig, QueryConfig, QueryMetric, RunQueueConfig, RunState,
     Sources, SqliteConfig, Target, is_identifier,
+};
+pub use web::{
+    ClientAuth, DEFAULT_MAX_CONNECTIONS, RateLimit, TlsConfig, TlsFileError, WebConfig,
+    load_certified_key, load_client_roots,
 };
 
 /// The default listen address: loopback only, on warden's port.
@@ -104,20 +109,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// HTTP server settings.
-#[derive(Debug, Clone)]
-pub struct WebConfig {
-    /// When set, every endpoint but `/healthz` and `/readyz` requires
-    /// `Authorization: Bearer <token>`.
-    pub bearer_token: Option<SecretString>,
-    /// Scrapes answered at once; more get 503 right away instead of queueing.
-    pub max_concurrent_scrapes: usize,
-    /// The longest any request may take.
-    pub request_timeout: Duration,
-    /// How long shutdown waits for running work before abandoning it.
-    pub shutdown_grace: Duration,
-}
-
 /// The host collector's settings.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -173,6 +164,24 @@ impl Config {
         Self::try_from_yaml(&text, &path.display().to_string(), base, env)
     }
 
+    /// Takes TLS, basic-auth users, headers and rate limit from an exporter-toolkit web-config
+    /// file instead of `web.config_file` (`warden serve --web.config.file`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] with every problem of the file, or when the configuration also sets
+    /// `web.tls` or `web.basic_auth_users` inline.
+    pub fn override_web_config_file(&mut self, path: &Path) -> Result<(), Error> {
+        let mut problems = Problems::default();
+        web::override_config_file(&mut self.web, path, &mut problems);
+        if problems.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid {
+                problems: problems.0,
+            })
+        }
+    }
+
     /// Parses and validates configuration text; `name` labels syntax errors and `base` is the
     /// directory relative `*_file` paths are read from.
     ///
@@ -222,9 +231,12 @@ impl Config {
 /// Deserializes the tree, and on each structural error records it, removes the offending node
 /// and tries again, so one run reports every unknown key and wrong type. Returns the raw config
 /// once the remaining tree deserializes.
-fn deserialize_reporting_all(mut tree: Value, problems: &mut Problems) -> Option<RawConfig> {
+fn deserialize_reporting_all<T: serde::de::DeserializeOwned>(
+    mut tree: Value,
+    problems: &mut Problems,
+) -> Option<T> {
     for _ in 0..MAX_STRUCTURAL_PROBLEMS {
-        let err = match serde_path_to_error::deserialize::<_, RawConfig>(&tree) {
+        let err = match serde_path_to_error::deserialize::<_, T>(&tree) {
             Ok(raw) => return Some(raw),
             Err(err) => err,
         };
@@ -332,36 +344,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         );
     }
 
-    let bearer_token = secret(
-        raw.web.bearer_token,
-        raw.web.bearer_token_file,
-        "web.bearer_token",
-        base,
-        &mut problems,
-    );
-    let max_concurrent_scrapes = bounded_count(
-        raw.web.max_concurrent_scrapes,
-        4,
-        MAX_CONCURRENT_SCRAPES,
-        "web.max_concurrent_scrapes",
-        &mut problems,
-    );
-    let web = WebConfig {
-        bearer_token,
-        max_concurrent_scrapes,
-        request_timeout: duration(
-            raw.web.request_timeout,
-            "30s",
-            "web.request_timeout",
-            &mut problems,
-        ),
-        shutdown_grace: duration(
-            raw.web.shutdown_grace,
-            "10s",
-            "web.shutdown_grace",
-            &mut problems,
-        ),
-    };
+    let web = web::validate(raw.web, base, &mut problems);
 
     let host = HostConfig {
         enabled: raw.host.enabled.unwrap_or(true),

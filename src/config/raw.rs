@@ -88,12 +88,70 @@ pub struct RawLog {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWeb {
+    pub config_file: Option<String>,
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<String>,
+    pub basic_auth_users: Option<std::collections::BTreeMap<String, String>>,
+    pub tls: Option<RawTls>,
     #[serde(default, deserialize_with = "lenient::u64")]
     pub max_concurrent_scrapes: Option<u64>,
     pub request_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub max_connections: Option<u64>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub tls_handshake_timeout: Option<String>,
+}
+
+/// exporter-toolkit's `web-config.yml`, read from `web.config_file` unchanged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebConfigFile {
+    pub tls_server_config: Option<RawTls>,
+    pub http_server_config: Option<RawHttpServer>,
+    pub basic_auth_users: Option<std::collections::BTreeMap<String, String>>,
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// `tls_server_config` of a web-config file, or `web.tls` inline: the same keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_auth_type: Option<String>,
+    pub client_ca_file: Option<String>,
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub curve_preferences: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub prefer_server_cipher_suites: Option<bool>,
+    // exporter-toolkit keys warden does not implement: known, so that they are reported as
+    // unsupported rather than unknown. Their values are never read (`key` is a secret).
+    pub cert: Option<serde::de::IgnoredAny>,
+    pub key: Option<serde::de::IgnoredAny>,
+    pub client_ca: Option<serde::de::IgnoredAny>,
+    pub client_allowed_sans: Option<serde::de::IgnoredAny>,
+}
+
+/// `http_server_config` of a web-config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpServer {
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub http2: Option<bool>,
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `rate_limit` of a web-config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub burst: Option<u64>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

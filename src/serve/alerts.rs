@@ -7,10 +7,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -22,7 +20,11 @@ use crate::collect::ErrorChain;
 
 /// The handler.
 pub async fn handler(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let Some(actions) = &state.actions else {
+    let Some(actions) = state
+        .actions
+        .as_ref()
+        .filter(|a| a.config().webhook_enabled())
+    else {
         return (StatusCode::NOT_FOUND, "no routes are configured\n").into_response();
     };
     let limit = actions.config().webhook.max_body_bytes;
@@ -86,21 +88,4 @@ fn answer(
 ) -> Response {
     actions.metrics().notification(result);
     (status, axum::Json(body)).into_response()
-}
-
-/// Counts notifications refused by authentication, which never reach [`handler`].
-pub async fn count_unauthorized(
-    State(state): State<Arc<AppState>>,
-    request: Request<Body>,
-    next: Next,
-) -> Response {
-    let response = next.run(request).await;
-    if response.status() == StatusCode::UNAUTHORIZED
-        && let Some(actions) = &state.actions
-    {
-        actions
-            .metrics()
-            .notification(NotificationResult::Unauthorized);
-    }
-    response
 }

@@ -36,21 +36,29 @@ pub async fn handler(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-/// The scrape timeout Prometheus sends, in seconds; absent when unparseable, and at most
-/// [`MAX_SCRAPE_TIMEOUT`] (a header is untrusted input; a huge value must not overflow).
+/// The scrape timeout Prometheus sends, in seconds; absent when unparseable, not finite or not
+/// positive, and clamped to [`MIN_SCRAPE_TIMEOUT`]..=[`MAX_SCRAPE_TIMEOUT`]: the header is
+/// untrusted input, and a huge value must not overflow nor a tiny one time out every collector.
 fn parse_scrape_timeout(text: &str) -> Option<Duration> {
     let seconds: f64 = text.trim().parse().ok()?;
     if !seconds.is_finite() || seconds <= 0.0 {
         return None;
     }
-    if seconds >= MAX_SCRAPE_TIMEOUT.as_secs_f64() {
-        return Some(MAX_SCRAPE_TIMEOUT);
-    }
+    let seconds = seconds.clamp(
+        MIN_SCRAPE_TIMEOUT.as_secs_f64(),
+        MAX_SCRAPE_TIMEOUT.as_secs_f64(),
+    );
     Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// The longest scrape timeout taken from the header; collectors have their own, shorter limits.
 const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The shortest scrape timeout taken from the header. Any client may send the header, and a
+/// collector that overruns its limit is marked stuck and skipped for every later scrape until it
+/// returns (collect::batch): `0.001` from one client would blank the host metrics for all.
+/// Prometheus' own `scrape_timeout` is rarely below a second; one second still leaves the
+/// collectors most of it after `Collectors::gather`'s margin.
+pub const MIN_SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Picks OpenMetrics when the client accepts it at least as much as text format 0.0.4;
 /// text otherwise, including when the header is absent or unparseable.
@@ -93,11 +101,18 @@ mod tests {
     fn scrape_timeout_header_is_bounded_and_tolerant() {
         assert_eq!(parse_scrape_timeout("10"), Some(Duration::from_secs(10)));
         assert_eq!(
-            parse_scrape_timeout(" 0.5 "),
-            Some(Duration::from_millis(500))
+            parse_scrape_timeout(" 2.5 "),
+            Some(Duration::from_millis(2500))
         );
         assert_eq!(parse_scrape_timeout("1e300"), Some(MAX_SCRAPE_TIMEOUT));
-        for bad in ["", "-1", "0", "NaN", "inf", "ten"] {
+        for tiny in ["0.001", "1e-300", "0.5"] {
+            assert_eq!(
+                parse_scrape_timeout(tiny),
+                Some(MIN_SCRAPE_TIMEOUT),
+                "{tiny}"
+            );
+        }
+        for bad in ["", "-1", "0", "-0.001", "NaN", "inf", "-inf", "ten"] {
             assert_eq!(parse_scrape_timeout(bad), None, "{bad:?}");
         }
     }

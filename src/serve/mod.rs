@@ -6,27 +6,41 @@
 //! | `GET /healthz` | 200 while the process serves requests |
 //! | `GET /readyz` | 200 when ready to serve scrapes, 503 while shutting down |
 //! | `GET /` | a small HTML page listing the endpoints and each collector's last status |
-//! | `POST /alerts` | Alertmanager's webhook (when routes are configured): 200 once the resulting jobs are committed |
+//! | `POST /alerts` | Alertmanager's webhook (when actions are configured): 200 once the resulting jobs are committed |
 //!
-//! With `web.bearer_token` set, every endpoint but `/healthz` and `/readyz` requires
-//! `Authorization: Bearer <token>`. Scrapes beyond `web.max_concurrent_scrapes` get 503 at once
-//! rather than queueing behind slow ones, and every request is bounded by
-//! `web.request_timeout`. The server spawns no tasks of its own beyond axum's connections.
+//! **Authentication** (`auth.rs`): with `web.bearer_token` or basic-auth users configured,
+//! every endpoint but `/healthz` requires a credential; either kind is accepted when both are
+//! configured. **Limits**: scrapes beyond `web.max_concurrent_scrapes` get 503 at once rather
+//! than queueing behind slow ones; `/metrics`, `/readyz` and `/` are bounded by
+//! `web.request_timeout`; a web-config `rate_limit` answers 429 beyond its token bucket;
+//! `http_server_config.headers` are added to every response.
+//!
+//! **Router shape**: [`router`] takes `extra` routes (the Alertmanager webhook) that are merged
+//! *inside* authentication but *outside* the request timeout, so a slow commit is not cut off
+//! half-way; pass `Router::new()` for none. **Serving**: [`server::Server`] runs the accept
+//! loop (TLS, connection cap, header/idle/handshake timeouts, graceful drain); it spawns one
+//! task per connection and nothing else.
 
 mod alerts;
 mod auth;
 mod landing;
 mod metrics;
+mod rate_limit;
+pub mod server;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use secrecy::SecretString;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
@@ -39,12 +53,16 @@ use crate::config::Config;
 pub struct AppState {
     /// The collectors a scrape runs.
     pub collectors: Collectors,
-    /// The actions service, when routes are configured (`/alerts`).
+    /// The actions service, when actions are configured (`/alerts`).
     pub actions: Option<Arc<Actions>>,
     /// One permit per scrape allowed to run at once.
     scrape_permits: Semaphore,
-    /// The bearer token required on protected endpoints, if any.
-    bearer_token: Option<SecretString>,
+    /// The credentials required on protected endpoints, if any.
+    auth: auth::Authenticator,
+    /// The web-config file's request rate limit, if any.
+    rate_limit: Option<rate_limit::RateLimiter>,
+    /// Headers added to every response.
+    headers: Vec<(HeaderName, HeaderValue)>,
     /// False once shutdown has begun.
     ready: AtomicBool,
     /// When the server started, for the landing page.
@@ -62,7 +80,20 @@ impl AppState {
             collectors,
             actions,
             scrape_permits: Semaphore::new(config.web.max_concurrent_scrapes),
-            bearer_token: config.web.bearer_token.clone(),
+            auth: auth::Authenticator::new(&config.web),
+            rate_limit: config.web.rate_limit.map(rate_limit::RateLimiter::new),
+            // Validation checked names and values; an entry that still fails is skipped.
+            headers: config
+                .web
+                .headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((
+                        HeaderName::from_bytes(name.as_bytes()).ok()?,
+                        HeaderValue::from_str(value).ok()?,
+                    ))
+                })
+                .collect(),
             ready: AtomicBool::new(true),
             started_at: SystemTime::now(),
         })
@@ -74,37 +105,56 @@ impl AppState {
     }
 }
 
-/// The application's routes, ready to serve or to test with `oneshot`.
-pub fn router(state: Arc<AppState>, config: &Config) -> Router {
-    let protected = Router::new()
+/// The webhook's route, for [`router`]'s `extra`: it answers as soon as its jobs are
+/// committed, with its own body limit (`webhook.max_body_bytes`).
+pub fn webhook_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/alerts", axum::routing::post(alerts::handler))
+}
+
+/// The application's routes, ready to serve or to test with `oneshot`. `extra` routes are
+/// authenticated like the others but not bound by `web.request_timeout` (see the module doc).
+pub fn router(state: Arc<AppState>, config: &Config, extra: Router<Arc<AppState>>) -> Router {
+    let bounded = Router::new()
         .route("/metrics", get(metrics::handler))
-        .route("/", get(landing::handler))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
-            auth::require_bearer,
-        ));
-    // The webhook answers as soon as its jobs are committed and must not be cut off by the
-    // scrape timeout: it sits outside that layer, with its own body limit.
-    let webhook = Router::new()
-        .route("/alerts", post(alerts::handler))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
-            auth::require_bearer,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
-            alerts::count_unauthorized,
-        ));
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .merge(protected)
+        .route("/", get(landing::handler))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.web.request_timeout,
+        ));
+    let protected = bounded
+        .merge(extra)
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_auth,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            limit_and_add_headers,
         ))
-        .merge(webhook)
         .with_state(state)
+}
+
+/// Applies the rate limit (429, as exporter-toolkit) and adds the configured headers to every
+/// response, refusals included.
+async fn limit_and_add_headers(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = match &state.rate_limit {
+        Some(limiter) if !limiter.try_acquire() => {
+            (StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response()
+        }
+        _ => next.run(request).await,
+    };
+    for (name, value) in &state.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {

@@ -14,6 +14,7 @@ use crate::config::Config;
 struct Fixed {
     name: &'static str,
     hang: bool,
+    timeout: Duration,
 }
 
 impl Collector for Fixed {
@@ -21,7 +22,7 @@ impl Collector for Fixed {
         self.name
     }
     fn timeout(&self) -> Duration {
-        Duration::from_millis(200)
+        self.timeout
     }
     fn collect(&self) -> CollectFuture<'_> {
         let hang = self.hang;
@@ -39,21 +40,28 @@ impl Collector for Fixed {
 }
 
 fn app(config: &Config) -> (Router, Arc<AppState>) {
+    app_with_stuck_timeout(config, Duration::from_millis(200))
+}
+
+/// The app with a fixed collector and one that hangs until `stuck_timeout`.
+fn app_with_stuck_timeout(config: &Config, stuck_timeout: Duration) -> (Router, Arc<AppState>) {
     let collectors = Collectors::new(
         Vec::new(),
         vec![
             Arc::new(Fixed {
                 name: "fixed",
                 hang: false,
+                timeout: Duration::from_millis(200),
             }),
             Arc::new(Fixed {
                 name: "stuck",
                 hang: true,
+                timeout: stuck_timeout,
             }),
         ],
     );
     let state = AppState::new(config, collectors, None);
-    (router(Arc::clone(&state), config), state)
+    (router(Arc::clone(&state), config, Router::new()), state)
 }
 
 async fn get(router: Router, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String, String) {
@@ -113,22 +121,40 @@ async fn openmetrics_when_asked() {
 #[tokio::test]
 async fn scrape_timeout_header_shortens_collector_timeouts() {
     let mut config = Config::default();
-    config.web.request_timeout = Duration::from_secs(5);
-    let (router, state) = app(&config);
+    config.web.request_timeout = Duration::from_secs(10);
+    let (router, state) = app_with_stuck_timeout(&config, Duration::from_secs(5));
     let (status, _, _) = get(
         router,
         "/metrics",
-        &[("x-prometheus-scrape-timeout-seconds", "0.2")],
+        &[("x-prometheus-scrape-timeout-seconds", "1.5")],
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     let stuck = &state.collectors.statuses()["stuck"];
-    assert!(stuck.duration < Duration::from_millis(200), "{stuck:?}");
+    assert!(stuck.duration < Duration::from_secs(2), "{stuck:?}");
     assert!(stuck.error.as_deref().unwrap().contains("timed out"));
 }
 
 #[tokio::test]
-async fn bearer_token_protects_everything_but_probes() {
+async fn a_tiny_scrape_timeout_header_is_raised_to_the_minimum() {
+    let mut config = Config::default();
+    config.web.request_timeout = Duration::from_secs(10);
+    let (router, state) = app_with_stuck_timeout(&config, Duration::from_secs(5));
+    let (status, _, body) = get(
+        router,
+        "/metrics",
+        &[("x-prometheus-scrape-timeout-seconds", "0.001")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("test_value 42"), "{body}");
+    let stuck = &state.collectors.statuses()["stuck"];
+    // Cut off near the one-second minimum less gather's margin, not after a millisecond.
+    assert!(stuck.duration >= Duration::from_millis(800), "{stuck:?}");
+}
+
+#[tokio::test]
+async fn bearer_token_protects_everything_but_healthz() {
     let mut config = Config::default();
     config.web.bearer_token = Some("tok".to_owned().into());
     let (router, _) = app(&config);
@@ -161,7 +187,10 @@ async fn bearer_token_protects_everything_but_probes() {
         StatusCode::OK
     );
     assert_eq!(get(router.clone(), "/healthz", &[]).await.0, StatusCode::OK);
-    assert_eq!(get(router, "/readyz", &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        get(router, "/readyz", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -204,4 +233,128 @@ async fn landing_page_lists_collectors_and_endpoints() {
     ] {
         assert!(body.contains(needle), "missing {needle} in {body}");
     }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+#[tokio::test]
+async fn basic_auth_guards_everything_but_healthz_and_accepts_either_kind() {
+    let mut config = Config::default();
+    config.web.basic_auth_users.insert(
+        "prometheus".to_owned(),
+        bcrypt::hash("scrape", 4).unwrap().into(),
+    );
+    config.web.bearer_token = Some("tok".to_owned().into());
+    let (router, state) = app(&config);
+    for path in ["/metrics", "/readyz", "/"] {
+        let response = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let challenges: Vec<_> = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            challenges,
+            ["Basic realm=\"warden\"", "Bearer realm=\"warden\""]
+        );
+    }
+    let wrong = basic("prometheus", "nope");
+    assert_eq!(
+        get(router.clone(), "/metrics", &[("authorization", &wrong)])
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let right = basic("prometheus", "scrape");
+    for _ in 0..3 {
+        assert_eq!(
+            get(router.clone(), "/metrics", &[("authorization", &right)])
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    // The wrong password and the first right one ran bcrypt; the next two came from the cache.
+    assert_eq!(state.auth.bcrypt_runs(), 2);
+    assert_eq!(
+        get(
+            router.clone(),
+            "/readyz",
+            &[("authorization", "Bearer tok")]
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(get(router, "/healthz", &[]).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn configured_headers_reach_every_response() {
+    let mut config = Config::default();
+    config.web.bearer_token = Some("tok".to_owned().into());
+    config.web.headers = vec![("X-Frame-Options".to_owned(), "deny".to_owned())];
+    let (router, _) = app(&config);
+    for (path, status) in [
+        ("/healthz", StatusCode::OK),
+        ("/metrics", StatusCode::UNAUTHORIZED),
+    ] {
+        let response = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["x-frame-options"], "deny", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn requests_beyond_the_rate_limit_get_429() {
+    let mut config = Config::default();
+    config.web.rate_limit = Some(crate::config::RateLimit {
+        interval: Duration::from_secs(3600),
+        burst: 2,
+    });
+    let (router, _) = app(&config);
+    assert_eq!(get(router.clone(), "/healthz", &[]).await.0, StatusCode::OK);
+    assert_eq!(get(router.clone(), "/healthz", &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        get(router, "/healthz", &[]).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn extra_routes_are_authenticated_but_not_bound_by_the_request_timeout() {
+    let mut config = Config::default();
+    config.web.bearer_token = Some("tok".to_owned().into());
+    config.web.request_timeout = Duration::from_millis(50);
+    let collectors = Collectors::new(Vec::new(), Vec::new());
+    let state = AppState::new(&config, collectors, None);
+    let extra = Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            "done"
+        }),
+    );
+    let router = router(state, &config, extra);
+    assert_eq!(
+        get(router.clone(), "/slow", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _, body) = get(router, "/slow", &[("authorization", "Bearer tok")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "done");
 }

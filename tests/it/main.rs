@@ -15,3 +15,4 @@ mod prometheus;
 mod serve;
 mod sqlite;
 mod support;
+mod web;

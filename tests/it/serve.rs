@@ -211,7 +211,7 @@ pub fn release(fifo: &std::path::Path) {
 }
 
 #[test]
-fn bearer_token_from_file_guards_metrics_but_not_probes() {
+fn bearer_token_from_file_guards_everything_but_healthz() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "t0ken-from-file\n").unwrap();
@@ -233,7 +233,13 @@ fn bearer_token_from_file_guards_metrics_but_not_probes() {
         200
     );
     assert_eq!(warden.get("/healthz", &[]).status, 200);
-    assert_eq!(warden.get("/readyz", &[]).status, 200);
+    assert_eq!(warden.get("/readyz", &[]).status, 401);
+    assert_eq!(
+        warden
+            .get("/readyz", &[("authorization", "Bearer t0ken-from-file")])
+            .status,
+        200
+    );
     assert!(
         !warden.stderr().contains("t0ken-from-file"),
         "the token reached the log"

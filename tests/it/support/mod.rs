@@ -4,6 +4,7 @@ pub mod anchors;
 pub mod http;
 pub mod postgres;
 pub mod prometheus;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -64,6 +65,18 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Optio
     }
 }
 
+/// How to start warden beyond its config: a wrapper command (`prlimit …`), extra arguments,
+/// and the readiness check (plain `GET /healthz` when absent).
+#[derive(Default)]
+pub struct Launch {
+    /// A command warden's own command line is appended to.
+    pub wrapper: Vec<String>,
+    /// Arguments after `serve --config FILE`.
+    pub args: Vec<String>,
+    /// True once warden answers.
+    pub ready: Option<Box<dyn Fn(SocketAddr) -> bool>>,
+}
+
 /// A `warden serve` child process on a free loopback port with its own state directory.
 pub struct Warden {
     child: Option<Child>,
@@ -78,6 +91,11 @@ impl Warden {
     /// Starts warden with `extra_config` appended to a config that sets `listen` and
     /// `state_dir`, and waits until `/healthz` answers.
     pub fn start(extra_config: &str) -> Warden {
+        Warden::start_with(extra_config, &Launch::default())
+    }
+
+    /// Starts warden as [`Warden::start`] does, with the extras of `launch`.
+    pub fn start_with(extra_config: &str, launch: &Launch) -> Warden {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = format!(
@@ -87,9 +105,18 @@ impl Warden {
         let config_path = dir.path().join("warden.yml");
         std::fs::write(&config_path, config).unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        let child = Command::new(warden_bin())
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(warden_bin());
+                command
+            }
+            None => Command::new(warden_bin()),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(&config_path)
+            .args(&launch.args)
             .env("RUST_LOG", "warden=debug,info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -106,9 +133,11 @@ impl Warden {
             if let Some(status) = warden.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!("warden exited early with {status}: {}", warden.stderr());
             }
-            http::get(addr, "/healthz", &[])
-                .ok()
-                .filter(|r| r.status == 200)
+            let ready = match &launch.ready {
+                Some(ready) => ready(addr),
+                None => http::get(addr, "/healthz", &[]).is_ok_and(|r| r.status == 200),
+            };
+            ready.then_some(())
         });
         warden
     }
