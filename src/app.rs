@@ -344,6 +344,12 @@ fn log_stuck(state: &AppState) {
     }
 }
 
+/// Takes the state directory's lock when no other warden holds it (`warden actions run`
+/// then runs its job itself); `None` when one does, or when it cannot be taken.
+pub fn try_lock_state_dir(dir: &Path) -> Option<File> {
+    lock_state_dir(dir).ok()
+}
+
 /// Creates the state directory and takes an exclusive lock on it for the life of the process.
 fn lock_state_dir(dir: &Path) -> Result<File, Error> {
     let state_err = |source| Error::StateDir {

@@ -5,6 +5,7 @@
 //! - 0: success;
 //! - 1: warden failed while running (cannot bind, state directory in use, …);
 //! - 2: the command line is wrong;
+//! - 7: `warden actions run`: the job ran and did not succeed;
 //! - 3, 4, 5: `warden backup`: the job is busy, a backup failed verification, a restore
 //!   target was refused (see `warden::backup::command`);
 //! - 64: the configuration is invalid (every problem is listed on standard error).
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use warden::act::command::{ActionsCommand, AlertsCommand};
 use warden::backup::command::{BackupCommand, Output};
 use warden::config::{self, Config, LogFormat, ProcessEnv};
 
@@ -74,6 +76,28 @@ enum Command {
         #[command(subcommand)]
         command: BackupCommand,
     },
+    /// List and run the configured actions, and read the job history and audit log.
+    Actions {
+        /// The configuration file holding the actions.
+        #[arg(long, short, env = "WARDEN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "table", global = true)]
+        output: Output,
+        #[command(subcommand)]
+        command: ActionsCommand,
+    },
+    /// Work with Alertmanager webhook payloads.
+    Alerts {
+        /// The configuration file holding the routes and actions.
+        #[arg(long, short, env = "WARDEN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "table", global = true)]
+        output: Output,
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,7 +105,9 @@ fn main() -> ExitCode {
     let config_path = match &args.command {
         Command::Serve { config, .. }
         | Command::Metrics { config }
-        | Command::Backup { config, .. } => config.clone(),
+        | Command::Backup { config, .. }
+        | Command::Actions { config, .. }
+        | Command::Alerts { config, .. } => config.clone(),
         Command::CheckConfig { file } => Some(file.clone()),
     };
     let web_config_file = match &args.command {
@@ -130,6 +156,41 @@ fn main() -> ExitCode {
                 let cancel = CancellationToken::new();
                 tokio::spawn(warden::app::cancel_on_signal(cancel.clone()));
                 code = warden::backup::command::execute(backups, command, output, cancel).await;
+                Ok(())
+            });
+            if exit == ExitCode::SUCCESS {
+                ExitCode::from(code)
+            } else {
+                exit
+            }
+        }
+        Command::Alerts {
+            command: AlertsCommand::Simulate { file },
+            output,
+            ..
+        } => ExitCode::from(warden::act::command::simulate(&config, &file, output)),
+        Command::Actions {
+            command, output, ..
+        } => {
+            let mut code = 0;
+            let exit = run(async {
+                let backups = if config.backups.is_empty() {
+                    None
+                } else {
+                    Some(warden::backup::Backups::open(&config)?)
+                };
+                let actions = warden::act::queue::Actions::open(&config, backups)?;
+                let cancel = CancellationToken::new();
+                tokio::spawn(warden::app::cancel_on_signal(cancel.clone()));
+                let state_dir = config.state_dir.clone();
+                code = warden::act::command::execute(
+                    actions,
+                    command,
+                    output,
+                    move || warden::app::try_lock_state_dir(&state_dir),
+                    cancel,
+                )
+                .await;
                 Ok(())
             });
             if exit == ExitCode::SUCCESS {

@@ -6,8 +6,10 @@
 //! - [`queue`]: the durable job queue: group-committed ingest, dispatcher, schedules,
 //!   recovery after a crash, retries.
 //! - [`metrics`]: `warden_webhook_*` and `warden_action_*`.
+//! - [`command`]: `warden actions list|run|history` and `warden alerts simulate`.
 //! - [`kinds`]: what each action kind does (one file per kind, one registration line).
 
+pub mod command;
 pub mod kinds;
 pub mod metrics;
 pub mod payload;
