@@ -162,6 +162,46 @@ impl Warden {
         })
     }
 
+    /// Kills warden with SIGKILL, as a crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("already stopped");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts warden again on the same config and state (after [`Warden::kill`] or
+    /// [`Warden::terminate`]), and waits until `/healthz` answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        let stderr = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.stderr_path)
+            .unwrap();
+        let child = Command::new(warden_bin())
+            .args(["serve", "--config"])
+            .arg(self.dir.path().join("warden.yml"))
+            .env("RUST_LOG", "warden=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let addr = self.addr;
+        wait_for(
+            Duration::from_secs(20),
+            "warden to answer /healthz again",
+            || {
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                    panic!("warden exited early with {status}: {}", self.stderr());
+                }
+                http::get(addr, "/healthz", &[])
+                    .is_ok_and(|r| r.status == 200)
+                    .then_some(())
+            },
+        );
+    }
+
     /// The directory holding the config and state.
     pub fn path(&self) -> &Path {
         self.dir.path()
