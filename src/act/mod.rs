@@ -2,3 +2,6 @@
 //! metrics and an audit log.
 //!
 //! - [`kinds`]: what each action kind does (one file per kind, one registration line).
+
+pub mod kinds;
+pub mod placeholder;

@@ -71,7 +71,7 @@ impl fmt::Display for Invalid<'_> {
 
 /// Collects problems while validating.
 #[derive(Debug, Default)]
-pub(crate) struct Problems(pub Vec<Problem>);
+pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
     /// Records a problem at `path`.

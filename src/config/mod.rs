@@ -29,7 +29,7 @@ use serde_json::Value;
 pub use backups::{
     BackupConfig, BackupKind, Compression, FilesConfig, Schedule, VerifyConfig, build_globs,
 };
-pub(crate) use error::Problems;
+pub use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};
 use raw::RawConfig;

@@ -12,6 +12,7 @@
 //! action's pattern.
 
 pub mod backup;
+pub mod command;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -26,7 +27,7 @@ use crate::backup::Backups;
 use crate::config::{BackupConfig, Problems, Sources};
 
 /// Every kind, by the key that selects it in an action's configuration.
-pub const KINDS: &[Registration] = &[backup::KIND];
+pub const KINDS: &[Registration] = &[backup::KIND, command::KIND];
 
 /// One kind's entry in [`KINDS`].
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +36,7 @@ pub struct Registration {
     pub key: &'static str,
     /// Parses the value under `key`; `path` is its key path (`actions[2].command`). Records
     /// every problem and returns `None` when there was one.
+    #[allow(clippy::type_complexity, reason = "one plain fn pointer per kind")]
     pub parse: fn(&Value, &str, &ParseContext<'_>, &mut Problems) -> Option<Arc<dyn Kind>>,
 }
 
@@ -161,7 +163,12 @@ pub fn parse(
         .filter(|kind| map.contains_key(kind.key))
         .collect();
     match present.as_slice() {
-        [kind] => (kind.parse)(&map[kind.key], &format!("{path}.{}", kind.key), context, problems),
+        [kind] => (kind.parse)(
+            &map[kind.key],
+            &format!("{path}.{}", kind.key),
+            context,
+            problems,
+        ),
         [] => {
             problems.push(
                 path,
@@ -173,7 +180,10 @@ pub fn parse(
             let names: Vec<&str> = several.iter().map(|k| k.key).collect();
             problems.push(
                 path,
-                format!("sets {}: an action has exactly one kind", names.join(" and ")),
+                format!(
+                    "sets {}: an action has exactly one kind",
+                    names.join(" and ")
+                ),
             );
             None
         }
