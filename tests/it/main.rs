@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod actions_kinds;
 mod backup;
 mod cli;
 mod compat;

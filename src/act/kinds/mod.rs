@@ -13,6 +13,7 @@
 
 pub mod backup;
 pub mod command;
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -27,7 +28,7 @@ use crate::backup::Backups;
 use crate::config::{BackupConfig, Problems, Sources};
 
 /// Every kind, by the key that selects it in an action's configuration.
-pub const KINDS: &[Registration] = &[backup::KIND, command::KIND];
+pub const KINDS: &[Registration] = &[backup::KIND, command::KIND, sql::KIND];
 
 /// One kind's entry in [`KINDS`].
 #[derive(Debug, Clone, Copy)]
