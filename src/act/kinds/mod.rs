@@ -12,6 +12,7 @@
 //! action's pattern.
 
 pub mod backup;
+pub mod cleanup;
 pub mod command;
 pub mod sql;
 
@@ -28,7 +29,7 @@ use crate::backup::Backups;
 use crate::config::{BackupConfig, Problems, Sources};
 
 /// Every kind, by the key that selects it in an action's configuration.
-pub const KINDS: &[Registration] = &[backup::KIND, command::KIND, sql::KIND];
+pub const KINDS: &[Registration] = &[backup::KIND, command::KIND, sql::KIND, cleanup::KIND];
 
 /// One kind's entry in [`KINDS`].
 #[derive(Debug, Clone, Copy)]
