@@ -541,6 +541,15 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// `text` with every secret replaced.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut tail = Tail::new(text.len());
+        tail.push(text.as_bytes());
+        self.tail_text(&tail, text.len()).0
+    }
+}
+
 /// stdout's tail, then stderr's under a `stderr:` line; each says how much was left out.
 fn render_output(stdout: &Tail, stderr: &Tail, limit: usize, redactor: &Redactor) -> String {
     let mut parts = Vec::new();
@@ -720,14 +729,6 @@ mod tests {
         assert_eq!(parse_size(&json!("2KB")), Some(2000));
         assert_eq!(parse_size(&json!("64 lots")), None);
         assert_eq!(parse_size(&json!("KiB")), None);
-    }
-
-    impl Redactor {
-        fn redact(&self, text: &str) -> String {
-            let mut tail = Tail::new(text.len());
-            tail.push(text.as_bytes());
-            self.tail_text(&tail, text.len()).0
-        }
     }
 
     #[test]
