@@ -500,3 +500,147 @@ async fn sqlite_integrity_check_fails_on_a_damaged_file() {
     let err = run(action.as_ref(), &labels(&[])).await.unwrap_err();
     assert!(err.to_string().contains("damaged"), "{err}");
 }
+
+/// A tiny HTTP server on a loopback port: answers each request with the next status of
+/// `statuses` (the last one repeats) and records the request lines.
+fn serve(statuses: Vec<u16>) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            head.push_str(&String::from_utf8_lossy(&body));
+            record.lock().unwrap().push(head);
+            let status = statuses[i.min(statuses.len() - 1)];
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: 5\r\nLocation: http://127.0.0.1:1/\r\nConnection: close\r\n\r\nhello"
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn http_sends_the_request_and_checks_the_status() {
+    let (port, seen) = serve(vec![204, 500, 302]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok-secret-123\n").unwrap();
+    let action = kind(
+        "http",
+        json!({
+            "url": format!("http://127.0.0.1:{port}/restart?host={{labels.instance}}"),
+            "method": "POST",
+            "expect_status": [200, 204],
+            "bearer_token_file": token,
+            "body": "{{\"host\": \"{labels.instance}\"}}",
+        }),
+        &Sources::default(),
+    );
+    let instance = labels(&[("instance", "db-1:5432")]);
+    let outcome = run(action.as_ref(), &instance).await.unwrap();
+    assert_eq!(
+        outcome.summary,
+        format!("POST http://127.0.0.1:{port}/restart?host=db-1%3A5432 answered 204 No Content")
+    );
+    let request = seen.lock().unwrap()[0].clone();
+    assert!(
+        request.starts_with("POST /restart?host=db-1%3A5432 HTTP/1.1"),
+        "{request}"
+    );
+    assert!(
+        request.contains("authorization: Bearer tok-secret-123"),
+        "{request}"
+    );
+    assert!(request.ends_with("{\"host\": \"db-1:5432\"}"), "{request}");
+
+    let err = run(action.as_ref(), &instance)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("answered 500"), "{err}");
+    assert!(err.contains("expected 200 or 204: hello"), "{err}");
+    assert!(!err.contains("tok-secret"), "{err}");
+    // A redirect is an answer, not something to follow.
+    let err = run(action.as_ref(), &instance)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("answered 302"), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+fn check(section: Value) -> warden::act::kinds::check::Check {
+    let sources = Sources::default();
+    let context = ParseContext {
+        base: Path::new("/"),
+        sources: &sources,
+        backups: &[],
+    };
+    let mut problems = Problems::default();
+    warden::act::kinds::check::Check::parse(&section, "then_check", &context, &mut problems)
+        .unwrap_or_else(|| panic!("{:?}", problems.0))
+}
+
+#[tokio::test]
+async fn then_check_passes_when_the_service_recovers_on_attempt_two() {
+    let (port, seen) = serve(vec![503, 200]);
+    let check = check(json!({
+        "http": format!("http://127.0.0.1:{port}/healthz"),
+        "expect_status": 200, "attempts": 3, "delay": "50ms", "timeout": "2s",
+    }));
+    let empty = labels(&[]);
+    let context = JobContext {
+        job: 1,
+        action: "restart",
+        labels: &empty,
+        cancel: CancellationToken::new(),
+        backups: None,
+    };
+    assert_eq!(
+        check.run(&context).await.unwrap(),
+        "healthy on attempt 2 of 3"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn then_check_fails_after_the_last_attempt_with_its_reason() {
+    let (port, seen) = serve(vec![503]);
+    let check = check(json!({
+        "http": format!("http://127.0.0.1:{port}/healthz"),
+        "attempts": 3, "delay": "50ms",
+    }));
+    let empty = labels(&[]);
+    let context = JobContext {
+        job: 1,
+        action: "restart",
+        labels: &empty,
+        cancel: CancellationToken::new(),
+        backups: None,
+    };
+    let err = check.run(&context).await.unwrap_err();
+    assert_eq!(err.to_string(), "unhealthy after 3 attempts");
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(cause.contains("answered 503"), "{cause}");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
