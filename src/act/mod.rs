@@ -13,5 +13,6 @@ pub mod command;
 pub mod kinds;
 pub mod metrics;
 pub mod payload;
+pub mod placeholder;
 pub mod queue;
 pub mod routing;

@@ -601,11 +601,26 @@ async fn attempt(
             return Finish::TimedOut(action.timeout);
         }
     };
-    match result {
-        Ok(outcome) => Finish::Success(outcome),
-        Err(ActionError::Cancelled) if shutdown.is_cancelled() => Finish::Interrupted,
-        Err(err) => Finish::Failed(err),
+    let mut outcome = match result {
+        Ok(outcome) => outcome,
+        Err(ActionError::Cancelled) if shutdown.is_cancelled() => return Finish::Interrupted,
+        Err(err) => return Finish::Failed(err),
+    };
+    // The runbook's "restart, wait for /health, up to 3 attempts": the check has its own
+    // attempts, delays and per-attempt timeout, and stops at shutdown.
+    if let Some(check) = &action.then_check {
+        match check.run(context).await {
+            Ok(healthy) => outcome.summary = format!("{}; then_check: {healthy}", outcome.summary),
+            Err(ActionError::Cancelled) if shutdown.is_cancelled() => return Finish::Interrupted,
+            Err(err) => {
+                return Finish::Failed(ActionError::failed(
+                    format!("then_check after: {}", outcome.summary),
+                    err,
+                ));
+            }
+        }
     }
+    Finish::Success(outcome)
 }
 
 fn log_end(job: &JobRow, ended: &Ended, result: RunResult, retry: Option<&NewJob>) {

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::raw::{RawRoute, RawWebhook};
 use super::{BackupConfig, Problems, Schedule, Sources, duration};
+use crate::act::kinds::check::Check;
 use crate::act::kinds::{self, Kind, ParseContext};
 
 /// The keys every action may have besides its kind key.
@@ -63,6 +64,8 @@ pub struct ActionConfig {
     pub schedule: Option<Schedule>,
     /// How many jobs of this action may run at once.
     pub max_concurrent: usize,
+    /// A health check run after a successful attempt; the job fails when it does.
+    pub then_check: Option<Arc<Check>>,
 }
 
 /// Which alert status a route takes.
@@ -429,6 +432,10 @@ fn validate_action(
     let dry_run = flag("dry_run", problems);
     let idempotent = flag("idempotent", problems);
     let kind = kinds::parse(map, path, context, problems);
+    let then_check = map
+        .get("then_check")
+        .and_then(|value| Check::parse(value, &format!("{path}.then_check"), context, problems))
+        .map(Arc::new);
     if problems.0.len() > before {
         return None;
     }
@@ -442,6 +449,7 @@ fn validate_action(
         idempotent,
         schedule,
         max_concurrent: max_concurrent.max(1) as usize,
+        then_check,
     })
 }
 

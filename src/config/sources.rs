@@ -280,7 +280,6 @@ pub(super) fn validate(
 impl Sources {
     /// Parses `postgres/NAME` or `sqlite/NAME` naming a configured source, recording a problem
     /// at `path` otherwise.
-    #[allow(dead_code, reason = "the sql action kind uses it")]
     pub(crate) fn parse_target(
         &self,
         text: &str,

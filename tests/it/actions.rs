@@ -327,3 +327,165 @@ fn the_command_line_runs_simulates_and_shows_history() {
         assert!(out.contains(event), "{event} in {out}");
     }
 }
+
+/// Writes an executable script (the test's stand-in for a service or a probe; warden runs it
+/// by its absolute path, never through a shell of its own).
+fn script(path: &std::path::Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn history(warden: &Warden) -> Vec<Value> {
+    let output = Command::new(warden_bin())
+        .args([
+            "actions", "history", "--limit", "100", "--output", "json", "--config",
+        ])
+        .arg(warden.path().join("warden.yml"))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+fn audit(warden: &Warden) -> String {
+    let output = Command::new(warden_bin())
+        .args([
+            "actions", "history", "--audit", "--limit", "1000", "--config",
+        ])
+        .arg(warden.path().join("warden.yml"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn after_kill_9_queued_jobs_run_and_the_running_one_is_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("after-ran");
+    let mut warden = Warden::start(&format!(
+        "host: {{enabled: false}}\nmax_concurrent_actions: 2\nactions:\n  - {{name: slow, command: [/bin/sleep, '20']}}\n  - {{name: slow-idem, command: [/bin/sleep, '1'], idempotent: true}}\n  - {{name: after, command: [/usr/bin/touch, {marker}]}}\nroutes:\n  - {{match: {{alertname: Slow}}, actions: [slow]}}\n  - {{match: {{alertname: SlowIdem}}, actions: [slow-idem]}}\n  - {{match: {{alertname: After}}, actions: [after]}}\n",
+        marker = marker.display()
+    ));
+    let body = payload(vec![
+        alert("Slow", "k1", "firing", json!({})),
+        alert("SlowIdem", "k2", "firing", json!({})),
+        alert("After", "k3", "firing", json!({})),
+    ]);
+    let response = post(&warden, &body, None);
+    assert_eq!(response.status, 200, "{}", response.body);
+    // Two slots: both slow jobs run, `after` waits in the queue.
+    wait_for(Duration::from_secs(10), "two jobs running", || {
+        let jobs = history(&warden);
+        let running = jobs.iter().filter(|j| j["state"] == "running").count();
+        let queued = jobs.iter().filter(|j| j["state"] == "queued").count();
+        (running == 2 && queued == 1).then_some(())
+    });
+    warden.kill();
+    assert!(!marker.exists());
+
+    warden.restart();
+    wait_for(
+        Duration::from_secs(20),
+        "the queued job and the retry to finish",
+        || {
+            let jobs = history(&warden);
+            let done = jobs
+                .iter()
+                .all(|j| j["state"] != "queued" && j["state"] != "running");
+            (done && jobs.len() == 4).then_some(jobs)
+        },
+    );
+    assert!(marker.exists(), "the queued job ran after the restart");
+    let jobs = history(&warden);
+    let of =
+        |action: &str| -> Vec<&Value> { jobs.iter().filter(|j| j["action"] == action).collect() };
+    let slow = of("slow");
+    assert_eq!(slow.len(), 1, "not idempotent: not run again: {jobs:?}");
+    assert_eq!(slow[0]["state"], "interrupted");
+    let idem = of("slow-idem");
+    assert_eq!(idem.len(), 2, "{jobs:?}");
+    assert!(idem.iter().any(|j| j["state"] == "interrupted"));
+    assert!(
+        idem.iter()
+            .any(|j| j["state"] == "succeeded" && j["trigger"] == "retry")
+    );
+    assert_eq!(of("after")[0]["state"], "succeeded");
+    let log = audit(&warden);
+    assert!(log.contains("interrupted"), "{log}");
+    assert!(log.contains("found running at start-up"), "{log}");
+    let interrupted = value(
+        &warden.get("/metrics", &[]).body,
+        "warden_action_runs_total",
+        &[("action", "slow"), ("result", "interrupted")],
+    );
+    assert_eq!(interrupted, Some(1.0));
+}
+
+#[test]
+fn a_restart_with_a_health_check_passes_on_the_second_attempt_or_fails_after_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let restart = dir.path().join("restart.sh");
+    let probe = dir.path().join("probe.sh");
+    let never = dir.path().join("never.sh");
+    let count = dir.path().join("probes");
+    script(
+        &restart,
+        &format!("echo started >> {}/starts", dir.path().display()),
+    );
+    // Healthy from the second probe on: the service needs a moment after its restart.
+    script(
+        &probe,
+        &format!(
+            "echo x >> {c}; [ $(wc -l < {c}) -ge 2 ]",
+            c = count.display()
+        ),
+    );
+    script(&never, "echo 'not healthy' >&2; exit 1");
+    let warden = Warden::start(&format!(
+        "host: {{enabled: false}}\nactions:\n  - name: restart-app\n    command: [{restart}]\n    then_check: {{command: [{probe}], attempts: 3, delay: 100ms}}\n  - name: restart-broken\n    command: [{restart}]\n    then_check: {{command: [{never}], attempts: 3, delay: 100ms}}\nroutes:\n  - {{match: {{alertname: AppDown}}, actions: [restart-app]}}\n  - {{match: {{alertname: BrokenDown}}, actions: [restart-broken]}}\n",
+        restart = restart.display(),
+        probe = probe.display(),
+        never = never.display(),
+    ));
+    let body = payload(vec![
+        alert("AppDown", "h1", "firing", json!({})),
+        alert("BrokenDown", "h2", "firing", json!({})),
+    ]);
+    assert_eq!(post(&warden, &body, None).status, 200);
+    let runs = |action: &str, result: &str| {
+        value(
+            &warden.get("/metrics", &[]).body,
+            "warden_action_runs_total",
+            &[("action", action), ("result", result)],
+        )
+    };
+    wait_for(Duration::from_secs(20), "both restarts to finish", || {
+        (runs("restart-app", "success") == Some(1.0)
+            && runs("restart-broken", "failure") == Some(1.0))
+        .then_some(())
+    });
+    let jobs = history(&warden);
+    let app = jobs.iter().find(|j| j["action"] == "restart-app").unwrap();
+    assert!(
+        app["summary"]
+            .as_str()
+            .unwrap()
+            .contains("healthy on attempt 2 of 3"),
+        "{app}"
+    );
+    let broken = jobs
+        .iter()
+        .find(|j| j["action"] == "restart-broken")
+        .unwrap();
+    let error = broken["error"].as_str().unwrap();
+    assert!(error.contains("then_check"), "{error}");
+    assert!(error.contains("3"), "the attempts are named: {error}");
+    let failed_at = value(
+        &warden.get("/metrics", &[]).body,
+        "warden_action_last_failure_timestamp_seconds",
+        &[("action", "restart-broken")],
+    )
+    .unwrap();
+    assert!(failed_at > 0.0);
+}

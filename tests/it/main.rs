@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions;
+mod actions_kinds;
 mod backup;
 mod cli;
 mod compat;

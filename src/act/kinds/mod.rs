@@ -12,6 +12,11 @@
 //! action's pattern.
 
 pub mod backup;
+pub mod check;
+pub mod cleanup;
+pub mod command;
+pub mod http;
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -26,7 +31,13 @@ use crate::backup::Backups;
 use crate::config::{BackupConfig, Problems, Sources};
 
 /// Every kind, by the key that selects it in an action's configuration.
-pub const KINDS: &[Registration] = &[backup::KIND];
+pub const KINDS: &[Registration] = &[
+    backup::KIND,
+    command::KIND,
+    sql::KIND,
+    cleanup::KIND,
+    http::KIND,
+];
 
 /// One kind's entry in [`KINDS`].
 #[derive(Debug, Clone, Copy)]
