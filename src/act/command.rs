@@ -366,7 +366,7 @@ pub fn simulate(config: &crate::config::Config, file: &std::path::Path, output: 
                 }
                 for action in row["actions"].as_array().into_iter().flatten() {
                     let what = match (&action["would"], &action["refused"]) {
-                        (serde_json::Value::String(w), _) => format!("would {w}"),
+                        (serde_json::Value::String(w), _) => w.clone(),
                         (_, serde_json::Value::String(r)) => format!("would fail: {r}"),
                         _ => "unknown action".to_owned(),
                     };

@@ -535,17 +535,13 @@ impl Finish {
             ..Ended::default()
         };
         let result = match self {
-            Finish::Success(outcome) | Finish::DryRun(outcome) => {
-                let dry = outcome.summary.starts_with("dry run");
-                ended.state = Some(JobState::Succeeded);
-                ended.exit_code = outcome.exit_code;
-                ended.summary = Some(outcome.summary);
-                ended.output = (!outcome.output.is_empty()).then_some(outcome.output);
-                if dry {
-                    RunResult::DryRun
-                } else {
-                    RunResult::Success
-                }
+            Finish::Success(outcome) => {
+                record_outcome(&mut ended, outcome);
+                RunResult::Success
+            }
+            Finish::DryRun(outcome) => {
+                record_outcome(&mut ended, outcome);
+                RunResult::DryRun
             }
             Finish::Failed(err) => {
                 ended.state = Some(JobState::Failed);
@@ -574,6 +570,13 @@ impl Finish {
     }
 }
 
+fn record_outcome(ended: &mut Ended, outcome: Outcome) {
+    ended.state = Some(JobState::Succeeded);
+    ended.exit_code = outcome.exit_code;
+    ended.summary = Some(outcome.summary);
+    ended.output = (!outcome.output.is_empty()).then_some(outcome.output);
+}
+
 /// Runs the action once (or only plans it, for a dry run) under its timeout.
 async fn attempt(
     action: &ActionConfig,
@@ -583,7 +586,7 @@ async fn attempt(
     if action.dry_run {
         return match action.kind.plan(context.labels) {
             Ok(plan) => Finish::DryRun(Outcome {
-                summary: format!("dry run: would {plan}"),
+                summary: format!("dry run, nothing done: {plan}"),
                 ..Outcome::default()
             }),
             Err(err) => Finish::Failed(err),

@@ -814,6 +814,44 @@ mod tests {
     }
 
     #[test]
+    fn pruning_keeps_what_is_recent_and_what_is_not_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path()).unwrap();
+        let mut conn = connect(dir.path()).unwrap();
+        let old = Notification {
+            audit: "{}".to_owned(),
+            intents: vec![run_intent("old", "x", Some(10.0))],
+        };
+        ingest(&mut conn, &[&old], 100.0).unwrap();
+        let finished = store.claim(&["x"], 101.0).unwrap().unwrap();
+        let ended = Ended {
+            state: Some(JobState::Succeeded),
+            ..Ended::default()
+        };
+        store.finish(finished.id, &ended, None, 102.0).unwrap();
+        let queued = Notification {
+            audit: "{}".to_owned(),
+            intents: vec![run_intent("queued", "y", None)],
+        };
+        ingest(&mut conn, &[&queued], 103.0).unwrap();
+        let recent = Notification {
+            audit: "{}".to_owned(),
+            intents: vec![run_intent("recent", "x", None)],
+        };
+        ingest(&mut conn, &[&recent], 1000.0).unwrap();
+
+        assert!(store.prune(500.0, 1000.0).unwrap() > 0);
+        assert!(store.job(finished.id).unwrap().is_none(), "old and finished: gone");
+        assert_eq!(store.queued(1000.0).unwrap().0, 2, "queued jobs stay, however old");
+        assert!(store.audit_log(100).unwrap().iter().all(|e| e.at >= 500.0));
+        // The old dedup key is gone with the retention: the same firing may run again.
+        assert!(matches!(
+            ingest(&mut conn, &[&old], 1001.0).unwrap()[0][0],
+            Verdict::Queued(_)
+        ));
+    }
+
+    #[test]
     fn a_read_only_store_commits_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = connect(dir.path()).unwrap();

@@ -489,3 +489,82 @@ fn a_restart_with_a_health_check_passes_on_the_second_attempt_or_fails_after_thr
     .unwrap();
     assert!(failed_at > 0.0);
 }
+
+#[test]
+fn dry_runs_and_refused_placeholders_run_nothing_and_the_families_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("touched");
+    let warden = Warden::start(&format!(
+        "host: {{enabled: false}}\nactions:\n  - {{name: rehearse, command: [/usr/bin/touch, {marker}], dry_run: true}}\n  - {{name: note, command: [/usr/bin/touch, '{dir}/{{labels.instance}}']}}\nroutes:\n  - {{match: {{alertname: Rehearse}}, actions: [rehearse]}}\n  - {{match: {{alertname: Note}}, actions: [note]}}\n",
+        marker = marker.display(),
+        dir = dir.path().display(),
+    ));
+    let hostile = [
+        "$(touch /tmp/warden-pwned)",
+        "a;b",
+        "../../etc/passwd",
+        "-rf",
+        "line\nbreak",
+        "nul\u{0}byte",
+    ];
+    let mut alerts = vec![alert("Rehearse", "d1", "firing", json!({}))];
+    for (i, value) in hostile.iter().enumerate() {
+        alerts.push(alert(
+            "Note",
+            &format!("n{i}"),
+            "firing",
+            json!({"instance": value}),
+        ));
+    }
+    alerts.push(alert(
+        "Note",
+        "ok",
+        "firing",
+        json!({"instance": "db1:9100"}),
+    ));
+    assert_eq!(post(&warden, &payload(alerts), None).status, 200);
+    let runs = |action: &str, result: &str| {
+        value(
+            &warden.get("/metrics", &[]).body,
+            "warden_action_runs_total",
+            &[("action", action), ("result", result)],
+        )
+    };
+    wait_for(Duration::from_secs(20), "every job to finish", || {
+        (runs("rehearse", "dry_run") == Some(1.0)
+            && runs("note", "failure") == Some(hostile.len() as f64)
+            && runs("note", "success") == Some(1.0))
+        .then_some(())
+    });
+    assert!(!marker.exists(), "a dry run does nothing");
+    assert!(
+        dir.path().join("db1:9100").exists(),
+        "a clean value is used"
+    );
+    assert!(!std::path::Path::new("/tmp/warden-pwned").exists());
+    let created: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "only the clean value made a file: {created:?}"
+    );
+    for job in history(&warden) {
+        if job["action"] == "note" && job["state"] == "failed" {
+            let error = job["error"].as_str().unwrap();
+            assert!(error.contains("placeholder {labels.instance}"), "{error}");
+            assert!(
+                !error.contains("warden-pwned") && !error.contains("passwd"),
+                "never echoed: {error}"
+            );
+        }
+        if job["action"] == "rehearse" {
+            assert!(
+                job["summary"].as_str().unwrap().starts_with("dry run"),
+                "{job}"
+            );
+        }
+    }
+    let promtool = crate::support::require_tool("promtool", "prometheus");
+    let problems = crate::serve::promtool_check(&promtool, &warden.get("/metrics", &[]).body);
+    assert!(problems.is_empty(), "promtool problems: {problems:#?}");
+}

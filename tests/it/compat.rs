@@ -26,6 +26,7 @@ fn example_configs_pass_check_config() {
         "deploy/examples/forecast.yml",
         "deploy/examples/tutorial.yml",
         "deploy/examples/backups.yml",
+        "deploy/examples/actions.yml",
     ] {
         let output = Command::new(warden_bin())
             .arg("check-config")
@@ -34,6 +35,8 @@ fn example_configs_pass_check_config() {
             .env_remove("TUTORIAL_DB")
             .env_remove("APP_DSN")
             .env_remove("WARDEN_STATE_DIR")
+            .env_remove("WARDEN_LISTEN")
+            .env("WARDEN_TOKEN_FILE", root.join("Cargo.toml"))
             .output()
             .unwrap();
         assert!(
