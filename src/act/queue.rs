@@ -275,6 +275,23 @@ impl Actions {
     }
 
     async fn recover(&self) {
+        let known: Vec<String> = self.config.actions.iter().map(|a| a.name.clone()).collect();
+        let store = Arc::clone(&self.store);
+        let orphans = blocking(move || {
+            let names: Vec<&str> = known.iter().map(String::as_str).collect();
+            store.cancel_unknown(&names, unix_now())
+        })
+        .await;
+        match orphans {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                jobs = n,
+                "Cancelled queued jobs whose action is no longer configured."
+            ),
+            Err(err) => {
+                tracing::error!(error = %ErrorChain(&err), "Cannot check the queue for removed actions.")
+            }
+        }
         let store = Arc::clone(&self.store);
         let interrupted = match blocking(move || store.interrupted_at_start(unix_now())).await {
             Ok(jobs) => jobs,

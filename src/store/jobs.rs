@@ -423,6 +423,40 @@ impl JobStore {
         })
     }
 
+    /// Cancels the queued jobs of actions not in `known` (removed from the configuration
+    /// since they were queued), so that they neither wait forever nor count as a stuck
+    /// queue; returns how many.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn cancel_unknown(&self, known: &[&str], now: f64) -> Result<usize, StoreError> {
+        let names = serde_json::to_string(known).unwrap_or_else(|_| "[]".to_owned());
+        self.write(|tx| {
+            let mut update = tx.prepare(
+                "UPDATE action_jobs SET state = 'cancelled', finished = ?1,
+                        error = 'the action is no longer configured'
+                 WHERE state = 'queued' AND action NOT IN (SELECT value FROM json_each(?2))
+                 RETURNING id, action",
+            )?;
+            let cancelled = update
+                .query_map(params![now, names], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for (id, action) in &cancelled {
+                audit(
+                    tx,
+                    now,
+                    "cancelled",
+                    Some(action),
+                    Some(*id),
+                    r#"{"reason":"the action is no longer configured"}"#,
+                )?;
+            }
+            Ok(cancelled.len())
+        })
+    }
+
     /// The newest jobs, newest first.
     ///
     /// # Errors
@@ -760,6 +794,7 @@ mod tests {
             Verdict::Cancelled(vec!["x".to_owned()])
         );
         assert_eq!(store.queued(121.0).unwrap().0, 1);
+        assert_eq!(store.cancel_unknown(&["x", "y"], 122.0).unwrap(), 0);
 
         let job = store.claim(&["x"], 130.0).unwrap().expect("a queued job");
         assert_eq!(job.fingerprint.as_deref(), Some("a"));
@@ -841,8 +876,21 @@ mod tests {
         ingest(&mut conn, &[&recent], 1000.0).unwrap();
 
         assert!(store.prune(500.0, 1000.0).unwrap() > 0);
-        assert!(store.job(finished.id).unwrap().is_none(), "old and finished: gone");
-        assert_eq!(store.queued(1000.0).unwrap().0, 2, "queued jobs stay, however old");
+        assert!(
+            store.job(finished.id).unwrap().is_none(),
+            "old and finished: gone"
+        );
+        assert_eq!(
+            store.queued(1000.0).unwrap().0,
+            2,
+            "queued jobs stay, however old"
+        );
+        assert_eq!(
+            store.cancel_unknown(&["x"], 1000.0).unwrap(),
+            1,
+            "y is gone"
+        );
+        assert_eq!(store.queued(1000.0).unwrap().0, 1);
         assert!(store.audit_log(100).unwrap().iter().all(|e| e.at >= 500.0));
         // The old dedup key is gone with the retention: the same firing may run again.
         assert!(matches!(
