@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod alerts;
 mod backup;
 mod cli;
 mod compat;
