@@ -320,6 +320,27 @@ fn an_ha_pair_sending_the_same_alert_runs_the_action_once() {
         &ams,
         &[("backup-tools", 1.0), ("backup-tools-resolved", 0.0)],
     );
+
+    // Both peers deliver the resolution too: the resolved route runs once, and the second
+    // copy cancels nothing the first one queued.
+    let resolved = alert(
+        &[("alertname", ALERTNAME), ("instance", "host-a")],
+        firing["startsAt"].as_str().unwrap(),
+        Some(&at(chrono::Duration::seconds(-1))),
+    );
+    first.post_alerts(std::slice::from_ref(&resolved));
+    second.post_alerts(std::slice::from_ref(&resolved));
+    site.wait_successes(&ams, "backup-tools-resolved", 1.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let resolutions = site.wait(&ams, "both peers' resolutions, or 10 s", || {
+        let n = site.metric("warden_webhook_alerts_total", &[("status", "resolved")]);
+        (n >= 2.0 || Instant::now() >= deadline).then_some(n)
+    });
+    eprintln!("HA pair: warden received the resolution {resolutions} time(s)");
+    site.assert_runs(
+        &ams,
+        &[("backup-tools", 1.0), ("backup-tools-resolved", 1.0)],
+    );
 }
 
 #[test]
