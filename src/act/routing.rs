@@ -88,6 +88,8 @@ fn route_alert(config: &ActConfig, alert: &Alert, intents: &mut Vec<Intent>) -> 
         decision.cancels_queued = true;
         intents.push(Intent::CancelQueued {
             fingerprint: alert.fingerprint.clone(),
+            // Three fields: never equal to a run's key, which ends in its action.
+            dedup_key: format!("{}|{}|resolved", alert.fingerprint, alert.starts_at),
         });
     }
     let labels_json = serde_json::to_string(&alert.labels).unwrap_or_else(|_| "{}".to_owned());
@@ -162,6 +164,7 @@ fn cooldown_key(route: &RouteConfig, action: &str, labels: &BTreeMap<String, Str
 mod tests {
     use super::*;
     use crate::config::{Config, ProcessEnv};
+    use crate::store::jobs::{self, JobStore, Verdict};
 
     fn config(yaml: &str) -> Config {
         Config::try_from_yaml(yaml, "test", std::path::Path::new("."), &ProcessEnv).unwrap()
@@ -249,5 +252,41 @@ mod tests {
             .collect();
         assert_eq!(keys[0], keys[1]);
         assert_ne!(keys[0], keys[2]);
+    }
+
+    #[test]
+    fn a_second_copy_of_a_resolution_leaves_the_resolved_route_s_job_queued() {
+        // Both peers of an HA pair deliver the resolution, and Alertmanager retries one whose
+        // answer it did not see. The first copy cancels the firing job and queues the
+        // resolved route's; a later copy must not cancel that one.
+        let config = config(&format!(
+            "{ACTIONS}routes:\n  - {{match: {{alertname: X}}, actions: [a]}}\n  - {{match: {{alertname: X}}, status: resolved, actions: [b]}}\n"
+        ));
+        let alert = |status: &str| {
+            payload(&format!(
+                r#"{{"status": "{status}", "labels": {{"alertname": "X"}}, "startsAt": "t1", "fingerprint": "f1"}}"#
+            ))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path()).unwrap();
+        let mut conn = jobs::connect(dir.path()).unwrap();
+        let (firing, _) = route(&config.act, &alert("firing"));
+        let (resolved, _) = route(&config.act, &alert("resolved"));
+        let verdicts = jobs::ingest(&mut conn, &[&firing, &resolved], 1.0).unwrap();
+        assert!(matches!(verdicts[0][..], [Verdict::Queued(_)]));
+        assert!(
+            matches!(&verdicts[1][..], [Verdict::Cancelled(a), Verdict::Queued(_)] if a == &["a"]),
+            "{verdicts:?}"
+        );
+        let again = jobs::ingest(&mut conn, &[&resolved], 2.0).unwrap();
+        assert!(
+            matches!(&again[0][..], [Verdict::Cancelled(a), Verdict::Deduplicated] if a.is_empty()),
+            "{again:?}"
+        );
+        let job = store
+            .claim(&["a", "b"], 3.0)
+            .unwrap()
+            .expect("b is still queued");
+        assert_eq!(job.action, "b");
     }
 }

@@ -150,10 +150,14 @@ pub enum Intent {
         /// Recorded with the decision.
         detail: String,
     },
-    /// Cancel the queued jobs of the alert with this fingerprint (it resolved).
+    /// Cancel the queued jobs of the alert with this fingerprint (it resolved), unless
+    /// `dedup_key` was seen: a second copy of the resolution (the other HA peer, a retry)
+    /// would otherwise cancel the jobs the first copy queued for `status: resolved` routes.
     CancelQueued {
         /// The alert's fingerprint.
         fingerprint: String,
+        /// (fingerprint, startsAt, `resolved`).
+        dedup_key: String,
     },
     /// Nothing to run; recorded in the audit log only.
     Note {
@@ -663,7 +667,17 @@ fn apply(tx: &Transaction<'_>, intent: &Intent, now: f64) -> rusqlite::Result<Ve
             audit(tx, now, "matched", action, Some(id), detail)?;
             Ok(Verdict::Queued(id))
         }
-        Intent::CancelQueued { fingerprint } => {
+        Intent::CancelQueued {
+            fingerprint,
+            dedup_key,
+        } => {
+            let fresh = tx.execute(
+                "INSERT INTO action_dedup (key, created) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![dedup_key, now],
+            )? == 1;
+            if !fresh {
+                return Ok(Verdict::Cancelled(Vec::new()));
+            }
             let mut update = tx.prepare_cached(
                 "UPDATE action_jobs SET state = 'cancelled', finished = ?2,
                         error = 'the alert resolved before the job ran'
@@ -787,6 +801,7 @@ mod tests {
             audit: "{}".to_owned(),
             intents: vec![Intent::CancelQueued {
                 fingerprint: "b".to_owned(),
+                dedup_key: "b|2026-01-01T00:00:00Z|resolved".to_owned(),
             }],
         };
         assert_eq!(

@@ -1,12 +1,13 @@
 //! warden's integration tests: one binary, real processes, loopback only.
 //!
-//! Tests that need a system tool (promtool, prometheus, node_exporter) fail with the install
+//! Tests that need a system tool (promtool, prometheus, prometheus-alertmanager, node_exporter) fail with the install
 //! command when it is missing; `scripts/test.sh` installs them on Debian and Ubuntu.
 
 #![allow(clippy::unwrap_used)]
 
 mod actions;
 mod actions_kinds;
+mod alerts;
 mod backup;
 mod cli;
 mod compat;

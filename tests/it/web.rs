@@ -4,44 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 
 use crate::support::prometheus::Prometheus;
-use crate::support::tls::{self, Pki};
+use crate::support::tls::{self, Pki, tls_launch, web_config};
 use crate::support::{Launch, Warden, http, require_tool, wait_for};
-
-/// bcrypt's cost for the test users: the lowest it allows, so that the debug build's unoptimised
-/// bcrypt stays well inside Prometheus' one-second scrape timeout.
-const TEST_COST: u32 = 4;
-
-/// A launch that waits for `/healthz` over TLS trusting `ca`.
-fn tls_launch(ca: &Path, args: Vec<String>) -> Launch {
-    let ca = ca.to_owned();
-    Launch {
-        args,
-        ready: Some(Box::new(move |addr| {
-            tls::get(addr, &ca, "/healthz", &[]).is_ok_and(|(r, _)| r.status == 200)
-        })),
-        ..Launch::default()
-    }
-}
-
-/// Writes an exporter-toolkit web-config file with TLS and one basic-auth user.
-fn web_config(dir: &Path, user: &str, password: &str) -> std::path::PathBuf {
-    let hash = bcrypt::hash(password, TEST_COST).unwrap();
-    let path = dir.join("web-config.yml");
-    std::fs::write(
-        &path,
-        format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\nbasic_auth_users:\n  {user}: {hash}\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
-        ),
-    )
-    .unwrap();
-    path
-}
 
 #[test]
 fn prometheus_scrapes_over_tls_with_basic_auth_and_is_refused_without() {

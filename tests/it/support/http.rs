@@ -27,39 +27,52 @@ impl Response {
 
 /// `GET path` with extra headers; the connection is closed afterwards.
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse(&raw)
+    request(addr, "GET", path, headers, None)
 }
 
 /// `POST path` with a JSON body and extra headers; the connection is closed afterwards.
+pub fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Response> {
+    request(addr, "POST", path, headers, Some(body.as_bytes()))
+}
+
+/// `POST path` with a JSON body of any bytes (malformed ones too).
 pub fn post(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
+    request(addr, "POST", path, headers, Some(body))
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes())?;
     // The server may answer (413) and close before the whole body is sent.
-    let _ = stream.write_all(body);
+    let _ = stream.write_all(body.unwrap_or_default());
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse(&raw)

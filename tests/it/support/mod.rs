@@ -1,5 +1,6 @@
 //! Shared fixtures: a running warden, an HTTP client, free ports and required tools.
 
+pub mod alertmanager;
 pub mod anchors;
 pub mod http;
 pub mod postgres;

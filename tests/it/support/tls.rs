@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use super::{http, require_tool};
+use super::{Launch, http, require_tool};
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
 pub struct Pki {
@@ -205,4 +205,34 @@ pub fn get_as(
         .map(|cert| cert.to_vec())
         .unwrap_or_default();
     Ok((http::parse(&raw)?, leaf))
+}
+
+/// bcrypt's cost for the test users: the lowest it allows, so that the debug build's unoptimised
+/// bcrypt stays well inside Prometheus' one-second scrape timeout.
+pub const TEST_COST: u32 = 4;
+
+/// A launch that waits for `/healthz` over TLS trusting `ca`.
+pub fn tls_launch(ca: &Path, args: Vec<String>) -> Launch {
+    let ca = ca.to_owned();
+    Launch {
+        args,
+        ready: Some(Box::new(move |addr| {
+            get(addr, &ca, "/healthz", &[]).is_ok_and(|(r, _)| r.status == 200)
+        })),
+        ..Launch::default()
+    }
+}
+
+/// Writes an exporter-toolkit web-config file with TLS and one basic-auth user.
+pub fn web_config(dir: &Path, user: &str, password: &str) -> std::path::PathBuf {
+    let hash = bcrypt::hash(password, TEST_COST).unwrap();
+    let path = dir.join("web-config.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\nbasic_auth_users:\n  {user}: {hash}\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+        ),
+    )
+    .unwrap();
+    path
 }
