@@ -142,6 +142,11 @@ impl Payload {
 
 /// A stable hash of a label set, for alerts from Alertmanagers older than 0.19.
 fn fingerprint_of(labels: &BTreeMap<String, String>) -> String {
+    hex::encode(&label_set_hash(labels)[..8])
+}
+
+/// SHA-256 of a label set (names and values separated by a byte that UTF-8 never uses).
+pub fn label_set_hash(labels: &BTreeMap<String, String>) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for (k, v) in labels {
         hasher.update(k.as_bytes());
@@ -149,7 +154,7 @@ fn fingerprint_of(labels: &BTreeMap<String, String>) -> String {
         hasher.update(v.as_bytes());
         hasher.update([0xff]);
     }
-    hex::encode(&hasher.finalize()[..8])
+    hasher.finalize().into()
 }
 
 /// Label names whose values are not written to the audit log.

@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::payload::{Alert, Payload, redacted};
+use super::payload::{Alert, Payload, label_set_hash, redacted};
 use crate::config::{ActConfig, RouteConfig};
 use crate::store::jobs::{Intent, NewJob, Notification};
 
@@ -146,17 +145,10 @@ fn route_alert(config: &ActConfig, alert: &Alert, intents: &mut Vec<Intent>) -> 
 /// (route, action, label set): the label set hashed, so the key stays short whatever the
 /// labels.
 fn cooldown_key(route: &RouteConfig, action: &str, labels: &BTreeMap<String, String>) -> String {
-    let mut hasher = Sha256::new();
-    for (k, v) in labels {
-        hasher.update(k.as_bytes());
-        hasher.update([0xff]);
-        hasher.update(v.as_bytes());
-        hasher.update([0xff]);
-    }
     format!(
         "{}|{action}|{}",
         route.name,
-        hex::encode(&hasher.finalize()[..16])
+        hex::encode(&label_set_hash(labels)[..16])
     )
 }
 

@@ -204,23 +204,15 @@ impl Check {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use serde_json::json;
 
     use super::*;
-    use crate::config::Sources;
 
     fn parse_at(value: Value) -> Result<Check, Vec<String>> {
-        let sources = Sources::default();
-        let context = ParseContext {
-            base: Path::new("/"),
-            sources: &sources,
-            backups: &[],
-        };
-        let mut problems = Problems::default();
-        Check::parse(&value, "actions[0].then_check", &context, &mut problems)
-            .ok_or_else(|| problems.0.iter().map(ToString::to_string).collect())
+        super::super::testing::parse_with(|context, problems| {
+            Check::parse(&value, "actions[0].then_check", context, problems)
+        })
     }
 
     #[test]

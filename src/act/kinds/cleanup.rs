@@ -427,18 +427,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::Sources;
 
     fn build(value: Value) -> Result<Arc<dyn Kind>, Vec<String>> {
-        let sources = Sources::default();
-        let context = ParseContext {
-            base: Path::new("/"),
-            sources: &sources,
-            backups: &[],
-        };
-        let mut problems = Problems::default();
-        parse(&value, "actions[2].cleanup", &context, &mut problems)
-            .ok_or_else(|| problems.0.iter().map(ToString::to_string).collect())
+        super::super::testing::parse_with(|context, problems| {
+            parse(&value, "actions[2].cleanup", context, problems)
+        })
     }
 
     async fn run(kind: &dyn Kind) -> Result<Outcome, ActionError> {

@@ -632,18 +632,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::Sources;
 
     fn parse_at(value: Value) -> Result<CommandAction, Vec<String>> {
-        let sources = Sources::default();
-        let context = ParseContext {
-            base: Path::new("/"),
-            sources: &sources,
-            backups: &[],
-        };
-        let mut problems = Problems::default();
-        CommandAction::parse(&value, "actions[3].command", &context, &mut problems)
-            .ok_or_else(|| problems.0.iter().map(ToString::to_string).collect())
+        super::super::testing::parse_with(|context, problems| {
+            CommandAction::parse(&value, "actions[3].command", context, problems)
+        })
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -433,23 +433,15 @@ impl Kind for HttpAction {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use serde_json::json;
 
     use super::*;
-    use crate::config::Sources;
 
     fn build(value: Value) -> Result<Arc<dyn Kind>, Vec<String>> {
-        let sources = Sources::default();
-        let context = ParseContext {
-            base: Path::new("/"),
-            sources: &sources,
-            backups: &[],
-        };
-        let mut problems = Problems::default();
-        parse(&value, "actions[4].http", &context, &mut problems)
-            .ok_or_else(|| problems.0.iter().map(ToString::to_string).collect())
+        super::super::testing::parse_with(|context, problems| {
+            parse(&value, "actions[4].http", context, problems)
+        })
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

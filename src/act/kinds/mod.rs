@@ -229,3 +229,26 @@ pub fn deserialize<T: serde::de::DeserializeOwned>(
         }
     }
 }
+
+/// Helpers for the kinds' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{ParseContext, Problems};
+    use crate::config::Sources;
+
+    /// Runs a kind's parser against an empty configuration (no sources, no backups, paths
+    /// relative to `/`); the problems as text when it fails.
+    pub fn parse_with<T>(
+        parse: impl FnOnce(&ParseContext<'_>, &mut Problems) -> Option<T>,
+    ) -> Result<T, Vec<String>> {
+        let sources = Sources::default();
+        let context = ParseContext {
+            base: std::path::Path::new("/"),
+            sources: &sources,
+            backups: &[],
+        };
+        let mut problems = Problems::default();
+        parse(&context, &mut problems)
+            .ok_or_else(|| problems.0.iter().map(ToString::to_string).collect())
+    }
+}
