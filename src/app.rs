@@ -254,6 +254,7 @@ fn first_results_limit(config: &Config) -> Duration {
 /// Fails if the state directory cannot be taken, the address cannot be bound, or the server
 /// stops with an I/O error.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    refuse_open_webhook(&config)?;
     let _lock = lock_state_dir(&config.state_dir)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -262,9 +263,6 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
             source,
         })?;
     let local = listener.local_addr().map_err(Error::Serve)?;
-    if !local.ip().is_loopback() && config.act.webhook_enabled() && !config.web.authenticates() {
-        return Err(Error::UnauthenticatedWebhook { addr: local });
-    }
     if !local.ip().is_loopback() && !config.web.authenticates() {
         tracing::warn!(
             listen = %local,
@@ -334,6 +332,20 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
     server
         .await
         .map_err(|err| Error::Serve(std::io::Error::other(err)))
+}
+
+/// Refuses, before anything binds, to serve `/alerts` beyond loopback without
+/// authentication: anyone who could reach the port could trigger actions (robusta#2174).
+fn refuse_open_webhook(config: &Config) -> Result<(), Error> {
+    if config.act.webhook_enabled()
+        && !config.listen.ip().is_loopback()
+        && !config.web.authenticates()
+    {
+        return Err(Error::UnauthenticatedWebhook {
+            addr: config.listen,
+        });
+    }
+    Ok(())
 }
 
 /// Names the collectors whose threads are still blocked; exiting abandons them.
@@ -417,6 +429,31 @@ pub async fn cancel_on_signal(token: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alerts_beyond_loopback_need_authentication() {
+        let yaml = |listen: &str, web: &str| {
+            format!(
+                "listen: '{listen}'\n{web}backups:\n  - {{name: b, kind: files, paths: [/etc/hostname], destination: /tmp/warden-app-test}}\nactions:\n  - {{name: a, backup: b}}\nroutes:\n  - {{match: {{alertname: X}}, actions: [a]}}\n"
+            )
+        };
+        let config = |listen: &str, web: &str| {
+            Config::try_from_yaml(
+                &yaml(listen, web),
+                "test",
+                Path::new("."),
+                &crate::config::ProcessEnv,
+            )
+            .unwrap()
+        };
+        for open in ["0.0.0.0:9798", "[::]:9798", "192.0.2.10:9798"] {
+            let err = refuse_open_webhook(&config(open, "")).unwrap_err();
+            assert!(err.to_string().contains("without authentication"), "{err}");
+        }
+        refuse_open_webhook(&config("127.0.0.1:9798", "")).unwrap();
+        refuse_open_webhook(&config("[::1]:9798", "")).unwrap();
+        refuse_open_webhook(&config("0.0.0.0:9798", "web: {bearer_token: t}\n")).unwrap();
+    }
 
     #[test]
     fn a_second_warden_cannot_take_the_state_dir() {

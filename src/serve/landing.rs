@@ -42,11 +42,20 @@ pub async fn handler(State(state): State<Arc<AppState>>) -> Html<String> {
 <h2>Endpoints</h2><ul>\
 <li><a href=\"metrics\">/metrics</a>: metrics for Prometheus</li>\
 <li><a href=\"healthz\">/healthz</a>: liveness</li>\
-<li><a href=\"readyz\">/readyz</a>: readiness</li></ul>\
+<li><a href=\"readyz\">/readyz</a>: readiness</li>{webhook}</ul>\
 <h2>Collectors</h2><p>Status of each collector's last run (a scrape of /metrics runs them).</p>\
 <table border=\"1\"><tr><th>collector</th><th>last status</th><th>duration</th><th>error</th></tr>{rows}</table>\
 </body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
+        webhook = if state
+            .actions
+            .as_ref()
+            .is_some_and(|a| a.config().webhook_enabled())
+        {
+            "<li>POST /alerts: Alertmanager's webhook (routes configured; see <code>warden actions history</code>)</li>"
+        } else {
+            ""
+        },
     ))
 }
 
