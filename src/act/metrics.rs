@@ -363,10 +363,10 @@ impl BlockingCollector for ActionCollector {
     }
 
     fn collect(&self) -> Result<Vec<Family>, collect::Error> {
-        let (depth, _) = self
+        let depth = self
             .actions
             .store()
-            .queued(super::queue::unix_now())
+            .queue_depth()
             .map_err(collect::Error::Store)?;
         Ok(self.actions.metrics().families(depth))
     }

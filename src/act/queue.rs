@@ -116,9 +116,10 @@ impl Actions {
         let conn = jobs::connect(&config.state_dir)?;
         let (ingest, receiver) = mpsc::channel(INGEST_QUEUE);
         let path = config.state_dir.join(crate::store::STORE_FILE);
+        let gate = store.write_gate();
         std::thread::Builder::new()
             .name("warden-ingest".to_owned())
-            .spawn(move || write_loop(conn, receiver, path))
+            .spawn(move || write_loop(conn, receiver, path, gate))
             .map_err(|source| StoreError::Dir {
                 path: config.state_dir.clone(),
                 source,
@@ -343,12 +344,31 @@ impl Actions {
                 .filter(|(_, slots)| slots.available_permits() > 0)
                 .map(|(name, _)| name.clone())
                 .collect();
+            if eligible.is_empty() {
+                // Every action is at its `max_concurrent`: nothing can be claimed before a job
+                // ends, and an ending job wakes this loop. Asking the store anyway reads every
+                // queued job twice (the claim finds none of them eligible, then the count),
+                // once per job started while a backlog drains.
+                drop(global);
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
             let store = Arc::clone(&self.store);
             let now = unix_now();
             let claimed = blocking(move || {
                 let names: Vec<&str> = eligible.iter().map(String::as_str).collect();
                 let job = store.claim(&names, now)?;
-                let next = store.queued(now)?.1;
+                // When the next job is due matters only when none was due now; the query
+                // reads every queued job, so running it per claim made draining a backlog
+                // quadratic.
+                let next = match job {
+                    Some(_) => None,
+                    None => store.queued(now)?.1,
+                };
                 Ok::<_, StoreError>((job, next))
             })
             .await;
@@ -680,6 +700,7 @@ fn write_loop(
     mut conn: rusqlite::Connection,
     mut receiver: mpsc::Receiver<IngestRequest>,
     path: PathBuf,
+    gate: jobs::WriteGate,
 ) {
     let mut batch: Vec<IngestRequest> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
@@ -691,7 +712,11 @@ fn write_loop(
             }
         }
         let notifications: Vec<&Notification> = batch.iter().map(|r| &r.notification).collect();
-        match jobs::ingest(&mut conn, &notifications, unix_now()) {
+        let committed = {
+            let _turn = jobs::take_turn(&gate);
+            jobs::ingest(&mut conn, &notifications, unix_now())
+        };
+        match committed {
             Ok(verdicts) => {
                 for (request, verdicts) in batch.drain(..).zip(verdicts) {
                     let _ = request.reply.send(Ok(verdicts));

@@ -6,7 +6,7 @@
 //! groups ([`ingest`]): one fsync covers every notification that arrived meanwhile.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -226,10 +226,26 @@ pub fn connect(state_dir: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// One process's writers of the store take turns here before they open a write transaction.
+///
+/// SQLite serialises writers itself, but a connection that finds the database locked waits in
+/// its busy handler, which polls with sleeps of 1 ms growing to 100 ms: two busy writers of one
+/// process (the webhook's group-commit thread and the dispatcher's claims and finishes) then
+/// starve each other for hundreds of milliseconds. Taking this mutex first hands the turn over
+/// as soon as the other transaction ends; the busy handler is left for other processes
+/// (`warden actions run`, `warden backup`).
+pub type WriteGate = Arc<Mutex<()>>;
+
+/// Takes the gate (a panic while holding it does not poison the store).
+pub fn take_turn(gate: &Mutex<()>) -> MutexGuard<'_, ()> {
+    gate.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The job queue's connection, shared by the dispatcher and the command line.
 pub struct JobStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    gate: WriteGate,
 }
 
 impl std::fmt::Debug for JobStore {
@@ -250,7 +266,13 @@ impl JobStore {
         Ok(JobStore {
             path,
             conn: Mutex::new(conn),
+            gate: WriteGate::default(),
         })
+    }
+
+    /// The gate this store's writes take; give it to every other writer of the same process.
+    pub fn write_gate(&self) -> WriteGate {
+        Arc::clone(&self.gate)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -270,6 +292,7 @@ impl JobStore {
         f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn();
+        let _turn = take_turn(&self.gate);
         let result = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let value = f(&tx)?;
@@ -532,6 +555,26 @@ impl JobStore {
             params![now],
             |row| Ok((row.get::<_, i64>(0)?.max(0) as u64, row.get(1)?)),
         )
+        .map_err(|err| self.error(err))
+    }
+
+    /// Jobs waiting to run (retries waiting for their backoff included): the metric's value.
+    /// Unlike [`JobStore::queued`] it reads only the state index, not every queued row, which
+    /// matters for a scrape while a backlog of tens of thousands of jobs drains.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn queue_depth(&self) -> Result<u64, StoreError> {
+        // Kept by triggers on action_jobs (see the schema): a scrape reads one row whatever
+        // the backlog, where counting the queued jobs took milliseconds per 10,000.
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT value FROM action_counters WHERE name = 'queued'",
+            [],
+            |row| Ok(row.get::<_, i64>(0)?.max(0) as u64),
+        )
+        .optional()
+        .map(Option::unwrap_or_default)
         .map_err(|err| self.error(err))
     }
 
@@ -810,6 +853,7 @@ mod tests {
         );
         assert_eq!(store.queued(121.0).unwrap().0, 1);
         assert_eq!(store.cancel_unknown(&["x", "y"], 122.0).unwrap(), 0);
+        assert_eq!(store.queue_depth().unwrap(), 1);
 
         let job = store.claim(&["x"], 130.0).unwrap().expect("a queued job");
         assert_eq!(job.fingerprint.as_deref(), Some("a"));

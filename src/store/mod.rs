@@ -24,7 +24,7 @@ pub const STORE_FILE: &str = "warden.db";
 /// How long a call waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The schema version this warden writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS backup_jobs (
@@ -88,6 +88,24 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+CREATE TABLE IF NOT EXISTS action_counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO action_counters (name, value)
+    SELECT 'queued', count(*) FROM action_jobs WHERE state = 'queued'
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+CREATE TRIGGER IF NOT EXISTS action_jobs_queued_insert AFTER INSERT ON action_jobs
+    WHEN NEW.state = 'queued'
+    BEGIN UPDATE action_counters SET value = value + 1 WHERE name = 'queued'; END;
+CREATE TRIGGER IF NOT EXISTS action_jobs_queued_update AFTER UPDATE OF state ON action_jobs
+    WHEN (OLD.state = 'queued') <> (NEW.state = 'queued')
+    BEGIN UPDATE action_counters
+          SET value = value + CASE WHEN NEW.state = 'queued' THEN 1 ELSE -1 END
+          WHERE name = 'queued'; END;
+CREATE TRIGGER IF NOT EXISTS action_jobs_queued_delete AFTER DELETE ON action_jobs
+    WHEN OLD.state = 'queued'
+    BEGIN UPDATE action_counters SET value = value - 1 WHERE name = 'queued'; END;
 ";
 
 /// Why the store could not be used.
