@@ -254,6 +254,7 @@ fn first_results_limit(config: &Config) -> Duration {
 /// Fails if the state directory cannot be taken, the address cannot be bound, or the server
 /// stops with an I/O error.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    tracing::info!(config = %config.origin, version = env!("CARGO_PKG_VERSION"), "Starting warden.");
     refuse_open_webhook(&config)?;
     let _lock = lock_state_dir(&config.state_dir)?;
     let listener = TcpListener::bind(config.listen)

@@ -147,12 +147,44 @@ fn main() -> ExitCode {
             print!("{}", warden::app::metrics_once(&config).await);
             Ok(())
         }),
+        Command::Backup { .. } if config.backups.is_empty() => {
+            eprintln!("warden: no backup jobs are configured in {}", config.origin);
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Command::Actions { .. } if config.act.actions.is_empty() => {
+            eprintln!("warden: no actions are configured in {}", config.origin);
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Command::Actions {
+            command: ActionsCommand::List,
+            output,
+            ..
+        } => {
+            warden::act::command::list(&config.act, output);
+            ExitCode::SUCCESS
+        }
+        Command::Actions {
+            command: ActionsCommand::History { .. },
+            ..
+        } if !config.state_dir.exists() => {
+            eprintln!(
+                "warden: no history yet: the state directory {} does not exist (warden has not run with {})",
+                config.state_dir.display(),
+                config.origin
+            );
+            ExitCode::SUCCESS
+        }
         Command::Backup {
             command, output, ..
         } => {
             let mut code = 0;
             let exit = run(async {
-                let backups = warden::backup::Backups::open(&config)?;
+                // Listing reads the destinations' manifests; it creates no state directory.
+                let backups = if command.is_read_only() && !config.state_dir.exists() {
+                    warden::backup::Backups::open_read_only(&config)?
+                } else {
+                    warden::backup::Backups::open(&config)?
+                };
                 let cancel = CancellationToken::new();
                 tokio::spawn(warden::app::cancel_on_signal(cancel.clone()));
                 code = warden::backup::command::execute(backups, command, output, cancel).await;
@@ -213,9 +245,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads `--config` (or `WARDEN_CONFIG`), else the first of `config::SEARCH_PATHS` that
+/// exists, else the built-in default.
 fn load(path: Option<&std::path::Path>) -> Result<Config, config::Error> {
-    match path {
-        Some(path) => Config::try_from_file(path, &ProcessEnv),
+    match config::locate(path) {
+        Some(path) => Config::try_from_file(&path, &ProcessEnv),
         None => Ok(Config::default()),
     }
 }

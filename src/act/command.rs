@@ -73,7 +73,7 @@ pub async fn execute(
 ) -> u8 {
     match command {
         ActionsCommand::List => {
-            list(&actions, output);
+            list(actions.config(), output);
             0
         }
         ActionsCommand::History { limit, audit } => history(&actions, limit, audit, output),
@@ -81,9 +81,9 @@ pub async fn execute(
     }
 }
 
-fn list(actions: &Actions, output: Output) {
-    let rows: Vec<serde_json::Value> = actions
-        .config()
+/// `warden actions list`: needs no store.
+pub fn list(config: &crate::config::ActConfig, output: Output) {
+    let rows: Vec<serde_json::Value> = config
         .actions
         .iter()
         .map(|a| {
@@ -225,7 +225,7 @@ async fn run(
     let held = lock();
     let id = match actions.enqueue(name, "manual").await {
         Ok(id) => id,
-        Err(err @ ActError::UnknownAction(_)) => {
+        Err(err @ ActError::UnknownAction { .. }) => {
             eprintln!("warden: {err}");
             return EXIT_FAILURE;
         }

@@ -57,8 +57,13 @@ pub enum ActError {
     #[error("the state store's writer has stopped")]
     WriterGone,
     /// No such action.
-    #[error("no action named `{0}`")]
-    UnknownAction(String),
+    #[error("no action named `{action}` in {origin}")]
+    UnknownAction {
+        /// The name asked for.
+        action: String,
+        /// Where the configuration came from.
+        origin: String,
+    },
 }
 
 /// What an accepted notification led to.
@@ -78,6 +83,8 @@ struct IngestRequest {
 /// The actions service: configuration, store, metrics and slots.
 pub struct Actions {
     config: ActConfig,
+    /// Where the configuration came from, for "no action named …".
+    origin: String,
     store: Arc<JobStore>,
     ingest: mpsc::Sender<IngestRequest>,
     wake: Notify,
@@ -134,6 +141,7 @@ impl Actions {
             .collect();
         Ok(Arc::new(Actions {
             config: act.clone(),
+            origin: config.origin.to_string(),
             store,
             ingest,
             wake: Notify::new(),
@@ -232,7 +240,10 @@ impl Actions {
     /// An unknown action, or the store failing.
     pub async fn enqueue(&self, action: &str, trigger: &'static str) -> Result<i64, ActError> {
         if self.config.action(action).is_none() {
-            return Err(ActError::UnknownAction(action.to_owned()));
+            return Err(ActError::UnknownAction {
+                action: action.to_owned(),
+                origin: self.origin.clone(),
+            });
         }
         let store = Arc::clone(&self.store);
         let job = NewJob {

@@ -98,6 +98,13 @@ pub enum BackupCommand {
     },
 }
 
+impl BackupCommand {
+    /// Whether the command only reads: it then creates no state directory.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, BackupCommand::List { .. })
+    }
+}
+
 /// Runs one backup command; returns the process exit code.
 pub async fn execute(
     backups: Arc<Backups>,
@@ -182,7 +189,7 @@ async fn run(
                 // be shown to restore: exit 4, as a failed verification.
                 Err(
                     err @ (BackupError::AlreadyRunning(_)
-                    | BackupError::UnknownJob(_)
+                    | BackupError::UnknownJob { .. }
                     | BackupError::UnknownBackup { .. }
                     | BackupError::NoVerifiedBackup(_)
                     | BackupError::Cancelled),

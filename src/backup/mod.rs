@@ -59,8 +59,13 @@ pub const LOCK_FILE: &str = ".warden.lock";
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// No job has this name.
-    #[error("no backup job named `{0}`")]
-    UnknownJob(String),
+    #[error("no backup job named `{job}` in {origin}")]
+    UnknownJob {
+        /// The name asked for.
+        job: String,
+        /// Where the configuration came from.
+        origin: String,
+    },
     /// The job has no backup with this id.
     #[error("job `{job}` has no backup `{id}`")]
     UnknownBackup {
@@ -381,6 +386,8 @@ impl JobLock {
 /// many run at once.
 pub struct Backups {
     jobs: Vec<BackupConfig>,
+    /// Where the configuration came from, for "no backup job named …".
+    origin: String,
     store: Arc<Store>,
     /// `max_concurrent_backups` permits.
     slots: Arc<Semaphore>,
@@ -431,6 +438,7 @@ impl Backups {
         let store = Arc::new(Store::open(&config.state_dir)?);
         let backups = Arc::new(Backups {
             jobs: config.backups.clone(),
+            origin: config.origin.to_string(),
             store,
             slots: Arc::new(Semaphore::new(config.max_concurrent_backups)),
             busy: Mutex::new(HashSet::new()),
@@ -442,6 +450,26 @@ impl Backups {
                     tracing::warn!(job = %job.name, files = ?removed, "Removed what interrupted runs left behind.");
                 }
             }
+            backups.refresh_catalog(job)?;
+        }
+        Ok(backups)
+    }
+
+    /// The jobs over a store in memory, for commands that only read (`warden backup list`)
+    /// when the state directory does not exist: the catalog is read from the manifests, and
+    /// nothing is created or removed on disk.
+    ///
+    /// # Errors
+    /// When the in-memory store cannot be set up.
+    pub fn open_read_only(config: &Config) -> Result<Arc<Backups>, BackupError> {
+        let backups = Arc::new(Backups {
+            jobs: config.backups.clone(),
+            origin: config.origin.to_string(),
+            store: Arc::new(Store::open_in_memory()?),
+            slots: Arc::new(Semaphore::new(config.max_concurrent_backups)),
+            busy: Mutex::new(HashSet::new()),
+        });
+        for job in &backups.jobs {
             backups.refresh_catalog(job)?;
         }
         Ok(backups)
@@ -469,7 +497,10 @@ impl Backups {
         self.jobs
             .iter()
             .find(|j| j.name == name)
-            .ok_or_else(|| BackupError::UnknownJob(name.to_owned()))
+            .ok_or_else(|| BackupError::UnknownJob {
+                job: name.to_owned(),
+                origin: self.origin.clone(),
+            })
     }
 
     fn mark_busy(&self, job: &str) -> Option<Busy<'_>> {

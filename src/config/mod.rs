@@ -68,9 +68,49 @@ const SCRAPE_MARGIN: Duration = Duration::from_secs(1);
 /// Structural errors reported before giving up on deserializing; a bound on pathological files.
 const MAX_STRUCTURAL_PROBLEMS: usize = 100;
 
+/// Where warden looks for its configuration when neither `--config` nor `WARDEN_CONFIG`
+/// names one, in order: the working directory, then the system-wide place.
+pub const SEARCH_PATHS: [&str; 2] = ["warden.yml", "/etc/warden/warden.yml"];
+
+/// The configuration file to load: `explicit` (from `--config` or `WARDEN_CONFIG`) when
+/// given, else the first of [`SEARCH_PATHS`] that exists; `None` means the built-in default.
+pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_owned());
+    }
+    SEARCH_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|candidate| candidate.is_file())
+}
+
+/// Where a configuration came from, for messages ("no backup job named `x` in …").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file.
+    File(PathBuf),
+    /// The built-in default: no file was given or found.
+    BuiltIn,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::BuiltIn => write!(
+                f,
+                "the built-in default configuration (no --config or WARDEN_CONFIG, and none of {} exists)",
+                SEARCH_PATHS.join(", ")
+            ),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where it came from.
+    pub origin: Origin,
     /// Where the HTTP server listens.
     pub listen: SocketAddr,
     /// Where warden keeps its state.
@@ -161,7 +201,9 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::try_from_yaml(&text, &path.display().to_string(), base, env)
+        let mut config = Self::try_from_yaml(&text, &path.display().to_string(), base, env)?;
+        config.origin = Origin::File(path.to_owned());
+        Ok(config)
     }
 
     /// Takes TLS, basic-auth users, headers and rate limit from an exporter-toolkit web-config
@@ -446,6 +488,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
 
     if problems.0.is_empty() {
         Ok(Config {
+            origin: Origin::BuiltIn,
             act,
             sources,
             backups,

@@ -245,6 +245,25 @@ impl Store {
         })
     }
 
+    /// A store in memory, for commands that only read and must not create the state
+    /// directory.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_in_memory().map_err(sqlite)?;
+        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        Ok(Store {
+            path: path.clone(),
+            conn: Mutex::new(conn),
+        })
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }

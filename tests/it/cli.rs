@@ -153,3 +153,104 @@ fn metrics_command_exits_even_when_a_read_hangs() {
         Some(1.0)
     );
 }
+
+/// Runs warden in `dir` with `args`, without WARDEN_CONFIG: (exit code, stdout, stderr).
+fn warden_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(warden_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WARDEN_CONFIG")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn without_config_the_commands_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["backup", "list"][..],
+        &["backup", "run", "pg-app"],
+        &["actions", "list"],
+        &["actions", "run", "x"],
+    ] {
+        let (code, _, stderr) = warden_in(dir.path(), args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("the built-in default configuration")
+                && stderr.contains("warden.yml, /etc/warden/warden.yml"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was created in the working directory"
+    );
+}
+
+#[test]
+fn warden_yml_in_the_working_directory_is_found_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), "a").unwrap();
+    std::fs::write(
+        dir.path().join("warden.yml"),
+        "state_dir: state\nbackups:\n  - {name: tools, kind: files, paths: [src], destination: out}\nactions:\n  - {name: backup-tools, backup: tools}\n",
+    )
+    .unwrap();
+
+    // Listing reads; it creates neither the state directory nor the destination.
+    let (code, stdout, stderr) = warden_in(dir.path(), &["backup", "list"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("JOB"), "{stdout}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "no state directory for a read-only command"
+    );
+    assert!(!dir.path().join("out").exists(), "no destination either");
+    let (code, _, stderr) = warden_in(dir.path(), &["actions", "history"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("no history yet"), "{stderr}");
+    assert!(!dir.path().join("state").exists());
+    let (code, stdout, _) = warden_in(dir.path(), &["actions", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("backup-tools"), "{stdout}");
+
+    let (code, _, stderr) = warden_in(dir.path(), &["backup", "run", "pg-app"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("no backup job named `pg-app` in warden.yml"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = warden_in(dir.path(), &["actions", "run", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("no action named `nope` in warden.yml"),
+        "{stderr}"
+    );
+
+    // A backup that ran is listed afterwards, from the same file.
+    let (code, _, stderr) = warden_in(dir.path(), &["backup", "run", "tools"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, _) = warden_in(dir.path(), &["backup", "list", "--output", "json"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("\"tools\""), "{stdout}");
+}
+
+#[test]
+fn serve_names_its_configuration_in_its_first_log_line() {
+    let warden = crate::support::Warden::start("host: {enabled: false}\n");
+    let first = warden
+        .stderr()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(first.contains("Starting warden"), "{first}");
+    assert!(first.contains("warden.yml"), "{first}");
+}

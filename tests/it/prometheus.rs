@@ -80,3 +80,50 @@ fn backup_series_carry_a_backup_label_that_prometheus_keeps() {
         "no warden_backup_* series with backup=\"tools\""
     );
 }
+
+/// The README's stale-backup rule, read from the README itself, evaluated by a real
+/// Prometheus: a job without a schedule (expected interval 0) never fires it, though the
+/// comparison alone would fire for it.
+#[test]
+fn the_readme_stale_backup_rule_fires_only_for_scheduled_jobs() {
+    let readme = include_str!("../../README.md");
+    let marker = "so one rule serves every scheduled job: `";
+    let start = readme.find(marker).expect("the rule in the README") + marker.len();
+    let expression = &readme[start..start + readme[start..].find('`').unwrap()];
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "a").unwrap();
+    let warden = Warden::start(&format!(
+        "host: {{enabled: false}}\nbackups:\n  - {{name: nightly, kind: files, paths: [{src}], destination: {out1}, schedule: '0 3 * * *'}}\n  - {{name: manual, kind: files, paths: [{src}], destination: {out2}}}\n",
+        src = src.display(),
+        out1 = dir.path().join("out1").display(),
+        out2 = dir.path().join("out2").display(),
+    ));
+    let prometheus = Prometheus::start(&format!(
+        "  - job_name: warden\n    static_configs:\n      - targets: ['{}']\n",
+        warden.addr
+    ));
+    prometheus.wait_for_data(
+        "warden_backup_expected_interval_seconds{backup=\"manual\"}",
+        Duration::from_secs(30),
+    );
+    let firing = prometheus.query(expression);
+    let backups: Vec<&str> = firing
+        .iter()
+        .filter_map(|s| s["metric"]["backup"].as_str())
+        .collect();
+    assert!(!backups.contains(&"manual"), "{expression}: {firing:?}");
+    let unguarded = expression
+        .split(" and ")
+        .next()
+        .expect("the comparison before the guard");
+    let without_guard = prometheus.query(unguarded);
+    assert!(
+        without_guard
+            .iter()
+            .any(|s| s["metric"]["backup"] == "manual"),
+        "the guard is what keeps the unscheduled job out: {without_guard:?}"
+    );
+}
