@@ -43,7 +43,8 @@ struct Args {
 enum Command {
     /// Serve /metrics and the other endpoints until SIGTERM or SIGINT.
     Serve {
-        /// The configuration file; without one, the embedded default is used.
+        /// The configuration file; without one, ./warden.yml or /etc/warden/warden.yml when
+        /// present, else the built-in default.
         #[arg(long, short, env = "WARDEN_CONFIG")]
         config: Option<PathBuf>,
         /// The address to listen on; overrides `listen` in the config.
@@ -61,13 +62,15 @@ enum Command {
     },
     /// Collect once and print the exposition (text format 0.0.4) to standard output.
     Metrics {
-        /// The configuration file; without one, the embedded default is used.
+        /// The configuration file; without one, ./warden.yml or /etc/warden/warden.yml when
+        /// present, else the built-in default.
         #[arg(long, short, env = "WARDEN_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Run, list, verify, drill, restore and prune the configured backups.
     Backup {
-        /// The configuration file holding the backup jobs.
+        /// The configuration file; without one, ./warden.yml or /etc/warden/warden.yml when
+        /// present, else the built-in default.
         #[arg(long, short, env = "WARDEN_CONFIG", global = true)]
         config: Option<PathBuf>,
         /// Output format.
@@ -78,7 +81,8 @@ enum Command {
     },
     /// List and run the configured actions, and read the job history and audit log.
     Actions {
-        /// The configuration file holding the actions.
+        /// The configuration file; without one, ./warden.yml or /etc/warden/warden.yml when
+        /// present, else the built-in default.
         #[arg(long, short, env = "WARDEN_CONFIG", global = true)]
         config: Option<PathBuf>,
         /// Output format.
@@ -89,7 +93,8 @@ enum Command {
     },
     /// Work with Alertmanager webhook payloads.
     Alerts {
-        /// The configuration file holding the routes and actions.
+        /// The configuration file; without one, ./warden.yml or /etc/warden/warden.yml when
+        /// present, else the built-in default.
         #[arg(long, short, env = "WARDEN_CONFIG", global = true)]
         config: Option<PathBuf>,
         /// Output format.
