@@ -11,6 +11,8 @@
 //! - [`store`]: warden's own state, an embedded SQLite database (run counters, schedules,
 //!   the backup catalog rebuilt from manifests).
 //! - [`serve`]: the HTTP server: `/metrics`, `/healthz`, `/readyz` and the landing page.
+//! - [`check`]: `warden check-config --connect`: contacts the databases, tools and
+//!   destinations the configuration names and reports every problem with its key path.
 //! - [`app`]: wires the parts together for `warden serve` and `warden metrics`, with one
 //!   cancellation tree and a bounded shutdown.
 //! - [`telemetry`]: log output.
@@ -18,6 +20,7 @@
 pub mod act;
 pub mod app;
 pub mod backup;
+pub mod check;
 pub mod collect;
 pub mod config;
 pub mod serve;

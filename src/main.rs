@@ -55,10 +55,16 @@ enum Command {
         #[arg(long = "web.config.file", value_name = "FILE")]
         web_config_file: Option<PathBuf>,
     },
-    /// Validate a configuration file and list every problem.
+    /// Validate a configuration file and list every problem; with --connect, also contact
+    /// the databases, tools and backup destinations it names.
     CheckConfig {
         /// The configuration file.
         file: PathBuf,
+        /// After validating, connect to each source, run each query and run queue once, and
+        /// check pg_dump, pg_restore and each backup destination. Without it nothing is
+        /// contacted.
+        #[arg(long)]
+        connect: bool,
     },
     /// Collect once and print the exposition (text format 0.0.4) to standard output.
     Metrics {
@@ -113,7 +119,7 @@ fn main() -> ExitCode {
         | Command::Backup { config, .. }
         | Command::Actions { config, .. }
         | Command::Alerts { config, .. } => config.clone(),
-        Command::CheckConfig { file } => Some(file.clone()),
+        Command::CheckConfig { file, .. } => Some(file.clone()),
     };
     let web_config_file = match &args.command {
         Command::Serve {
@@ -144,9 +150,27 @@ fn main() -> ExitCode {
     warden::telemetry::init(config.log.format, &config.log.level);
 
     match args.command {
-        Command::CheckConfig { file } => {
+        Command::CheckConfig {
+            file,
+            connect: false,
+        } => {
             println!("{}: configuration is valid", file.display());
             ExitCode::SUCCESS
+        }
+        Command::CheckConfig {
+            file,
+            connect: true,
+        } => {
+            let mut valid = false;
+            let exit = run(async {
+                valid = warden::check::execute(&file, &config).await;
+                Ok(())
+            });
+            match exit {
+                exit if exit != ExitCode::SUCCESS => exit,
+                _ if valid => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_INVALID_CONFIG),
+            }
         }
         Command::Metrics { .. } => run(async move {
             print!("{}", warden::app::metrics_once(&config).await);

@@ -81,4 +81,16 @@ impl Problems {
             message: message.into(),
         });
     }
+
+    /// Whether a problem was recorded at `path` or below it (`postgres[0]` concerns
+    /// `postgres[0].dsn`, but not `postgres[01]`). Checks derived from two values (a timeout
+    /// against its interval) are skipped when either failed, so that one mistake is reported
+    /// once and not again as a misleading comparison with a default.
+    pub fn concerns(&self, path: &str) -> bool {
+        self.0.iter().any(|p| {
+            p.path
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    }
 }

@@ -39,6 +39,8 @@ pub use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};
 use raw::RawConfig;
+/// serde helpers for raw structs elsewhere (the action kinds): lenient durations.
+pub(crate) use raw::lenient;
 pub use sources::{
     IntegrityCheck, MetricType, PostgresConfig, QueryConfig, QueryMetric, RunQueueConfig, RunState,
     Sources, SqliteConfig, Target, is_identifier,
@@ -183,9 +185,9 @@ pub struct FilesystemConfig {
 impl Default for Config {
     fn default() -> Self {
         // The embedded default is the empty document, validated like any file; it cannot fail.
-        validate(RawConfig::default(), Path::new(".")).unwrap_or_else(|problems| {
-            unreachable!("the embedded default configuration is invalid: {problems:?}")
-        })
+        validate(RawConfig::default(), Path::new("."), Problems::default()).unwrap_or_else(
+            |problems| unreachable!("the embedded default configuration is invalid: {problems:?}"),
+        )
     }
 }
 
@@ -253,20 +255,14 @@ impl Config {
         for (path, message) in expand::expand_tree(&mut tree, env) {
             problems.push(path, message);
         }
-        let raw = deserialize_reporting_all(tree, &mut problems);
-        let config = raw.map(|raw| validate(raw, base));
-        match config {
-            Some(Ok(config)) if problems.0.is_empty() => Ok(config),
-            Some(Err(more)) => {
-                problems.0.extend(more.0);
-                Err(Error::Invalid {
-                    problems: problems.0,
-                })
-            }
-            _ => Err(Error::Invalid {
+        let Some(raw) = deserialize_reporting_all(tree, &mut problems) else {
+            return Err(Error::Invalid {
                 problems: problems.0,
-            }),
-        }
+            });
+        };
+        validate(raw, base, problems).map_err(|problems| Error::Invalid {
+            problems: problems.0,
+        })
     }
 }
 
@@ -357,10 +353,10 @@ fn index_of(segment: &str) -> Option<usize> {
     segment.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
 }
 
-/// Turns the raw structs into typed configuration, recording every bad value.
-fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
-    let mut problems = Problems::default();
-
+/// Turns the raw structs into typed configuration, recording every bad value after those
+/// already found (expansion, structure): a value removed for its wrong type must not be
+/// compared with another as if it were its default.
+fn validate(raw: RawConfig, base: &Path, mut problems: Problems) -> Result<Config, Problems> {
     let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = parse_listen(listen, "listen", &mut problems);
     let state_dir = PathBuf::from(raw.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
@@ -427,9 +423,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         ),
     };
     // Compared only when both parsed: a bad host.timeout must not add a second, derived error.
-    let both_parsed = problems.0.iter().all(|p| {
-        !p.path.starts_with("host.timeout") && !p.path.starts_with("host.filesystem.stat_timeout")
-    });
+    let both_parsed =
+        !problems.concerns("host.timeout") && !problems.concerns("host.filesystem.stat_timeout");
     // A collector still running at half the host timeout is taken for hung (collect::batch);
     // the filesystem collector's own bound on remote mounts must come first.
     if both_parsed && host.filesystem.stat_timeout >= host.timeout / 2 {
@@ -441,10 +436,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
             ),
         );
     }
-    let timeouts_parsed = problems
-        .0
-        .iter()
-        .all(|p| !p.path.starts_with("host.timeout") && !p.path.starts_with("web.request_timeout"));
+    let timeouts_parsed =
+        !problems.concerns("host.timeout") && !problems.concerns("web.request_timeout");
     if timeouts_parsed && web.request_timeout <= host.timeout + SCRAPE_MARGIN {
         problems.push(
             "web.request_timeout",
@@ -550,6 +543,10 @@ pub(crate) fn duration(
             Duration::from_secs(1)
         }
         Ok(d) => d,
+        Err(_) if is_bare_number(text) => {
+            problems.push(path, needs_unit(text.trim()));
+            Duration::from_secs(1)
+        }
         Err(_) => {
             problems.push(
                 path,
@@ -557,6 +554,21 @@ pub(crate) fn duration(
             );
             Duration::from_secs(1)
         }
+    }
+}
+
+/// Whether a duration's text is a number without a unit (`10`, `1.5`).
+fn is_bare_number(text: &str) -> bool {
+    let text = text.trim();
+    !text.is_empty() && text.parse::<f64>().is_ok()
+}
+
+/// The message for a duration given as a bare number, from YAML (`interval: 10`) or from a
+/// `${NAME}` expansion: which unit was meant cannot be guessed.
+pub(crate) fn needs_unit(number: &str) -> String {
+    match number.parse::<u64>() {
+        Ok(n) => format!("`{n}` needs a unit, such as {n}s or {n}m"),
+        Err(_) => format!("`{number}` needs a unit and a whole number, such as 1500ms or 2s"),
     }
 }
 

@@ -6,9 +6,11 @@
 use serde::Deserialize;
 
 /// Booleans and numbers that may also arrive as strings: `${NAME}` expansion always produces a
-/// string, so `enabled: ${HOST_METRICS}` must still read as a boolean.
-mod lenient {
+/// string, so `enabled: ${HOST_METRICS}` must still read as a boolean. Durations the other way
+/// round: a bare number is refused with a message saying that a unit is needed.
+pub(crate) mod lenient {
     use serde::{Deserialize, Deserializer, de::Error};
+    use serde_json::Value;
 
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -27,6 +29,28 @@ mod lenient {
                 _ => Err(D::Error::custom("invalid value, expected true or false")),
             },
         }
+    }
+
+    /// A duration's text, checked later by [`super::super::duration`]. A number (`interval: 10`)
+    /// is an error saying a unit is needed, rather than serde's "invalid type, expected a
+    /// string"; `0` reads as `"0"`, which is a duration without a unit.
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some("0".to_owned())),
+            Some(Value::Number(n)) => {
+                Err(D::Error::custom(super::super::needs_unit(&n.to_string())))
+            }
+            Some(_) => Err(D::Error::custom(
+                "invalid type, expected a duration such as 30s or 5m",
+            )),
+        }
+    }
+
+    /// [`duration`] for a key that must be present.
+    pub fn required_duration<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        duration(d)?.ok_or_else(|| D::Error::custom("expected a duration such as 30s or 5m"))
     }
 
     pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -95,12 +119,17 @@ pub struct RawWeb {
     pub tls: Option<RawTls>,
     #[serde(default, deserialize_with = "lenient::u64")]
     pub max_concurrent_scrapes: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub request_timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub shutdown_grace: Option<String>,
     #[serde(default, deserialize_with = "lenient::u64")]
     pub max_connections: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub header_read_timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub idle_timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub tls_handshake_timeout: Option<String>,
 }
 
@@ -151,6 +180,7 @@ pub struct RawHttpServer {
 pub struct RawRateLimit {
     #[serde(default, deserialize_with = "lenient::u64")]
     pub burst: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub interval: Option<String>,
 }
 
@@ -159,6 +189,7 @@ pub struct RawRateLimit {
 pub struct RawHost {
     #[serde(default, deserialize_with = "lenient::bool")]
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub timeout: Option<String>,
     pub procfs: Option<String>,
     pub rootfs: Option<String>,
@@ -175,6 +206,7 @@ pub struct RawHost {
 pub struct RawFilesystem {
     pub mount_points_exclude: Option<String>,
     pub fs_types_exclude: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub stat_timeout: Option<String>,
 }
 
@@ -191,8 +223,11 @@ pub struct RawPostgres {
     pub dsn: Option<String>,
     pub dsn_file: Option<String>,
     pub ca_file: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub interval: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub size_interval: Option<String>,
     #[serde(default)]
     pub tables: Vec<String>,
@@ -203,8 +238,10 @@ pub struct RawPostgres {
 pub struct RawSqlite {
     pub name: String,
     pub path: String,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub timeout: Option<String>,
     pub integrity_check: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub integrity_interval: Option<String>,
     #[serde(default)]
     pub row_counts: Vec<String>,
@@ -223,7 +260,9 @@ pub struct RawRunQueue {
     pub running_since: String,
     pub id_column: Option<String>,
     pub top_running: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub interval: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub timeout: Option<String>,
 }
 
@@ -233,7 +272,9 @@ pub struct RawQuery {
     pub name: String,
     pub target: String,
     pub sql: String,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub interval: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub timeout: Option<String>,
     pub metrics: Vec<RawQueryMetric>,
 }
@@ -275,6 +316,7 @@ pub struct RawBackup {
     pub retention: RawRetention,
     #[serde(default)]
     pub verify: RawVerify,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub timeout: Option<String>,
 }
 
@@ -283,6 +325,7 @@ pub struct RawBackup {
 pub struct RawRetention {
     #[serde(default, deserialize_with = "lenient::u64")]
     pub keep_last: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub keep_within: Option<String>,
     #[serde(default, deserialize_with = "lenient::u64")]
     pub keep_daily: Option<u64>,
@@ -316,6 +359,7 @@ pub struct RawRoute {
     pub status: Option<String>,
     #[serde(default)]
     pub actions: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub cooldown: Option<String>,
     #[serde(default, rename = "continue", deserialize_with = "lenient::bool")]
     pub continue_matching: Option<bool>,
@@ -328,5 +372,6 @@ pub struct RawWebhook {
     pub max_body_bytes: Option<u64>,
     pub instance_label: Option<String>,
     pub instance_pattern: Option<String>,
+    #[serde(default, deserialize_with = "lenient::duration")]
     pub audit_retention: Option<String>,
 }

@@ -510,9 +510,13 @@ fn interval_and_timeout(
     path: &str,
     problems: &mut Problems,
 ) -> (Duration, Duration) {
-    let interval = duration(interval, "30s", &format!("{path}.interval"), problems);
-    let timeout = duration(timeout, "5s", &format!("{path}.timeout"), problems);
-    if timeout > interval {
+    let interval_path = format!("{path}.interval");
+    let timeout_path = format!("{path}.timeout");
+    let interval = duration(interval, "30s", &interval_path, problems);
+    let timeout = duration(timeout, "5s", &timeout_path, problems);
+    // Compared only when both parsed: a bad interval must not add a second, derived error.
+    let parsed = !problems.concerns(&interval_path) && !problems.concerns(&timeout_path);
+    if parsed && timeout > interval {
         problems.push(
             format!("{path}.timeout"),
             "must not be longer than the interval",

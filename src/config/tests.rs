@@ -74,7 +74,7 @@ fn one_invalid_file_reports_every_problem_with_its_path() {
         "colour: unknown key",
         "web.bogus: unknown key",
         "host.enabled: invalid value, expected true or false",
-        "host.timeout: invalid type",
+        "host.timeout: `5` needs a unit, such as 5s or 5m",
         "host.dsik: unknown key",
         "extra: unknown key",
         "listen: `not-an-address` is not a socket address",
@@ -83,7 +83,8 @@ fn one_invalid_file_reports_every_problem_with_its_path() {
         "web.max_concurrent_scrapes: must be at least 1",
         "web.request_timeout: `soon` is not a duration",
         "host.filesystem.mount_points_exclude: not a regular expression",
-        "host.filesystem.stat_timeout: must be shorter than half of host.timeout",
+        // Not "host.filesystem.stat_timeout: must be shorter than half of host.timeout": the
+        // host timeout did not parse, so the comparison would be with its default.
     ];
     for want in expected {
         assert!(
@@ -447,4 +448,69 @@ backups:
     assert!(job.verify.restore_test && job.verify.restore_test_schedule.is_none());
     assert_eq!(job.timeout, Duration::from_secs(6 * 3600));
     assert_eq!(config.max_concurrent_backups, 1);
+}
+
+#[test]
+fn a_duration_without_a_unit_says_a_unit_is_needed() {
+    let found = problems(
+        "postgres:\n  - name: db\n    dsn: postgres://u@h/db\n    interval: 10\n    size_interval: 1.5\n\
+         web:\n  request_timeout: ${WARDEN_PORT}\n\
+         actions:\n  - name: a\n    timeout: 30\n    command: {argv: [/bin/true]}\n    then_check: {command: {argv: [/bin/true]}, delay: 2}\n",
+    );
+    for expected in [
+        "postgres[0].interval: `10` needs a unit, such as 10s or 10m",
+        "postgres[0].size_interval: `1.5` needs a unit and a whole number, such as 1500ms or 2s",
+        "web.request_timeout: `9999` needs a unit, such as 9999s or 9999m",
+        "actions[0].timeout: `30` needs a unit, such as 30s or 30m",
+        "actions[0].then_check.delay: `2` needs a unit, such as 2s or 2m",
+    ] {
+        assert!(
+            found.iter().any(|p| p == expected),
+            "{expected:?} not in {found:#?}"
+        );
+    }
+    assert!(
+        found.iter().all(|p| !p.contains("invalid type")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_duration_that_failed_is_not_compared_again() {
+    // Each interval fails on its own; the timeouts (longer than the defaults the intervals
+    // fall back to) must not also be reported as longer than the interval.
+    let found = problems(
+        "sqlite:\n  - {name: db, path: /tmp/x.db}\n\
+         queries:\n  - name: q\n    target: sqlite/db\n    sql: SELECT 1 AS v\n    interval: 10\n    timeout: 2m\n    metrics: [{name: q_v, value: v}]\n\
+         run_queues:\n  - name: r\n    target: sqlite/db\n    table: runs\n    status_column: s\n    states: {queued: [q], running: [r]}\n    queued_since: a\n    running_since: b\n    interval: soon\n    timeout: 2m\n\
+         host:\n  timeout: 5\n  filesystem: {stat_timeout: 10s}\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "host.timeout: `5` needs a unit, such as 5s or 5m",
+            "queries[0].interval: `10` needs a unit, such as 10s or 10m",
+            "run_queues[0].interval: `soon` is not a duration such as 500ms, 30s, 5m or 1h",
+        ],
+    );
+    // Both parsed: the comparison still applies.
+    let found = problems(
+        "sqlite:\n  - {name: db, path: /tmp/x.db}\n\
+         queries:\n  - {name: q, target: sqlite/db, sql: SELECT 1 AS v, interval: 10s, timeout: 2m, metrics: [{name: q_v, value: v}]}\n",
+    );
+    assert_eq!(
+        found,
+        ["queries[0].timeout: must not be longer than the interval"]
+    );
+}
+
+#[test]
+fn problems_concern_their_path_and_below_only() {
+    let mut problems = Problems::default();
+    problems.push("postgres[1].interval", "x");
+    assert!(problems.concerns("postgres[1].interval"));
+    assert!(problems.concerns("postgres[1]"));
+    assert!(!problems.concerns("postgres[1].interval_x"));
+    assert!(!problems.concerns("postgres[10]"));
+    assert!(!problems.concerns("postgres[1].timeout"));
 }

@@ -287,10 +287,8 @@ pub(super) fn validate(raw: RawWeb, base: &Path, problems: &mut Problems) -> Web
             problems,
         ),
     };
-    let parsed = problems
-        .0
-        .iter()
-        .all(|p| p.path != "web.request_timeout" && p.path != "web.idle_timeout");
+    let parsed =
+        !problems.concerns("web.request_timeout") && !problems.concerns("web.idle_timeout");
     // No byte moves while a scrape's collectors run: a shorter idle timeout would cut it off.
     if parsed && web.idle_timeout <= web.request_timeout {
         problems.push(

@@ -9,6 +9,7 @@ mod actions;
 mod actions_kinds;
 mod alerts;
 mod backup;
+mod check_config;
 mod cli;
 mod compat;
 mod node_exporter;

@@ -42,7 +42,9 @@ struct RawCheck {
     expect_status: Option<Value>,
     command: Option<Value>,
     attempts: Option<u32>,
+    #[serde(default, deserialize_with = "crate::config::lenient::duration")]
     delay: Option<String>,
+    #[serde(default, deserialize_with = "crate::config::lenient::duration")]
     timeout: Option<String>,
 }
 

@@ -62,6 +62,7 @@ const LISTED: usize = 1000;
 struct RawCleanup {
     root: String,
     patterns: Vec<String>,
+    #[serde(deserialize_with = "crate::config::lenient::required_duration")]
     older_than: String,
     keep_newest: Option<u64>,
     max_files: Option<u64>,

@@ -53,6 +53,7 @@ struct RawHttp {
     headers: BTreeMap<String, String>,
     bearer_token_file: Option<String>,
     body: Option<String>,
+    #[serde(default, deserialize_with = "crate::config::lenient::duration")]
     timeout: Option<String>,
     placeholder_pattern: Option<String>,
 }

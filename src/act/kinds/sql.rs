@@ -84,6 +84,7 @@ const INTEGRITY_LINES: usize = 10;
 #[allow(dead_code, reason = "operations are read from the mapping")]
 struct RawSql {
     target: String,
+    #[serde(default, deserialize_with = "crate::config::lenient::duration")]
     statement_timeout: Option<String>,
     vacuum_analyze: Option<Value>,
     analyze: Option<Value>,
@@ -125,6 +126,7 @@ struct RawIndex {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTerminate {
+    #[serde(deserialize_with = "crate::config::lenient::required_duration")]
     older_than: String,
     database: Option<String>,
     max_sessions: Option<u32>,
@@ -134,6 +136,7 @@ struct RawTerminate {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCancel {
+    #[serde(deserialize_with = "crate::config::lenient::required_duration")]
     older_than: String,
     database: Option<String>,
     max_sessions: Option<u32>,

@@ -83,10 +83,7 @@ impl Server {
             tracing::error!(server = %config.name, error = %crate::collect::ErrorChain(&err), "Cannot load the CA file; trusting the public roots only.");
             tls::public_roots()
         });
-        // The database-size query gets SIZE_TIMEOUT_FACTOR × timeout; nothing may be cut short
-        // by the session limit before the client-side cancel.
-        let statement_timeout = (config.timeout * stats::SIZE_TIMEOUT_FACTOR).max(longest_timeout)
-            + Duration::from_secs(1);
+        let statement_timeout = statement_timeout(&config, longest_timeout);
         Arc::new(Server {
             config,
             snapshot: Mutex::default(),
@@ -174,28 +171,7 @@ impl Server {
         ),
         tokio_postgres::Error,
     > {
-        // The DSN parsed at config time; parsing again cannot fail, and a failure would only
-        // mean "cannot connect".
-        let mut pg: tokio_postgres::Config =
-            self.config.dsn.expose_secret().parse().unwrap_or_default();
-        // warden's settings go after any `options` the DSN carries (search_path, say). ISO dates
-        // in UTC are what the timestamp parser reads, whatever the server's defaults are; no
-        // notices (the ROLLBACK after each user query warns when no transaction is open).
-        let options = format!(
-            "{} -c statement_timeout={} -c lock_timeout={} -c default_transaction_read_only=on \
-             -c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c client_min_messages=error",
-            pg.get_options().unwrap_or_default(),
-            self.statement_timeout.as_millis(),
-            self.config.timeout.as_millis().min(1000)
-        );
-        pg.application_name("warden")
-            .connect_timeout(self.config.timeout)
-            // A peer that vanished (host crash, failover) is noticed within a minute rather
-            // than after the kernel's two-hour keepalive default.
-            .keepalives_idle(KEEPALIVE_IDLE)
-            .tcp_user_timeout(self.config.timeout.max(KEEPALIVE_IDLE))
-            .options(options.trim_start());
-        pg.connect(self.tls.clone()).await
+        connect(&self.config, self.statement_timeout, &self.tls).await
     }
 
     /// Serves one connection until it breaks or shutdown.
@@ -262,13 +238,7 @@ impl Server {
                     // The runner stopped waiting (its own limit passed): do not run it late.
                     Step::Job(job) if job.reply.is_closed() => true,
                     Step::Job(job) => {
-                        let result = run_statement(client, &self.tls, &job.sql, job.timeout).await;
-                        // User SQL may have opened a transaction or changed a setting; neither
-                        // may outlive it on the shared session (RESET ALL returns to the
-                        // connection's own options).
-                        if let Err(err) = client.simple_query("ROLLBACK; RESET ALL").await {
-                            tracing::warn!(error = %describe(&err), "Cannot reset the session after a query.");
-                        }
+                        let result = run_job(client, &self.tls, &job.sql, job.timeout).await;
                         let _ = job.reply.send(result);
                         true
                     }
@@ -312,11 +282,69 @@ impl Server {
     }
 }
 
+/// Opens a connection with warden's session settings: `application_name=warden`, the
+/// statement and lock timeouts, read-only transactions, ISO dates in UTC.
+async fn connect(
+    config: &PostgresConfig,
+    statement_timeout: Duration,
+    tls: &MakeRustlsConnect,
+) -> Result<
+    (
+        Client,
+        impl Future<Output = Result<(), tokio_postgres::Error>> + Send + use<>,
+    ),
+    tokio_postgres::Error,
+> {
+    // The DSN parsed at config time; parsing again cannot fail, and a failure would only
+    // mean "cannot connect".
+    let mut pg: tokio_postgres::Config = config.dsn.expose_secret().parse().unwrap_or_default();
+    // warden's settings go after any `options` the DSN carries (search_path, say). ISO dates
+    // in UTC are what the timestamp parser reads, whatever the server's defaults are; no
+    // notices (the ROLLBACK after each user query warns when no transaction is open).
+    let options = format!(
+        "{} -c statement_timeout={} -c lock_timeout={} -c default_transaction_read_only=on \
+         -c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c client_min_messages=error",
+        pg.get_options().unwrap_or_default(),
+        statement_timeout.as_millis(),
+        config.timeout.as_millis().min(1000)
+    );
+    pg.application_name("warden")
+        .connect_timeout(config.timeout)
+        // A peer that vanished (host crash, failover) is noticed within a minute rather
+        // than after the kernel's two-hour keepalive default.
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .tcp_user_timeout(config.timeout.max(KEEPALIVE_IDLE))
+        .options(options.trim_start());
+    pg.connect(tls.clone()).await
+}
+
 enum Step {
     Stop,
     Stats,
     Sizes,
     Job(Job),
+}
+
+/// The session's `statement_timeout`: the database-size query gets SIZE_TIMEOUT_FACTOR ×
+/// timeout, and nothing may be cut short by the session limit before the client-side cancel.
+fn statement_timeout(config: &PostgresConfig, longest_timeout: Duration) -> Duration {
+    (config.timeout * stats::SIZE_TIMEOUT_FACTOR).max(longest_timeout) + Duration::from_secs(1)
+}
+
+/// Runs a user statement, then resets the session: user SQL may have opened a transaction or
+/// changed a setting, and neither may outlive it on a shared session (RESET ALL returns to the
+/// connection's own options).
+async fn run_job(
+    client: &Client,
+    tls: &MakeRustlsConnect,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Rows, QueryError> {
+    let result = run_statement(client, tls, sql, timeout).await;
+    if let Err(err) = client.simple_query("ROLLBACK; RESET ALL").await {
+        tracing::warn!(error = %describe(&err), "Cannot reset the session after a query.");
+    }
+    result
 }
 
 /// Runs one simple-query statement, cancelling it on the server at `timeout`.
@@ -371,11 +399,16 @@ pub(crate) fn rows(messages: Vec<SimpleQueryMessage>) -> Rows {
     out
 }
 
-/// A PostgreSQL error as one line: the server's message when there is one.
+/// A PostgreSQL error as one line: the server's message and SQLSTATE when there is one.
 pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => err.to_string(),
+        Some(db) => format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => super::ErrorChain(err).to_string(),
     }
 }
 
@@ -432,5 +465,118 @@ impl Executor for PostgresExecutor {
                 })?;
             answer.await.map_err(|_| unavailable())?
         })
+    }
+}
+
+/// Why a [`Session`] could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The CA file could not be loaded.
+    #[error("cannot use ca_file")]
+    CaFile(#[source] tls::Error),
+    /// The server refused or failed the connection. The message holds the whole cause (the
+    /// server's message and SQLSTATE, or the I/O error), never the password; the cause is not
+    /// also a `source`, so that a printed chain does not repeat it.
+    #[error("cannot connect to {address}: {}", describe(.cause))]
+    Failed {
+        /// The host and port tried, from the DSN.
+        address: String,
+        /// The cause.
+        cause: tokio_postgres::Error,
+    },
+    /// The connection (TCP, TLS, authentication) did not complete in time.
+    #[error("{address} did not complete the connection within {timeout:?}")]
+    TimedOut {
+        /// The host and port tried, from the DSN.
+        address: String,
+        /// The limit: the entry's `timeout`.
+        timeout: Duration,
+    },
+}
+
+/// One connection opened on demand, outside any server task, for a one-off check
+/// (`warden check-config --connect`). It has the collector's session settings, and runs
+/// statements exactly as the server task runs user queries: one at a time, cancelled at their
+/// timeout, the session reset after each.
+pub struct Session {
+    client: tokio::sync::Mutex<Client>,
+    tls: MakeRustlsConnect,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Connects to `config`'s server within its `timeout`; `longest_timeout` is the longest
+    /// timeout of the statements that will run.
+    ///
+    /// # Errors
+    /// [`ConnectError`] with the whole cause (address, server message, SQLSTATE).
+    pub async fn connect(
+        config: &PostgresConfig,
+        longest_timeout: Duration,
+    ) -> Result<Session, ConnectError> {
+        let tls = tls::connector(config.ca_file.as_deref()).map_err(ConnectError::CaFile)?;
+        let address = address(config);
+        let attempt = tokio::time::timeout(
+            config.timeout,
+            connect(config, statement_timeout(config, longest_timeout), &tls),
+        )
+        .await;
+        let (client, connection) = match attempt {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(cause)) => return Err(ConnectError::Failed { address, cause }),
+            Err(_) => {
+                return Err(ConnectError::TimedOut {
+                    address,
+                    timeout: config.timeout,
+                });
+            }
+        };
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Session {
+            client: tokio::sync::Mutex::new(client),
+            tls,
+            connection,
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+impl Executor for Session {
+    fn query(&self, sql: String, timeout: Duration) -> QueryFuture<'_> {
+        Box::pin(async move {
+            let client = self.client.lock().await;
+            run_job(&client, &self.tls, &sql, timeout).await
+        })
+    }
+}
+
+/// The hosts and ports a DSN names, for messages (never the user or password).
+fn address(config: &PostgresConfig) -> String {
+    use tokio_postgres::config::Host;
+    let pg: tokio_postgres::Config = config.dsn.expose_secret().parse().unwrap_or_default();
+    let ports = pg.get_ports();
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+            }
+        })
+        .collect();
+    if hosts.is_empty() {
+        "localhost:5432".to_owned()
+    } else {
+        hosts.join(",")
     }
 }

@@ -195,6 +195,30 @@ impl Postgres {
         );
     }
 
+    /// Creates a login role with a password that must be given over TCP (scram-sha-256); the
+    /// superuser keeps trust authentication. `password` must not contain `'`.
+    pub fn create_password_user(&self, user: &str, password: &str) {
+        assert!(!password.contains('\''), "keep the test password simple");
+        self.psql(
+            "postgres",
+            &format!(
+                "CREATE ROLE {} LOGIN PASSWORD '{password}'",
+                quote_identifier(user)
+            ),
+        );
+        // The first matching line wins: prepend. Rewriting in place keeps the file's owner.
+        let hba = self.data_dir().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("host all {user} 127.0.0.1/32 scram-sha-256\n{rules}"),
+        )
+        .unwrap();
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        // The postmaster reloads asynchronously; new backends read the rules it loaded.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     /// Stops the server with `pg_ctl stop -m fast` and waits; the cluster stays on disk.
     pub fn stop(&self) {
         let mut command = self.runner.command(&self.bin.join("pg_ctl"));
