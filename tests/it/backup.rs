@@ -824,6 +824,10 @@ fn postgres_faults_publish_nothing_and_keep_earlier_backups() {
     let message = stderr(&output);
     assert!(message.contains("connect to postgres/main"), "{message}");
     assert!(
+        message.contains("Connection refused (os error 111)"),
+        "{message}"
+    );
+    assert!(
         !message.contains("hunter2"),
         "the password leaked: {message}"
     );
@@ -909,4 +913,62 @@ fn a_run_past_its_timeout_is_cancelled_and_publishes_nothing() {
         "a timeout is a failure"
     );
     assert_eq!(metric(&body, "warden_backup_retained", "slow"), 0.0);
+}
+
+/// `warden backup run` says why it cannot connect, and where it tried: the server's SQLSTATE
+/// and message, or the refused address; never the password.
+#[test]
+fn postgres_connect_failures_name_their_cause_without_the_password() {
+    let postgres = Postgres::start();
+    create_app(&postgres);
+    postgres.psql(
+        "postgres",
+        "CREATE ROLE warden LOGIN PASSWORD 'right-s3cret'",
+    );
+    postgres.require_passwords();
+    let port = postgres.port();
+    let nowhere = crate::support::free_port();
+    let setup = Setup::new("");
+    let cases = [
+        (
+            format!("postgres://warden:wr0ng-s3cret@127.0.0.1:{port}/app"),
+            format!(
+                "cannot connect to postgres/main at 127.0.0.1:{port} (database app, user warden): \
+                 FATAL 28P01: password authentication failed for user \"warden\""
+            ),
+        ),
+        (
+            format!("postgres://warden:right-s3cret@127.0.0.1:{nowhere}/app"),
+            format!(
+                "cannot connect to postgres/main at 127.0.0.1:{nowhere} (database app, user warden): \
+                 error connecting to server: Connection refused (os error 111)"
+            ),
+        ),
+        (
+            format!("postgres://warden:right-s3cret@127.0.0.1:{port}/nope"),
+            format!(
+                "cannot connect to postgres/main at 127.0.0.1:{port} (database nope, user warden): \
+                 FATAL 3D000: database \"nope\" does not exist"
+            ),
+        ),
+    ];
+    for (dsn, expected) in cases {
+        setup.write_config(&format!(
+            "postgres:\n  - {{name: main, dsn: '{dsn}?sslmode=disable'}}\nbackups:\n  - {{name: pg, kind: postgres, source: postgres/main, destination: @/out}}\n"
+        ));
+        let output = setup.backup(&["run", "pg"]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let message = stderr(&output);
+        assert!(
+            message.contains(&expected),
+            "expected {expected:?} in:\n{message}"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for secret in ["wr0ng-s3cret", "right-s3cret"] {
+            assert!(
+                !message.contains(secret) && !stdout.contains(secret),
+                "the password {secret} leaked:\n{stdout}\n{message}"
+            );
+        }
+    }
 }

@@ -13,6 +13,7 @@
 //! A statement past its timeout is cancelled on the server (a PostgreSQL cancel request), not
 //! just abandoned; `statement_timeout` backs that up.
 
+pub mod error;
 mod stats;
 pub mod tls;
 
@@ -27,8 +28,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::sql::{Cell, Executor, QueryError, QueryFuture, Rows};
-use super::{CollectFuture, Collector, Family};
+use super::{CollectFuture, Collector, ErrorChain, Family};
 use crate::config::PostgresConfig;
+use error::{Endpoint, PgError, SessionError};
 
 /// The first reconnect delay; doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -119,21 +121,36 @@ impl Server {
             // covers only the TCP connect, and a server that accepts and then stalls must not
             // wedge this task. Jobs arriving meanwhile wait for it (their runner's own limit
             // still applies); they fail at once only while waiting to retry.
+            let (pg, endpoint) = self.session_config();
+            tracing::debug!(
+                server = %self.config.name,
+                address = %endpoint.address,
+                database = %endpoint.database,
+                user = endpoint.user.as_deref().unwrap_or(""),
+                tls = endpoint.tls,
+                timeout = ?self.config.timeout,
+                "Connecting to PostgreSQL."
+            );
             let attempt = tokio::select! {
                 () = shutdown.cancelled() => return,
-                attempt = tokio::time::timeout(self.config.timeout, self.connect()) => attempt,
+                attempt = tokio::time::timeout(self.config.timeout, pg.connect(self.tls.clone())) => attempt,
             };
             let healthy = match attempt {
                 Ok(Ok((client, connection))) => {
-                    tracing::info!(server = %self.config.name, "Connected to PostgreSQL.");
-                    self.serve(&client, connection, &mut queue, &shutdown).await
+                    tracing::info!(server = %self.config.name, address = %endpoint.address, "Connected to PostgreSQL.");
+                    self.serve(&client, connection, &endpoint, &mut queue, &shutdown)
+                        .await
                 }
                 Ok(Err(err)) => {
-                    tracing::warn!(server = %self.config.name, error = %err, retry_in = ?backoff, "Cannot connect to PostgreSQL.");
+                    let err = SessionError::Connect {
+                        endpoint,
+                        source: PgError::from(err),
+                    };
+                    tracing::warn!(server = %self.config.name, error = %ErrorChain(&err), retry_in = ?backoff, "Cannot connect to PostgreSQL.");
                     false
                 }
                 Err(_) => {
-                    tracing::warn!(server = %self.config.name, timeout = ?self.config.timeout, retry_in = ?backoff, "PostgreSQL did not complete the connection in time.");
+                    tracing::warn!(server = %self.config.name, address = %endpoint.address, timeout = ?self.config.timeout, retry_in = ?backoff, "PostgreSQL did not complete the connection in time.");
                     false
                 }
             };
@@ -165,15 +182,8 @@ impl Server {
         ))));
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<
-        (
-            Client,
-            impl Future<Output = Result<(), tokio_postgres::Error>> + Send + use<>,
-        ),
-        tokio_postgres::Error,
-    > {
+    /// The session's connection settings (the DSN plus warden's own) and where it goes.
+    fn session_config(&self) -> (tokio_postgres::Config, Endpoint) {
         // The DSN parsed at config time; parsing again cannot fail, and a failure would only
         // mean "cannot connect".
         let mut pg: tokio_postgres::Config =
@@ -195,7 +205,8 @@ impl Server {
             .keepalives_idle(KEEPALIVE_IDLE)
             .tcp_user_timeout(self.config.timeout.max(KEEPALIVE_IDLE))
             .options(options.trim_start());
-        pg.connect(self.tls.clone()).await
+        let endpoint = Endpoint::new(&self.config.name, &pg);
+        (pg, endpoint)
     }
 
     /// Serves one connection until it breaks or shutdown.
@@ -203,14 +214,24 @@ impl Server {
         &self,
         client: &Client,
         connection: impl Future<Output = Result<(), tokio_postgres::Error>> + Send,
+        endpoint: &Endpoint,
         queue: &mut mpsc::Receiver<Job>,
         shutdown: &CancellationToken,
     ) -> bool {
         // Whether a refresh has succeeded on this connection.
         let mut healthy = false;
         let connection = async move {
-            if let Err(err) = connection.await {
-                tracing::warn!(error = %err, "PostgreSQL connection closed.");
+            match connection.await {
+                Ok(()) => {
+                    tracing::warn!(server = %endpoint.server, address = %endpoint.address, "PostgreSQL closed the connection.");
+                }
+                Err(err) => {
+                    let err = SessionError::Closed {
+                        endpoint: endpoint.clone(),
+                        source: PgError::from(err),
+                    };
+                    tracing::warn!(server = %endpoint.server, error = %ErrorChain(&err), "PostgreSQL connection closed.");
+                }
             }
         };
         tokio::pin!(connection);
@@ -267,7 +288,7 @@ impl Server {
                         // may outlive it on the shared session (RESET ALL returns to the
                         // connection's own options).
                         if let Err(err) = client.simple_query("ROLLBACK; RESET ALL").await {
-                            tracing::warn!(error = %describe(&err), "Cannot reset the session after a query.");
+                            tracing::warn!(server = %self.config.name, error = %ErrorChain(&PgError::from(err)), "Cannot reset the session after a query.");
                         }
                         let _ = job.reply.send(result);
                         true
@@ -329,10 +350,10 @@ async fn run_statement(
     let query = client.simple_query(sql);
     tokio::pin!(query);
     let messages = match tokio::time::timeout(timeout, &mut query).await {
-        Ok(result) => result.map_err(|err| QueryError::Database(describe(&err)))?,
+        Ok(result) => result.map_err(|err| QueryError::Postgres(err.into()))?,
         Err(_) => {
             if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
-                tracing::warn!(error = %err, "Cannot send a cancel request to PostgreSQL.");
+                tracing::warn!(error = %ErrorChain(&PgError::from(err)), "Cannot send a cancel request to PostgreSQL.");
             }
             // Wait for the cancelled statement to end so the next one does not queue behind it.
             let _ = tokio::time::timeout(timeout, &mut query).await;
@@ -369,14 +390,6 @@ pub(crate) fn rows(messages: Vec<SimpleQueryMessage>) -> Rows {
         }
     }
     out
-}
-
-/// A PostgreSQL error as one line: the server's message when there is one.
-pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => err.to_string(),
-    }
 }
 
 /// The scrape side of a server: reads its snapshot.
