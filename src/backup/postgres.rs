@@ -449,7 +449,8 @@ fn pg_restore(
         "--no-password".into(),
         "--exit-on-error".into(),
         "--single-transaction".into(),
-        format!("--dbname={database}").into(),
+        // A connection string, so that no name (one with `=`, say) is taken for one.
+        format!("--dbname=dbname={}", conninfo_value(database)).into(),
     ];
     if !owners {
         args.push("--no-owner".into());
@@ -687,6 +688,45 @@ async fn target_state(
     Ok((true, objects > 0))
 }
 
+/// ANALYZEs the restored database: all of it as a superuser; otherwise only the relations
+/// the role owns in the users' schemas (all that it restored), because a database-wide
+/// ANALYZE by anyone else warns once for every catalog it may not touch. Says what it did.
+async fn analyze(client: &Client, superuser: bool) -> Result<String, BackupError> {
+    if superuser {
+        client
+            .batch_execute("ANALYZE")
+            .await
+            .map_err(sql_error("analyze the restored database"))?;
+        return Ok("ANALYZE".to_owned());
+    }
+    let rows = client
+        .query(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'm', 'p')
+                AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND n.nspname NOT LIKE 'pg\\_%'
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(sql_error("list the restored relations"))?;
+    let relations: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    if relations.is_empty() {
+        return Ok("ANALYZE: no relations restored".to_owned());
+    }
+    client
+        .batch_execute(&format!("ANALYZE {}", relations.join(", ")))
+        .await
+        .map_err(sql_error("analyze the restored relations"))?;
+    Ok(format!(
+        "ANALYZE of the {} restored relations",
+        relations.len()
+    ))
+}
+
 /// Whether the session's role is a superuser (it can then restore owners and privileges).
 async fn is_superuser(client: &Client) -> Result<bool, BackupError> {
     Ok(client
@@ -730,6 +770,44 @@ async fn rename_database(client: &Client, from: &str, to: &str) -> Result<(), Ba
     }
 }
 
+/// PostgreSQL's limit on a name's length, in bytes (`NAMEDATALEN - 1`); a longer name is
+/// silently truncated by the server, which would restore into another database.
+const MAX_NAME_BYTES: usize = 63;
+
+/// Whether PostgreSQL accepts `name` as a database name unchanged: 1 to 63 bytes, no NUL.
+/// Anything else goes (`my-app`, spaces, quotes): it is always quoted as an identifier in SQL
+/// and handed to the tools in a connection string, never through a shell.
+fn check_database_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("a database name cannot be empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        Err("a database name is at most 63 bytes")
+    } else if name.contains('\0') {
+        Err("a database name cannot contain a NUL byte")
+    } else {
+        Ok(())
+    }
+}
+
+/// `value` as a libpq connection-string value: single-quoted, `\` and `'` escaped.
+fn conninfo_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A database name as part of a file name: letters, digits, `-`, `_` and `.` kept, anything
+/// else (`/` above all) as `_`.
+fn file_name_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Restores into the database `target`. A database holding relations is refused without
 /// `force`; with it, a safety dump of it is taken first. The backup is restored into a new
 /// database beside the target, ANALYZEd and its row counts checked; only then does it take
@@ -744,10 +822,10 @@ pub(crate) fn restore(
     force: bool,
     context: &Context<'_>,
 ) -> Result<RestoreSummary, BackupError> {
-    if !crate::config::is_identifier(target) || target.contains('.') || target.len() > 63 {
+    if let Err(reason) = check_database_name(target) {
         return Err(BackupError::BadTarget {
             target: target.to_owned(),
-            reason: "a database name is at most 63 letters, digits and `_`".to_owned(),
+            reason: reason.to_owned(),
         });
     }
     if target.starts_with("warden_") {
@@ -814,10 +892,11 @@ pub(crate) fn restore(
         Ok((superuser, superuser.then_some(owner), like))
     })?;
     if has_data {
-        let file = context
-            .job
-            .destination
-            .join(format!("safety-{target}-{}.dump", context.id));
+        let file = context.job.destination.join(format!(
+            "safety-{}-{}.dump",
+            file_name_part(target),
+            context.id
+        ));
         safety_dump(pg, target, &file, context)?;
         summary
             .steps
@@ -851,13 +930,8 @@ pub(crate) fn restore(
             }
         )];
         let client = block(context, connect(pg, Some(&scratch)))?;
-        block(context, async {
-            client
-                .batch_execute("ANALYZE")
-                .await
-                .map_err(sql_error("analyze the restored database"))
-        })?;
-        steps.push("ANALYZE".to_owned());
+        let analyzed = block(context, analyze(&client, superuser))?;
+        steps.push(analyzed);
         let tables: Vec<String> = manifest.tables.keys().cloned().collect();
         let counts = block(context, count_rows(&client, &tables))?;
         compare_counts(&manifest.tables, &counts).map_err(|err| match err {
@@ -1021,6 +1095,34 @@ mod tests {
             assert!(longest.len() <= 63, "{longest}");
             assert!(longest.starts_with(&purpose.prefix(&"j".repeat(64))));
         }
+    }
+
+    #[test]
+    fn every_name_postgres_accepts_is_a_target() {
+        for name in [
+            "my-app",
+            "app",
+            "My App",
+            "a\"b",
+            "x=y",
+            "é",
+            &"n".repeat(63),
+        ] {
+            assert_eq!(check_database_name(name), Ok(()), "{name}");
+        }
+        assert!(check_database_name("").is_err());
+        assert!(check_database_name(&"n".repeat(64)).is_err());
+        // 32 two-byte characters: 64 bytes.
+        assert!(check_database_name(&"é".repeat(32)).is_err());
+        assert!(check_database_name("a\0b").is_err());
+    }
+
+    #[test]
+    fn names_reach_the_tools_and_files_safely() {
+        assert_eq!(conninfo_value("my-app"), "'my-app'");
+        assert_eq!(conninfo_value(r"it's\x"), r"'it\'s\\x'");
+        assert_eq!(file_name_part("my-app"), "my-app");
+        assert_eq!(file_name_part("../a b"), ".._a_b");
     }
 
     #[test]
