@@ -107,12 +107,22 @@ pub enum BackupError {
         stderr: String,
     },
     /// PostgreSQL refused a statement or the connection.
-    #[error("postgres: {action}: {message}")]
+    #[error("cannot {action}")]
     Postgres {
-        /// What was being done.
+        /// What was being done, and where (never the DSN or its password).
         action: String,
-        /// The server's or driver's message (never the DSN).
-        message: String,
+        /// The server's SQLSTATE and message, or the driver's error and its cause.
+        #[source]
+        source: crate::collect::postgres::error::PgError,
+    },
+    /// The CA file for PostgreSQL's TLS could not be loaded.
+    #[error("cannot load the ca_file of postgres/{server}")]
+    CaFile {
+        /// The configured server.
+        server: String,
+        /// The cause.
+        #[source]
+        source: crate::collect::postgres::tls::Error,
     },
     /// SQLite failed.
     #[error("sqlite: cannot {action}")]
@@ -150,13 +160,14 @@ pub enum BackupError {
         reason: String,
     },
     /// The restore failed; whether the target is as it was before.
-    #[error("restore failed; {}: {cause}", match (.rolled_back, .safety_copy) {
+    #[error("restore failed; {}", match (.rolled_back, .safety_copy) {
         (true, _) => "the previous state is in place".to_owned(),
         (false, Some(copy)) => format!("THE PREVIOUS STATE COULD NOT BE PUT BACK; it is kept in {copy}"),
         (false, None) => "THE PREVIOUS STATE COULD NOT BE PUT BACK".to_owned(),
     })]
     RestoreFailed {
         /// What went wrong.
+        #[source]
         cause: Box<BackupError>,
         /// Whether the target holds its previous content again (or never lost it).
         rolled_back: bool,

@@ -23,6 +23,8 @@ use super::libpq::{self, Connection};
 use super::manifest::Manifest;
 use super::publish::Staged;
 use super::{BackupError, Context, Produced, RestoreSummary};
+use crate::collect::ErrorChain;
+use crate::collect::postgres::error::{Endpoint, PgError};
 use crate::config::PostgresConfig;
 
 /// How often a running child is checked for exit, cancellation and progress.
@@ -33,6 +35,9 @@ const STDERR_TAIL: usize = 2000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client session of warden's own (not the collector's read-only one), to `database`.
+///
+/// The server's notices (an ANALYZE skipping what the role does not own, a DROP ... IF EXISTS
+/// of nothing) go to the debug log: they are PostgreSQL talking to itself, not warden's news.
 async fn connect(pg: &PostgresConfig, database: Option<&str>) -> Result<Client, BackupError> {
     let mut config: tokio_postgres::Config = pg.dsn.expose_secret().parse().unwrap_or_default();
     if let Some(database) = database {
@@ -41,30 +46,76 @@ async fn connect(pg: &PostgresConfig, database: Option<&str>) -> Result<Client, 
     config
         .application_name("warden-backup")
         .connect_timeout(pg.timeout.max(CONNECT_TIMEOUT));
+    let endpoint = Endpoint::new(&pg.name, &config);
+    tracing::debug!(
+        server = %pg.name,
+        address = %endpoint.address,
+        database = %endpoint.database,
+        user = endpoint.user.as_deref().unwrap_or(""),
+        tls = endpoint.tls,
+        timeout = ?pg.timeout.max(CONNECT_TIMEOUT),
+        "Connecting to PostgreSQL."
+    );
     let failed = |err: tokio_postgres::Error| BackupError::Postgres {
-        action: format!("connect to postgres/{}", pg.name),
-        message: crate::collect::postgres::describe(&err),
+        action: format!("connect to {endpoint}"),
+        source: err.into(),
     };
     let client = if matches!(
         config.get_ssl_mode(),
         tokio_postgres::config::SslMode::Disable
     ) {
         let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
-        tokio::spawn(connection);
+        tokio::spawn(drive(connection, endpoint.clone()));
         client
     } else {
         let tls =
-            crate::collect::postgres::tls::connector(pg.ca_file.as_deref()).map_err(|err| {
-                BackupError::Postgres {
-                    action: "load ca_file".to_owned(),
-                    message: crate::collect::ErrorChain(&err).to_string(),
+            crate::collect::postgres::tls::connector(pg.ca_file.as_deref()).map_err(|source| {
+                BackupError::CaFile {
+                    server: pg.name.clone(),
+                    source,
                 }
             })?;
         let (client, connection) = config.connect(tls).await.map_err(failed)?;
-        tokio::spawn(connection);
+        tokio::spawn(drive(connection, endpoint.clone()));
         client
     };
     Ok(client)
+}
+
+/// Drives a session's connection until it ends, logging the server's notices at debug level
+/// and a broken connection at debug level too (the statement running on it fails and says so).
+async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, endpoint: Endpoint)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+        match message {
+            Ok(tokio_postgres::AsyncMessage::Notice(notice)) => {
+                tracing::debug!(server = %endpoint.server, database = %endpoint.database, notice = %PgNotice(&notice), "PostgreSQL notice.");
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(server = %endpoint.server, database = %endpoint.database, error = %ErrorChain(&PgError::from(err)), "PostgreSQL session ended.");
+                return;
+            }
+        }
+    }
+}
+
+/// A notice as `WARNING 01000: message`.
+struct PgNotice<'a>(&'a tokio_postgres::error::DbError);
+
+impl std::fmt::Display for PgNotice<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.0.severity(),
+            self.0.code().code(),
+            self.0.message()
+        )
+    }
 }
 
 /// Runs `future` on the runtime from this blocking thread, giving up when cancelled.
@@ -84,7 +135,7 @@ fn sql_error(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) ->
     let action = action.into();
     move |err| BackupError::Postgres {
         action,
-        message: crate::collect::postgres::describe(&err),
+        source: err.into(),
     }
 }
 
@@ -219,7 +270,7 @@ pub(crate) fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produce
         {
             Ok(row) => Some(row.get(0)),
             Err(err) => {
-                tracing::warn!(job = %job.name, error = %crate::collect::postgres::describe(&err), "Cannot export a snapshot; row counts are left out of the manifest.");
+                tracing::warn!(job = %job.name, error = %ErrorChain(&PgError::from(err)), "Cannot export a snapshot; row counts are left out of the manifest.");
                 None
             }
         };
@@ -398,7 +449,8 @@ fn pg_restore(
         "--no-password".into(),
         "--exit-on-error".into(),
         "--single-transaction".into(),
-        format!("--dbname={database}").into(),
+        // A connection string, so that no name (one with `=`, say) is taken for one.
+        format!("--dbname=dbname={}", conninfo_value(database)).into(),
     ];
     if !owners {
         args.push("--no-owner".into());
@@ -558,7 +610,7 @@ pub(crate) fn drill(
     // drill's own result stands.
     let dropped = context.runtime.block_on(drop_database(&admin, &scratch));
     if let Err(err) = dropped {
-        tracing::error!(database = %scratch, error = %err, "Cannot drop the drill's scratch database; drop it by hand.");
+        tracing::error!(database = %scratch, error = %ErrorChain(&err), "Cannot drop the drill's scratch database; drop it by hand.");
     }
     result
 }
@@ -636,6 +688,45 @@ async fn target_state(
     Ok((true, objects > 0))
 }
 
+/// ANALYZEs the restored database: all of it as a superuser; otherwise only the relations
+/// the role owns in the users' schemas (all that it restored), because a database-wide
+/// ANALYZE by anyone else warns once for every catalog it may not touch. Says what it did.
+async fn analyze(client: &Client, superuser: bool) -> Result<String, BackupError> {
+    if superuser {
+        client
+            .batch_execute("ANALYZE")
+            .await
+            .map_err(sql_error("analyze the restored database"))?;
+        return Ok("ANALYZE".to_owned());
+    }
+    let rows = client
+        .query(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'm', 'p')
+                AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND n.nspname NOT LIKE 'pg\\_%'
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(sql_error("list the restored relations"))?;
+    let relations: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    if relations.is_empty() {
+        return Ok("ANALYZE: no relations restored".to_owned());
+    }
+    client
+        .batch_execute(&format!("ANALYZE {}", relations.join(", ")))
+        .await
+        .map_err(sql_error("analyze the restored relations"))?;
+    Ok(format!(
+        "ANALYZE of the {} restored relations",
+        relations.len()
+    ))
+}
+
 /// Whether the session's role is a superuser (it can then restore owners and privileges).
 async fn is_superuser(client: &Client) -> Result<bool, BackupError> {
     Ok(client
@@ -651,8 +742,8 @@ async fn is_superuser(client: &Client) -> Result<bool, BackupError> {
 /// Ends the other sessions on `database` and renames it, retrying while sessions come back.
 async fn rename_database(client: &Client, from: &str, to: &str) -> Result<(), BackupError> {
     const ATTEMPTS: u32 = 5;
-    let mut last = None;
-    for _ in 0..ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         client
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
@@ -670,14 +761,51 @@ async fn rename_database(client: &Client, from: &str, to: &str) -> Result<(), Ba
             .await
         {
             Ok(()) => return Ok(()),
-            Err(err) => last = Some(err),
+            Err(err) if attempt >= ATTEMPTS => {
+                return Err(sql_error(format!("rename database {from} to {to}"))(err));
+            }
+            Err(_) => attempt += 1,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(BackupError::Postgres {
-        action: format!("rename database {from} to {to}"),
-        message: last.map_or_else(String::new, |err| crate::collect::postgres::describe(&err)),
-    })
+}
+
+/// PostgreSQL's limit on a name's length, in bytes (`NAMEDATALEN - 1`); a longer name is
+/// silently truncated by the server, which would restore into another database.
+const MAX_NAME_BYTES: usize = 63;
+
+/// Whether PostgreSQL accepts `name` as a database name unchanged: 1 to 63 bytes, no NUL.
+/// Anything else goes (`my-app`, spaces, quotes): it is always quoted as an identifier in SQL
+/// and handed to the tools in a connection string, never through a shell.
+fn check_database_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("a database name cannot be empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        Err("a database name is at most 63 bytes")
+    } else if name.contains('\0') {
+        Err("a database name cannot contain a NUL byte")
+    } else {
+        Ok(())
+    }
+}
+
+/// `value` as a libpq connection-string value: single-quoted, `\` and `'` escaped.
+fn conninfo_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A database name as part of a file name: letters, digits, `-`, `_` and `.` kept, anything
+/// else (`/` above all) as `_`.
+fn file_name_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Restores into the database `target`. A database holding relations is refused without
@@ -694,10 +822,10 @@ pub(crate) fn restore(
     force: bool,
     context: &Context<'_>,
 ) -> Result<RestoreSummary, BackupError> {
-    if !crate::config::is_identifier(target) || target.contains('.') || target.len() > 63 {
+    if let Err(reason) = check_database_name(target) {
         return Err(BackupError::BadTarget {
             target: target.to_owned(),
-            reason: "a database name is at most 63 letters, digits and `_`".to_owned(),
+            reason: reason.to_owned(),
         });
     }
     if target.starts_with("warden_") {
@@ -764,10 +892,11 @@ pub(crate) fn restore(
         Ok((superuser, superuser.then_some(owner), like))
     })?;
     if has_data {
-        let file = context
-            .job
-            .destination
-            .join(format!("safety-{target}-{}.dump", context.id));
+        let file = context.job.destination.join(format!(
+            "safety-{}-{}.dump",
+            file_name_part(target),
+            context.id
+        ));
         safety_dump(pg, target, &file, context)?;
         summary
             .steps
@@ -801,13 +930,8 @@ pub(crate) fn restore(
             }
         )];
         let client = block(context, connect(pg, Some(&scratch)))?;
-        block(context, async {
-            client
-                .batch_execute("ANALYZE")
-                .await
-                .map_err(sql_error("analyze the restored database"))
-        })?;
-        steps.push("ANALYZE".to_owned());
+        let analyzed = block(context, analyze(&client, superuser))?;
+        steps.push(analyzed);
         let tables: Vec<String> = manifest.tables.keys().cloned().collect();
         let counts = block(context, count_rows(&client, &tables))?;
         compare_counts(&manifest.tables, &counts).map_err(|err| match err {
@@ -829,7 +953,7 @@ pub(crate) fn restore(
         Ok(steps) => steps,
         Err(err) => {
             if let Err(drop_err) = block(&finish, drop_database(&admin, &scratch)) {
-                tracing::error!(database = %scratch, error = %drop_err, "Cannot drop the unfinished restore; drop it by hand.");
+                tracing::error!(database = %scratch, error = %ErrorChain(&drop_err), "Cannot drop the unfinished restore; drop it by hand.");
             }
             return Err(BackupError::RestoreFailed {
                 cause: Box::new(err),
@@ -879,7 +1003,7 @@ pub(crate) fn restore(
             if exists && present(before.clone()).await? && !present(target.to_owned()).await? {
                 // The old database is aside and nothing took its name: put it back.
                 if let Err(back) = rename_database(&admin, &before, target).await {
-                    tracing::error!(database = %before, error = %back, "Cannot rename the previous database back; do it by hand.");
+                    tracing::error!(database = %before, error = %ErrorChain(&back), "Cannot rename the previous database back; do it by hand.");
                     return Ok((false, Some(format!("database {before}"))));
                 }
             }
@@ -902,7 +1026,7 @@ pub(crate) fn restore(
         match block(&finish, drop_database(&admin, &before)) {
             Ok(()) => summary.steps.push(format!("the previous {target} dropped")),
             Err(err) => {
-                tracing::warn!(database = %before, error = %err, "Cannot drop the previous database; drop it by hand.");
+                tracing::warn!(database = %before, error = %ErrorChain(&err), "Cannot drop the previous database; drop it by hand.");
                 summary
                     .steps
                     .push(format!("the previous {target} is kept as {before}"));
@@ -971,6 +1095,34 @@ mod tests {
             assert!(longest.len() <= 63, "{longest}");
             assert!(longest.starts_with(&purpose.prefix(&"j".repeat(64))));
         }
+    }
+
+    #[test]
+    fn every_name_postgres_accepts_is_a_target() {
+        for name in [
+            "my-app",
+            "app",
+            "My App",
+            "a\"b",
+            "x=y",
+            "é",
+            &"n".repeat(63),
+        ] {
+            assert_eq!(check_database_name(name), Ok(()), "{name}");
+        }
+        assert!(check_database_name("").is_err());
+        assert!(check_database_name(&"n".repeat(64)).is_err());
+        // 32 two-byte characters: 64 bytes.
+        assert!(check_database_name(&"é".repeat(32)).is_err());
+        assert!(check_database_name("a\0b").is_err());
+    }
+
+    #[test]
+    fn names_reach_the_tools_and_files_safely() {
+        assert_eq!(conninfo_value("my-app"), "'my-app'");
+        assert_eq!(conninfo_value(r"it's\x"), r"'it\'s\\x'");
+        assert_eq!(file_name_part("my-app"), "my-app");
+        assert_eq!(file_name_part("../a b"), ".._a_b");
     }
 
     #[test]

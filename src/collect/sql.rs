@@ -46,6 +46,9 @@ pub enum QueryError {
     /// The database rejected or failed the query.
     #[error("{0}")]
     Database(String),
+    /// PostgreSQL rejected or failed the query (its SQLSTATE and message, or the I/O cause).
+    #[error(transparent)]
+    Postgres(#[from] super::postgres::error::PgError),
 }
 
 /// The future an executor returns.

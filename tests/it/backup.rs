@@ -705,10 +705,26 @@ fn postgres_round_trip_drill_and_a_safe_forced_restore() {
         "0",
         "the unfinished copy is dropped"
     );
-    // A bad target name is refused before anything happens.
-    let bad = setup.backup(&["restore", "pg", "--to", "app; DROP TABLE users"]);
-    assert_eq!(bad.status.code(), Some(5));
+    // A name PostgreSQL would cut short is refused before anything happens.
+    let bad = setup.backup(&["restore", "pg", "--to", &"x".repeat(64)]);
+    assert_eq!(bad.status.code(), Some(5), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("at most 63 bytes"),
+        "{}",
+        stderr(&bad)
+    );
+    // Any other name is a name: quoted, never run as SQL.
+    let odd = "app; DROP TABLE users";
+    setup.set_recorded_rows(backup, "users", 500);
+    setup.ok(&["restore", "pg", "--to", odd]);
     assert_eq!(postgres.psql("app", "SELECT count(*) FROM users"), "100");
+    assert_eq!(
+        postgres.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'app; DROP TABLE users'"
+        ),
+        "1"
+    );
 }
 
 /// The pids of running `pg_dump` processes writing into `dir`.
@@ -824,6 +840,10 @@ fn postgres_faults_publish_nothing_and_keep_earlier_backups() {
     let message = stderr(&output);
     assert!(message.contains("connect to postgres/main"), "{message}");
     assert!(
+        message.contains("Connection refused (os error 111)"),
+        "{message}"
+    );
+    assert!(
         !message.contains("hunter2"),
         "the password leaked: {message}"
     );
@@ -909,4 +929,125 @@ fn a_run_past_its_timeout_is_cancelled_and_publishes_nothing() {
         "a timeout is a failure"
     );
     assert_eq!(metric(&body, "warden_backup_retained", "slow"), 0.0);
+}
+
+/// `warden backup run` says why it cannot connect, and where it tried: the server's SQLSTATE
+/// and message, or the refused address; never the password.
+#[test]
+fn postgres_connect_failures_name_their_cause_without_the_password() {
+    let postgres = Postgres::start();
+    create_app(&postgres);
+    postgres.psql(
+        "postgres",
+        "CREATE ROLE warden LOGIN PASSWORD 'right-s3cret'",
+    );
+    postgres.require_passwords();
+    let port = postgres.port();
+    let nowhere = crate::support::free_port();
+    let setup = Setup::new("");
+    let cases = [
+        (
+            format!("postgres://warden:wr0ng-s3cret@127.0.0.1:{port}/app"),
+            format!(
+                "cannot connect to postgres/main at 127.0.0.1:{port} (database app, user warden): \
+                 FATAL 28P01: password authentication failed for user \"warden\""
+            ),
+        ),
+        (
+            format!("postgres://warden:right-s3cret@127.0.0.1:{nowhere}/app"),
+            format!(
+                "cannot connect to postgres/main at 127.0.0.1:{nowhere} (database app, user warden): \
+                 error connecting to server: Connection refused (os error 111)"
+            ),
+        ),
+        (
+            format!("postgres://warden:right-s3cret@127.0.0.1:{port}/nope"),
+            format!(
+                "cannot connect to postgres/main at 127.0.0.1:{port} (database nope, user warden): \
+                 FATAL 3D000: database \"nope\" does not exist"
+            ),
+        ),
+    ];
+    for (dsn, expected) in cases {
+        setup.write_config(&format!(
+            "postgres:\n  - {{name: main, dsn: '{dsn}?sslmode=disable'}}\nbackups:\n  - {{name: pg, kind: postgres, source: postgres/main, destination: @/out}}\n"
+        ));
+        let output = setup.backup(&["run", "pg"]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let message = stderr(&output);
+        assert!(
+            message.contains(&expected),
+            "expected {expected:?} in:\n{message}"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for secret in ["wr0ng-s3cret", "right-s3cret"] {
+            assert!(
+                !message.contains(secret) && !stdout.contains(secret),
+                "the password {secret} leaked:\n{stdout}\n{message}"
+            );
+        }
+    }
+}
+
+/// The recommended role, not a superuser: the restore ANALYZEs only what it restored, so no
+/// wall of "only superuser can analyze" warnings; and a target with a hyphen, a legal
+/// PostgreSQL name, is restored into (quoted in SQL, passed to pg_restore as a connection
+/// string).
+#[test]
+fn postgres_restore_as_a_non_superuser_into_a_hyphenated_name() {
+    let postgres = Postgres::start();
+    postgres.psql("postgres", "CREATE ROLE app_owner LOGIN CREATEDB");
+    postgres.psql("postgres", "CREATE DATABASE app OWNER app_owner");
+    postgres.psql(
+        "app",
+        "SET ROLE app_owner;
+         CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE runs (id int PRIMARY KEY, status text NOT NULL);
+         INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 500) g;
+         INSERT INTO runs SELECT g, 'completed' FROM generate_series(1, 70) g;",
+    );
+    let setup = Setup::new(&format!(
+        "postgres:\n  - {{name: main, dsn: 'postgres://app_owner@127.0.0.1:{}/app?sslmode=disable'}}\nbackups:\n  - name: pg\n    kind: postgres\n    source: postgres/main\n    destination: @/out\n    verify: {{required_tables: [users, runs], restore_test: true}}\n",
+        postgres.port()
+    ));
+    let run = setup.backup(&["run", "pg"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let restore = setup.backup(&["restore", "pg", "--to", "my-app"]);
+    let (out, err) = (String::from_utf8_lossy(&restore.stdout), stderr(&restore));
+    assert!(restore.status.success(), "{out}\n{err}");
+    assert!(out.contains("took the name my-app"), "{out}");
+    assert!(out.contains("ANALYZE of the 2 restored relations"), "{out}");
+    for output in [&run, &restore] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(output)
+        );
+        assert!(
+            !text.contains("only superuser can analyze") && !text.contains("WARNING"),
+            "warnings at the default log level:\n{text}"
+        );
+    }
+    assert_eq!(postgres.psql("my-app", "SELECT count(*) FROM users"), "500");
+    assert_eq!(
+        postgres.psql(
+            "my-app",
+            "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL"
+        ),
+        "2",
+        "the restored tables were analyzed"
+    );
+    // Replacing it works the same way (renamed aside, swapped, dropped).
+    let again = setup.backup(&["restore", "pg", "--to", "my-app", "--force"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        names(&setup.path().join("out"))
+            .iter()
+            .any(|n| n.starts_with("safety-my-app-")),
+        "{:?}",
+        names(&setup.path().join("out"))
+    );
+    // warden's own prefix is still refused.
+    let refused = setup.backup(&["restore", "pg", "--to", "warden_x"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
 }

@@ -88,11 +88,11 @@ fn connect_reports_every_live_problem_with_its_key_and_no_secret() {
     for needle in [
         "invalid configuration (7 problems)",
         &format!(
-            "postgres[1].dsn: cannot connect to 127.0.0.1:{port}: FATAL: password authentication failed for user \"checker\" (SQLSTATE 28P01)"
+            "postgres[1].dsn: cannot connect to postgres/bad at 127.0.0.1:{port} (database app, user checker): FATAL 28P01: password authentication failed for user \"checker\""
         ),
-        "run_queues[0].table: ERROR: relation \"runz\" does not exist (SQLSTATE 42P01)",
+        "run_queues[0].table: ERROR 42P01: relation \"runz\" does not exist",
         "run_queues[1].status_column: column \"state\" does not exist in table runs (columns: id, status, created_at, started_at)",
-        "queries[1].sql: ERROR: relation \"runz\" does not exist (SQLSTATE 42P01)",
+        "queries[1].sql: ERROR 42P01: relation \"runz\" does not exist",
         "queries[2].metrics[0].value: column \"total\" is not in the query's result (columns: n)",
         "queries[2].metrics[0].labels[0]: column \"kind\" is not in the query's result (columns: n)",
         "backups[0].destination: cannot create",
@@ -159,7 +159,7 @@ fn without_connect_nothing_is_contacted() {
     for needle in [
         "invalid configuration (2 problems)",
         &format!(
-            "postgres[0].dsn: cannot connect to 127.0.0.1:{port}: error connecting to server: Connection refused"
+            "postgres[0].dsn: cannot connect to postgres/db at 127.0.0.1:{port} (database app, user warden): error connecting to server: Connection refused"
         ),
         "sqlite[0].path: ",
         "missing.db does not exist",

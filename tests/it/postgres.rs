@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::Postgres;
-use crate::support::{Warden, value, wait_for};
+use crate::support::{Warden, strip_ansi, value, wait_for};
 
 fn warden_for(pg: &Postgres, extra: &str) -> Warden {
     Warden::start(&format!(
@@ -131,6 +131,41 @@ fn stopping_and_restarting_the_cluster() {
     wait_for(Duration::from_secs(10), "pg_up 0", || {
         (value(&scrape(&warden), "pg_up", &[]) == Some(0.0)).then_some(())
     });
+    // The log names the server, where it was, and why the session ended (the server's
+    // shutdown notice with its SQLSTATE), then why reconnecting fails.
+    let address = format!("127.0.0.1:{}", pg.port());
+    let closed = wait_for(
+        Duration::from_secs(10),
+        "the closed connection logged",
+        || {
+            let stderr = strip_ansi(&warden.stderr());
+            let line = stderr
+                .lines()
+                .find(|l| l.contains("PostgreSQL connection closed."))?
+                .to_owned();
+            stderr
+                .contains("Connection refused (os error 111)")
+                .then_some((line, stderr))
+        },
+    );
+    let (line, stderr) = closed;
+    assert!(line.contains("server=main"), "{line}");
+    assert!(line.contains(&address), "{line}");
+    assert!(
+        line.contains("FATAL 57P01: terminating connection due to administrator command"),
+        "{line}"
+    );
+    let refused = stderr
+        .lines()
+        .find(|l| l.contains("Cannot connect to PostgreSQL.") && l.contains("Connection refused"))
+        .unwrap();
+    assert!(
+        refused.contains(&format!(
+            "cannot connect to postgres/main at {address} (database app, user postgres): \
+             error connecting to server: Connection refused (os error 111)"
+        )),
+        "{refused}"
+    );
     // While down, scrapes answer at once (a liveness bound, not a benchmark).
     for _ in 0..5 {
         let started = Instant::now();
@@ -177,9 +212,9 @@ fn a_query_past_its_timeout_is_cancelled_on_the_server() {
         (sleeping() == "0").then_some(())
     });
     assert!(
-        warden.stderr().contains("cancelled after the 1s timeout"),
+        strip_ansi(&warden.stderr()).contains("cancelled after the 1s timeout"),
         "{}",
-        warden.stderr()
+        strip_ansi(&warden.stderr())
     );
     let body = scrape(&warden);
     assert!(value(&body, "warden_query_errors_total", &[("query", "slow")]).unwrap() >= 1.0);
@@ -367,8 +402,87 @@ fn tls_with_a_private_ca_is_verified() {
     let body = scrape(&warden);
     assert_eq!(value(&body, "pg_up", &[("server", "untrusted")]), Some(0.0));
     assert!(
-        warden.stderr().contains("Cannot connect to PostgreSQL"),
+        strip_ansi(&warden.stderr()).contains("Cannot connect to PostgreSQL"),
         "{}",
-        warden.stderr()
+        strip_ansi(&warden.stderr())
     );
+}
+
+/// Connection failures say why, and where, in the log: the server's SQLSTATE and message, or
+/// the refused address; never the password, even at debug level.
+#[test]
+fn connection_failures_name_their_cause_without_the_password() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    pg.psql(
+        "postgres",
+        "CREATE ROLE warden LOGIN PASSWORD 'right-s3cret'",
+    );
+    pg.require_passwords();
+    let port = pg.port();
+    let nowhere = crate::support::free_port();
+    let warden = Warden::start(&format!(
+        "postgres:
+  - {{name: wrongpw, dsn: 'postgres://warden:wr0ng-s3cret@127.0.0.1:{port}/app?sslmode=disable', interval: 1s, timeout: 2s}}
+  - {{name: wrongport, dsn: 'postgres://warden:right-s3cret@127.0.0.1:{nowhere}/app?sslmode=disable', interval: 1s, timeout: 2s}}
+  - {{name: nodb, dsn: 'postgres://warden:right-s3cret@127.0.0.1:{port}/nope?sslmode=disable', interval: 1s, timeout: 2s}}
+"
+    ));
+    let line = |stderr: &str, server: &str| {
+        stderr
+            .lines()
+            .find(|l| {
+                l.contains("Cannot connect to PostgreSQL.")
+                    && l.contains(&format!("server={server}"))
+            })
+            .map(str::to_owned)
+    };
+    let (wrongpw, wrongport, nodb, stderr) = wait_for(
+        Duration::from_secs(20),
+        "three connection failures logged",
+        || {
+            let stderr = strip_ansi(&warden.stderr());
+            Some((
+                line(&stderr, "wrongpw")?,
+                line(&stderr, "wrongport")?,
+                line(&stderr, "nodb")?,
+                stderr,
+            ))
+        },
+    );
+    assert!(
+        wrongpw.contains(&format!(
+            "cannot connect to postgres/wrongpw at 127.0.0.1:{port} (database app, user warden): \
+             FATAL 28P01: password authentication failed for user \"warden\""
+        )),
+        "{wrongpw}"
+    );
+    assert!(
+        wrongport.contains(&format!(
+            "cannot connect to postgres/wrongport at 127.0.0.1:{nowhere} (database app, user warden): \
+             error connecting to server: Connection refused (os error 111)"
+        )),
+        "{wrongport}"
+    );
+    assert!(
+        nodb.contains("FATAL 3D000: database \"nope\" does not exist"),
+        "{nodb}"
+    );
+    // RUST_LOG=debug adds each attempt's settings.
+    let attempt = stderr
+        .lines()
+        .find(|l| l.contains("Connecting to PostgreSQL.") && l.contains("server=wrongport"))
+        .unwrap_or_else(|| panic!("no debug line for the attempt:\n{stderr}"));
+    assert!(
+        attempt.contains(&format!("address=127.0.0.1:{nowhere}"))
+            && attempt.contains("tls=\"disable\"")
+            && attempt.contains("timeout=2s"),
+        "{attempt}"
+    );
+    for secret in ["wr0ng-s3cret", "right-s3cret"] {
+        assert!(
+            !stderr.contains(secret),
+            "the password {secret} reached the log:\n{stderr}"
+        );
+    }
 }

@@ -589,24 +589,8 @@ fn sessions_statement(function: &str, since: &str) -> String {
     )
 }
 
-/// A PostgreSQL error with the server's message in its text (tokio-postgres's own says
-/// only `db error`).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-struct PostgresError {
-    message: String,
-    #[source]
-    source: tokio_postgres::Error,
-}
-
-impl From<tokio_postgres::Error> for PostgresError {
-    fn from(source: tokio_postgres::Error) -> PostgresError {
-        PostgresError {
-            message: crate::collect::postgres::describe(&source),
-            source,
-        }
-    }
-}
+/// A PostgreSQL error shown whole (SQLSTATE and message, or the I/O cause).
+use crate::collect::postgres::error::PgError as PostgresError;
 
 /// An action's own PostgreSQL session.
 struct Session {
@@ -665,7 +649,7 @@ impl Session {
             Some(tls) => token.cancel_query(tls.clone()).await,
         };
         if let Err(err) = result {
-            tracing::warn!(error = %crate::collect::postgres::describe(&err), "Cannot cancel an action's statement on the server.");
+            tracing::warn!(error = %crate::collect::ErrorChain(&PostgresError::from(err)), "Cannot cancel an action's statement on the server.");
         }
     }
 }

@@ -13,6 +13,7 @@
 //! A statement past its timeout is cancelled on the server (a PostgreSQL cancel request), not
 //! just abandoned; `statement_timeout` backs that up.
 
+pub mod error;
 mod stats;
 pub mod tls;
 
@@ -27,8 +28,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::sql::{Cell, Executor, QueryError, QueryFuture, Rows};
-use super::{CollectFuture, Collector, Family};
+use super::{CollectFuture, Collector, ErrorChain, Family};
 use crate::config::PostgresConfig;
+use error::{Endpoint, PgError, SessionError};
 
 /// The first reconnect delay; doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -116,21 +118,36 @@ impl Server {
             // covers only the TCP connect, and a server that accepts and then stalls must not
             // wedge this task. Jobs arriving meanwhile wait for it (their runner's own limit
             // still applies); they fail at once only while waiting to retry.
+            let (pg, endpoint) = self.session_config();
+            tracing::debug!(
+                server = %self.config.name,
+                address = %endpoint.address,
+                database = %endpoint.database,
+                user = endpoint.user.as_deref().unwrap_or(""),
+                tls = endpoint.tls,
+                timeout = ?self.config.timeout,
+                "Connecting to PostgreSQL."
+            );
             let attempt = tokio::select! {
                 () = shutdown.cancelled() => return,
-                attempt = tokio::time::timeout(self.config.timeout, self.connect()) => attempt,
+                attempt = tokio::time::timeout(self.config.timeout, pg.connect(self.tls.clone())) => attempt,
             };
             let healthy = match attempt {
                 Ok(Ok((client, connection))) => {
-                    tracing::info!(server = %self.config.name, "Connected to PostgreSQL.");
-                    self.serve(&client, connection, &mut queue, &shutdown).await
+                    tracing::info!(server = %self.config.name, address = %endpoint.address, "Connected to PostgreSQL.");
+                    self.serve(&client, connection, &endpoint, &mut queue, &shutdown)
+                        .await
                 }
                 Ok(Err(err)) => {
-                    tracing::warn!(server = %self.config.name, error = %err, retry_in = ?backoff, "Cannot connect to PostgreSQL.");
+                    let err = SessionError::Connect {
+                        endpoint,
+                        source: PgError::from(err),
+                    };
+                    tracing::warn!(server = %self.config.name, error = %ErrorChain(&err), retry_in = ?backoff, "Cannot connect to PostgreSQL.");
                     false
                 }
                 Err(_) => {
-                    tracing::warn!(server = %self.config.name, timeout = ?self.config.timeout, retry_in = ?backoff, "PostgreSQL did not complete the connection in time.");
+                    tracing::warn!(server = %self.config.name, address = %endpoint.address, timeout = ?self.config.timeout, retry_in = ?backoff, "PostgreSQL did not complete the connection in time.");
                     false
                 }
             };
@@ -162,16 +179,9 @@ impl Server {
         ))));
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<
-        (
-            Client,
-            impl Future<Output = Result<(), tokio_postgres::Error>> + Send + use<>,
-        ),
-        tokio_postgres::Error,
-    > {
-        connect(&self.config, self.statement_timeout, &self.tls).await
+    /// The session's connection settings (the DSN plus warden's own) and where it goes.
+    fn session_config(&self) -> (tokio_postgres::Config, Endpoint) {
+        session_config(&self.config, self.statement_timeout)
     }
 
     /// Serves one connection until it breaks or shutdown.
@@ -179,14 +189,24 @@ impl Server {
         &self,
         client: &Client,
         connection: impl Future<Output = Result<(), tokio_postgres::Error>> + Send,
+        endpoint: &Endpoint,
         queue: &mut mpsc::Receiver<Job>,
         shutdown: &CancellationToken,
     ) -> bool {
         // Whether a refresh has succeeded on this connection.
         let mut healthy = false;
         let connection = async move {
-            if let Err(err) = connection.await {
-                tracing::warn!(error = %err, "PostgreSQL connection closed.");
+            match connection.await {
+                Ok(()) => {
+                    tracing::warn!(server = %endpoint.server, address = %endpoint.address, "PostgreSQL closed the connection.");
+                }
+                Err(err) => {
+                    let err = SessionError::Closed {
+                        endpoint: endpoint.clone(),
+                        source: PgError::from(err),
+                    };
+                    tracing::warn!(server = %endpoint.server, error = %ErrorChain(&err), "PostgreSQL connection closed.");
+                }
             }
         };
         tokio::pin!(connection);
@@ -282,19 +302,42 @@ impl Server {
     }
 }
 
-/// Opens a connection with warden's session settings: `application_name=warden`, the
-/// statement and lock timeouts, read-only transactions, ISO dates in UTC.
-async fn connect(
+enum Step {
+    Stop,
+    Stats,
+    Sizes,
+    Job(Job),
+}
+
+/// Runs one simple-query statement, cancelling it on the server at `timeout`.
+async fn run_statement(
+    client: &Client,
+    tls: &MakeRustlsConnect,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Rows, QueryError> {
+    let query = client.simple_query(sql);
+    tokio::pin!(query);
+    let messages = match tokio::time::timeout(timeout, &mut query).await {
+        Ok(result) => result.map_err(|err| QueryError::Postgres(err.into()))?,
+        Err(_) => {
+            if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
+                tracing::warn!(error = %ErrorChain(&PgError::from(err)), "Cannot send a cancel request to PostgreSQL.");
+            }
+            // Wait for the cancelled statement to end so the next one does not queue behind it.
+            let _ = tokio::time::timeout(timeout, &mut query).await;
+            return Err(QueryError::Timeout(timeout));
+        }
+    };
+    Ok(rows(messages))
+}
+
+/// A connection's settings: the DSN plus warden's own (`application_name=warden`, the
+/// statement and lock timeouts, read-only transactions, ISO dates in UTC), and where it goes.
+fn session_config(
     config: &PostgresConfig,
     statement_timeout: Duration,
-    tls: &MakeRustlsConnect,
-) -> Result<
-    (
-        Client,
-        impl Future<Output = Result<(), tokio_postgres::Error>> + Send + use<>,
-    ),
-    tokio_postgres::Error,
-> {
+) -> (tokio_postgres::Config, Endpoint) {
     // The DSN parsed at config time; parsing again cannot fail, and a failure would only
     // mean "cannot connect".
     let mut pg: tokio_postgres::Config = config.dsn.expose_secret().parse().unwrap_or_default();
@@ -315,14 +358,8 @@ async fn connect(
         .keepalives_idle(KEEPALIVE_IDLE)
         .tcp_user_timeout(config.timeout.max(KEEPALIVE_IDLE))
         .options(options.trim_start());
-    pg.connect(tls.clone()).await
-}
-
-enum Step {
-    Stop,
-    Stats,
-    Sizes,
-    Job(Job),
+    let endpoint = Endpoint::new(&config.name, &pg);
+    (pg, endpoint)
 }
 
 /// The session's `statement_timeout`: the database-size query gets SIZE_TIMEOUT_FACTOR ×
@@ -342,32 +379,93 @@ async fn run_job(
 ) -> Result<Rows, QueryError> {
     let result = run_statement(client, tls, sql, timeout).await;
     if let Err(err) = client.simple_query("ROLLBACK; RESET ALL").await {
-        tracing::warn!(error = %describe(&err), "Cannot reset the session after a query.");
+        tracing::warn!(error = %ErrorChain(&PgError::from(err)), "Cannot reset the session after a query.");
     }
     result
 }
 
-/// Runs one simple-query statement, cancelling it on the server at `timeout`.
-async fn run_statement(
-    client: &Client,
-    tls: &MakeRustlsConnect,
-    sql: &str,
-    timeout: Duration,
-) -> Result<Rows, QueryError> {
-    let query = client.simple_query(sql);
-    tokio::pin!(query);
-    let messages = match tokio::time::timeout(timeout, &mut query).await {
-        Ok(result) => result.map_err(|err| QueryError::Database(describe(&err)))?,
-        Err(_) => {
-            if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
-                tracing::warn!(error = %err, "Cannot send a cancel request to PostgreSQL.");
+/// Why a [`Session`] could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The CA file could not be loaded.
+    #[error("cannot use ca_file")]
+    CaFile(#[source] tls::Error),
+    /// The server refused or failed the connection; the whole cause (the server's message
+    /// and SQLSTATE, or the I/O error) and where, never the password.
+    #[error(transparent)]
+    Failed(#[from] SessionError),
+    /// The connection (TCP, TLS, authentication) did not complete in time.
+    #[error("{endpoint} did not complete the connection within {timeout:?}")]
+    TimedOut {
+        /// Where.
+        endpoint: Endpoint,
+        /// The limit: the entry's `timeout`.
+        timeout: Duration,
+    },
+}
+
+/// One connection opened on demand, outside any server task, for a one-off check
+/// (`warden check-config --connect`). It has the collector's session settings, and runs
+/// statements exactly as the server task runs user queries: one at a time, cancelled at their
+/// timeout, the session reset after each.
+pub struct Session {
+    client: tokio::sync::Mutex<Client>,
+    tls: MakeRustlsConnect,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Connects to `config`'s server within its `timeout`; `longest_timeout` is the longest
+    /// timeout of the statements that will run.
+    ///
+    /// # Errors
+    /// [`ConnectError`] with the whole cause (address, server message, SQLSTATE).
+    pub async fn connect(
+        config: &PostgresConfig,
+        longest_timeout: Duration,
+    ) -> Result<Session, ConnectError> {
+        let tls = tls::connector(config.ca_file.as_deref()).map_err(ConnectError::CaFile)?;
+        let (pg, endpoint) = session_config(config, statement_timeout(config, longest_timeout));
+        let attempt = tokio::time::timeout(config.timeout, pg.connect(tls.clone())).await;
+        let (client, connection) = match attempt {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(cause)) => {
+                return Err(ConnectError::Failed(SessionError::Connect {
+                    endpoint,
+                    source: PgError::from(cause),
+                }));
             }
-            // Wait for the cancelled statement to end so the next one does not queue behind it.
-            let _ = tokio::time::timeout(timeout, &mut query).await;
-            return Err(QueryError::Timeout(timeout));
-        }
-    };
-    Ok(rows(messages))
+            Err(_) => {
+                return Err(ConnectError::TimedOut {
+                    endpoint,
+                    timeout: config.timeout,
+                });
+            }
+        };
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Session {
+            client: tokio::sync::Mutex::new(client),
+            tls,
+            connection,
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+impl Executor for Session {
+    fn query(&self, sql: String, timeout: Duration) -> QueryFuture<'_> {
+        Box::pin(async move {
+            let client = self.client.lock().await;
+            run_job(&client, &self.tls, &sql, timeout).await
+        })
+    }
 }
 
 /// The first result set of a simple query as rows of text cells.
@@ -397,19 +495,6 @@ pub(crate) fn rows(messages: Vec<SimpleQueryMessage>) -> Rows {
         }
     }
     out
-}
-
-/// A PostgreSQL error as one line: the server's message and SQLSTATE when there is one.
-pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => format!(
-            "{}: {} (SQLSTATE {})",
-            db.severity(),
-            db.message(),
-            db.code().code()
-        ),
-        None => super::ErrorChain(err).to_string(),
-    }
 }
 
 /// The scrape side of a server: reads its snapshot.
@@ -465,118 +550,5 @@ impl Executor for PostgresExecutor {
                 })?;
             answer.await.map_err(|_| unavailable())?
         })
-    }
-}
-
-/// Why a [`Session`] could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The CA file could not be loaded.
-    #[error("cannot use ca_file")]
-    CaFile(#[source] tls::Error),
-    /// The server refused or failed the connection. The message holds the whole cause (the
-    /// server's message and SQLSTATE, or the I/O error), never the password; the cause is not
-    /// also a `source`, so that a printed chain does not repeat it.
-    #[error("cannot connect to {address}: {}", describe(.cause))]
-    Failed {
-        /// The host and port tried, from the DSN.
-        address: String,
-        /// The cause.
-        cause: tokio_postgres::Error,
-    },
-    /// The connection (TCP, TLS, authentication) did not complete in time.
-    #[error("{address} did not complete the connection within {timeout:?}")]
-    TimedOut {
-        /// The host and port tried, from the DSN.
-        address: String,
-        /// The limit: the entry's `timeout`.
-        timeout: Duration,
-    },
-}
-
-/// One connection opened on demand, outside any server task, for a one-off check
-/// (`warden check-config --connect`). It has the collector's session settings, and runs
-/// statements exactly as the server task runs user queries: one at a time, cancelled at their
-/// timeout, the session reset after each.
-pub struct Session {
-    client: tokio::sync::Mutex<Client>,
-    tls: MakeRustlsConnect,
-    connection: tokio::task::JoinHandle<()>,
-}
-
-impl Session {
-    /// Connects to `config`'s server within its `timeout`; `longest_timeout` is the longest
-    /// timeout of the statements that will run.
-    ///
-    /// # Errors
-    /// [`ConnectError`] with the whole cause (address, server message, SQLSTATE).
-    pub async fn connect(
-        config: &PostgresConfig,
-        longest_timeout: Duration,
-    ) -> Result<Session, ConnectError> {
-        let tls = tls::connector(config.ca_file.as_deref()).map_err(ConnectError::CaFile)?;
-        let address = address(config);
-        let attempt = tokio::time::timeout(
-            config.timeout,
-            connect(config, statement_timeout(config, longest_timeout), &tls),
-        )
-        .await;
-        let (client, connection) = match attempt {
-            Ok(Ok(connected)) => connected,
-            Ok(Err(cause)) => return Err(ConnectError::Failed { address, cause }),
-            Err(_) => {
-                return Err(ConnectError::TimedOut {
-                    address,
-                    timeout: config.timeout,
-                });
-            }
-        };
-        let connection = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Session {
-            client: tokio::sync::Mutex::new(client),
-            tls,
-            connection,
-        })
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.connection.abort();
-    }
-}
-
-impl Executor for Session {
-    fn query(&self, sql: String, timeout: Duration) -> QueryFuture<'_> {
-        Box::pin(async move {
-            let client = self.client.lock().await;
-            run_job(&client, &self.tls, &sql, timeout).await
-        })
-    }
-}
-
-/// The hosts and ports a DSN names, for messages (never the user or password).
-fn address(config: &PostgresConfig) -> String {
-    use tokio_postgres::config::Host;
-    let pg: tokio_postgres::Config = config.dsn.expose_secret().parse().unwrap_or_default();
-    let ports = pg.get_ports();
-    let hosts: Vec<String> = pg
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
-            }
-        })
-        .collect();
-    if hosts.is_empty() {
-        "localhost:5432".to_owned()
-    } else {
-        hosts.join(",")
     }
 }

@@ -84,7 +84,7 @@ async fn query(
     match run_statement(client, tls, sql, timeout).await {
         Ok(rows) => Some(rows),
         Err(err) => {
-            tracing::warn!(server, family = what, error = %err, "PostgreSQL statistics query failed.");
+            tracing::warn!(server, family = what, error = %crate::collect::ErrorChain(&err), "PostgreSQL statistics query failed.");
             None
         }
     }
@@ -96,7 +96,7 @@ async fn plain(client: &Client, sql: &str, server: &str, what: &str) -> Option<R
     match client.simple_query(sql).await {
         Ok(messages) => Some(super::rows(messages)),
         Err(err) => {
-            tracing::warn!(server, family = what, error = %super::describe(&err), "PostgreSQL statistics query failed.");
+            tracing::warn!(server, family = what, error = %crate::collect::ErrorChain(&super::error::PgError::from(err)), "PostgreSQL statistics query failed.");
             None
         }
     }
@@ -149,15 +149,15 @@ pub(super) async fn collect(
                 families: Vec::new(),
             };
         }
-        Err(QueryError::Database(message)) => {
-            tracing::warn!(server, error = %message, "PostgreSQL does not answer the version query.");
+        Err(err @ (QueryError::Postgres(_) | QueryError::Database(_))) => {
+            tracing::warn!(server, error = %crate::collect::ErrorChain(&err), "PostgreSQL does not answer the version query.");
             return Stats {
                 connected: false,
                 families: Vec::new(),
             };
         }
         Err(err) => {
-            tracing::warn!(server, error = %err, "PostgreSQL does not answer.");
+            tracing::warn!(server, error = %crate::collect::ErrorChain(&err), "PostgreSQL does not answer.");
             return Stats {
                 connected: false,
                 families: Vec::new(),
@@ -241,7 +241,7 @@ pub(super) async fn collect(
         Ok(results) => results,
         Err(_) => {
             if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
-                tracing::warn!(server, error = %err, "Cannot send a cancel request to PostgreSQL.");
+                tracing::warn!(server, error = %crate::collect::ErrorChain(&super::error::PgError::from(err)), "Cannot send a cancel request to PostgreSQL.");
             }
             tracing::warn!(server, timeout = ?timeout, "PostgreSQL statistics did not arrive in time; cancelled.");
             return Stats {

@@ -109,7 +109,7 @@ impl Runner {
                 outcome.families = families;
             }
             Err(err) => {
-                tracing::warn!(query = self.job.name(), error = %err, "Query failed.");
+                tracing::warn!(query = self.job.name(), error = %crate::collect::ErrorChain(&err), "Query failed.");
                 outcome.success = false;
                 outcome.errors += 1;
                 outcome.families.clear();

@@ -219,6 +219,27 @@ impl Postgres {
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    /// Requires a password (scram-sha-256) over TCP from every role but the superuser, which
+    /// the harness's own `psql` keeps using without one; reloads the server's configuration.
+    /// For tests of a wrong password: create the role with `... LOGIN PASSWORD '...'`.
+    pub fn require_passwords(&self) {
+        let hba = format!(
+            "# Written by warden's test harness (tests/it/support/postgres.rs).\n\
+             local all all trust\n\
+             host all {SUPERUSER} 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n"
+        );
+        // Writing over the file keeps its owner, so this works when we are root too.
+        std::fs::write(self.data_dir().join("pg_hba.conf"), hba).unwrap();
+        let rules = self.psql(
+            "postgres",
+            "SELECT pg_reload_conf(); SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL",
+        );
+        assert!(rules.ends_with('0'), "pg_hba.conf has errors: {rules}");
+        // The postmaster rereads pg_hba.conf on the signal; new sessions then use it.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     /// Stops the server with `pg_ctl stop -m fast` and waits; the cluster stays on disk.
     pub fn stop(&self) {
         let mut command = self.runner.command(&self.bin.join("pg_ctl"));
