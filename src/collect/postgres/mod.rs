@@ -18,7 +18,7 @@ pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 use tokio::sync::{mpsc, oneshot};
@@ -27,7 +27,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::sql::{Cell, Executor, QueryError, QueryFuture, Rows};
-use super::{CollectFuture, Collector, Family};
+use super::{CollectFuture, Collector, ErrorChain, Family};
 use crate::config::PostgresConfig;
 
 /// The first reconnect delay; doubled after each failure up to [`MAX_BACKOFF`].
@@ -47,6 +47,33 @@ struct Snapshot {
     sizes: Vec<Family>,
 }
 
+/// What the status page shows about a server, kept by its task.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// Whether the last refresh on a connection worked.
+    pub connected: bool,
+    /// Since when it has been connected, or down; `None` before the first attempt finished.
+    pub since: Option<SystemTime>,
+    /// The last failure to connect or to answer, with the whole chain of causes (the DSN and
+    /// its password are never part of it), and when it happened.
+    pub last_error: Option<(SystemTime, String)>,
+}
+
+impl Health {
+    /// Records the state, moving `since` when it changes.
+    fn set(&mut self, connected: bool) {
+        if self.since.is_none() || self.connected != connected {
+            self.since = Some(SystemTime::now());
+        }
+        self.connected = connected;
+    }
+
+    /// Records a failure.
+    fn failed(&mut self, error: String) {
+        self.last_error = Some((SystemTime::now(), error));
+    }
+}
+
 /// A statement to run for a user query or run queue.
 struct Job {
     sql: String,
@@ -64,6 +91,8 @@ pub struct Server {
     statement_timeout: Duration,
     /// Set once the first connection attempt (and, when connected, refresh) has finished.
     tried: AtomicBool,
+    /// The connection state and last error, for the status page.
+    health: Mutex<Health>,
     /// The TLS connector, used as the DSN's `sslmode` says (and for cancel requests).
     tls: MakeRustlsConnect,
 }
@@ -94,6 +123,7 @@ impl Server {
             queue: Mutex::new(Some(queue)),
             statement_timeout,
             tried: AtomicBool::new(false),
+            health: Mutex::default(),
             tls,
         })
     }
@@ -101,6 +131,11 @@ impl Server {
     /// Whether the first connection attempt, and the first refresh if it connected, are done.
     pub fn has_tried(&self) -> bool {
         self.tried.load(Ordering::Acquire)
+    }
+
+    /// The connection state and last error as the server's task last saw them.
+    pub fn health(&self) -> Health {
+        lock(&self.health).clone()
     }
 
     /// The configured name (the `server` label).
@@ -130,10 +165,15 @@ impl Server {
                 }
                 Ok(Err(err)) => {
                     tracing::warn!(server = %self.config.name, error = %err, retry_in = ?backoff, "Cannot connect to PostgreSQL.");
+                    lock(&self.health).failed(format!("cannot connect: {}", ErrorChain(&err)));
                     false
                 }
                 Err(_) => {
                     tracing::warn!(server = %self.config.name, timeout = ?self.config.timeout, retry_in = ?backoff, "PostgreSQL did not complete the connection in time.");
+                    lock(&self.health).failed(format!(
+                        "the connection did not complete within {:?}",
+                        self.config.timeout
+                    ));
                     false
                 }
             };
@@ -211,6 +251,7 @@ impl Server {
         let connection = async move {
             if let Err(err) = connection.await {
                 tracing::warn!(error = %err, "PostgreSQL connection closed.");
+                lock(&self.health).failed(format!("connection closed: {}", ErrorChain(&err)));
             }
         };
         tokio::pin!(connection);
@@ -247,6 +288,13 @@ impl Server {
                             let mut snapshot = lock(&self.snapshot);
                             snapshot.up = connected;
                             snapshot.stats = stats.families;
+                        }
+                        {
+                            let mut health = lock(&self.health);
+                            health.set(connected);
+                            if let Some(error) = stats.error {
+                                health.failed(error);
+                            }
                         }
                         self.tried.store(true, Ordering::Release);
                         // A session that cannot answer the first query (a dead peer, a stuck
@@ -286,6 +334,7 @@ impl Server {
     }
 
     fn set_down(&self) {
+        lock(&self.health).set(false);
         let mut snapshot = lock(&self.snapshot);
         snapshot.up = false;
         snapshot.stats.clear();
