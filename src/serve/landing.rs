@@ -225,10 +225,10 @@ verified backup yet.</p><table><tr><th>job</th><th>state</th><th>newest verified
     for job in jobs {
         let on_disk = match (&job.error, job.corrupt) {
             (Some(err), _) => format!("<span class=\"err\">{}</span>", escape(err)),
-            (None, 0) => format!("{} backups", job.retained),
+            (None, 0) => plural(job.retained, "backup"),
             (None, corrupt) => format!(
-                "{} backups, <b>{corrupt} failed verification</b>",
-                job.retained
+                "{}, <b>{corrupt} failed verification</b>",
+                plural(job.retained, "backup")
             ),
         };
         let _ = write!(
@@ -285,6 +285,15 @@ fn actions_table(page: &mut String, actions: &ActionsStatus) {
         );
     }
     page.push_str("</table>");
+}
+
+/// `1 backup`, `2 backups`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Escapes text for HTML element content and attribute values.

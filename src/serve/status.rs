@@ -513,16 +513,23 @@ pub fn age(seconds: f64) -> String {
     }
 }
 
-/// `2d 4h`, `3h 12m`, `5m 10s`, `42s`.
+/// `2d 4h`, `3h 12m`, `5m 10s`, `42s`; `1d`, not `1d 0h`.
 pub fn span(duration: Duration) -> String {
     let s = duration.as_secs();
     let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let two = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit} {small}{small_unit}")
+        }
+    };
     if d > 0 {
-        format!("{d}d {h}h")
+        two(d, "d", h, "h")
     } else if h > 0 {
-        format!("{h}h {m}m")
+        two(h, "h", m, "m")
     } else if m > 0 {
-        format!("{m}m {sec}s")
+        two(m, "m", sec, "s")
     } else {
         format!("{sec}s")
     }
@@ -540,6 +547,8 @@ mod tests {
         assert_eq!(age(310.0), "5m 10s ago");
         assert_eq!(age(0.4), "0s ago");
         assert_eq!(age(-90.0), "in 1m 30s");
+        assert_eq!(span(Duration::from_secs(86_400)), "1d");
+        assert_eq!(span(Duration::from_secs(3600)), "1h");
     }
 
     #[test]

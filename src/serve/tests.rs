@@ -446,7 +446,7 @@ async fn status_page_reports_sources_backups_and_actions() {
         "<td>other</td><td class=\"state warning\">never</td>",
         "<td>snap</td><td class=\"state unknown\">never run</td>",
         "Queue: <b>0</b> jobs waiting",
-        "1d 0h",
+        "<td>1d</td>",
         " UTC <span class=\"meta\">(",
         "3 need attention",
     ] {

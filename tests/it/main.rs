@@ -17,5 +17,6 @@ mod postgres_harness;
 mod prometheus;
 mod serve;
 mod sqlite;
+mod status_page;
 mod support;
 mod web;
