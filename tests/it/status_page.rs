@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Warden, require_tool, wait_for, warden_bin};
+use crate::support::{Warden, require_tool, wait_for};
 
 /// How long one headless Chromium run may take before the test gives up on it.
 const CHROMIUM_LIMIT: Duration = Duration::from_secs(90);
@@ -77,13 +77,6 @@ fn status_page_renders_in_a_real_browser() {
          sqlite:\n  - {{name: app, path: {d}/app.db, integrity_interval: 1s}}\n  - {{name: gone, path: {d}/gone.db}}\n\
          backups:\n  - {{name: notes, kind: files, paths: [{d}/src], destination: {d}/out, schedule: '0 3 * * *'}}\n  - {{name: broken, kind: files, paths: [{d}/nowhere], destination: {d}/out2, schedule: '0 * * * *'}}\n"
     ));
-    // A backup by the command line, into the store the server reads.
-    let run = Command::new(warden_bin())
-        .args(["backup", "run", "notes", "--config"])
-        .arg(warden.path().join("warden.yml"))
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{run:?}");
     // The first integrity check runs a second after start-up; the scheduler runs the jobs
     // without a backup at once, and `broken`'s run fails.
     wait_for(
