@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: real PostgreSQL, Prometheus, Alertmanager, node_exporter and
-# postgres_exporter (the compatibility anchors), the sqlite3 shell, and openssl (test certificates).
-packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl)
+# postgres_exporter (the compatibility anchors), the sqlite3 shell, openssl (test certificates), and
+# chromium (the status page in a real browser).
+packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl chromium)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

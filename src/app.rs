@@ -103,6 +103,7 @@ pub fn start(
     let sources = &config.sources;
 
     let mut servers = Vec::new();
+    let mut sqlite = Vec::new();
     for pg in &sources.postgres {
         let target = Target::Postgres(pg.name.clone());
         let longest = longest_timeout(sources, &target);
@@ -119,6 +120,7 @@ pub fn start(
     for db in &sources.sqlite {
         let collector = SqliteCollector::new(db.clone());
         collector.spawn_integrity(shutdown.child_token(), tracker);
+        sqlite.push(Arc::clone(&collector));
         concurrent.push(Arc::new(OwnThread(collector)));
         executors.insert(Target::Sqlite(db.name.clone()), SqliteExecutor::new(db));
     }
@@ -157,6 +159,7 @@ pub fn start(
     Started {
         collectors: Collectors::new(blocking, concurrent),
         servers,
+        sqlite,
         runners,
     }
 }
@@ -182,6 +185,7 @@ pub struct Started {
     /// Every collector.
     pub collectors: Collectors,
     servers: Vec<Arc<Server>>,
+    sqlite: Vec<Arc<SqliteCollector>>,
     runners: Vec<Arc<Runner>>,
 }
 
@@ -302,7 +306,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
                 config.host.timeout,
             ))));
     }
-    let state = AppState::new(&config, started.collectors, actions);
+    let watched = serve::status::Watched {
+        servers: started.servers,
+        sqlite: started.sqlite,
+        runners: started.runners,
+        backups,
+    };
+    let state = AppState::new(&config, started.collectors, actions, watched);
     let app_state = Arc::clone(&state);
     let app = serve::router(Arc::clone(&state), &config, serve::webhook_routes());
     let server = serve::server::Server::try_new(listener, app, &config.web)?;

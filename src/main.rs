@@ -302,8 +302,9 @@ fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // Logging is set up and writes to standard error: one line there, in the configured
+            // format (JSON lines stay parseable), not a second copy by eprintln.
             tracing::error!(error = format!("{err:#}"), "warden stopped.");
-            eprintln!("warden: {err:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -161,7 +161,11 @@ async fn run(
         BackupCommand::Verify { job, id } => {
             let outcomes = backups.verify(&job, id, cancel).await?;
             match output {
-                Output::Json => println!("{}", json(&outcomes)),
+                Output::Json => {
+                    let rows: Vec<serde_json::Value> =
+                        outcomes.iter().map(|o| with_job(&job, o)).collect();
+                    println!("{}", json(&rows));
+                }
                 Output::Table => {
                     let rows: Vec<Vec<String>> = outcomes
                         .iter()
@@ -200,7 +204,14 @@ async fn run(
                 }
             };
             match output {
-                Output::Json => println!("{}", json(&manifest.restore_test)),
+                Output::Json => {
+                    let report = manifest.restore_test.as_ref().map(|check| DrillReport {
+                        job: &manifest.job,
+                        id: &manifest.id,
+                        check,
+                    });
+                    println!("{}", json(&report));
+                }
                 Output::Table => {
                     let detail = manifest
                         .restore_test
@@ -219,7 +230,7 @@ async fn run(
             clear_progress();
             let summary = result?;
             match output {
-                Output::Json => println!("{}", json(&summary)),
+                Output::Json => println!("{}", json(&with_job(&job, &summary))),
                 Output::Table => {
                     println!("restored backup {} to {}", summary.id, summary.target);
                     for step in &summary.steps {
@@ -242,6 +253,7 @@ async fn run(
                         .iter()
                         .map(|d| {
                             serde_json::json!({
+                                "job": job,
                                 "id": d.id,
                                 "finished_at": super::manifest::format_time(d.finished),
                                 "keep": d.keep,
@@ -278,6 +290,25 @@ async fn run(
             Ok(0)
         }
     }
+}
+
+/// `backup drill --output json`: the drill's check with the backup it drilled.
+#[derive(serde::Serialize)]
+struct DrillReport<'a> {
+    job: &'a str,
+    id: &'a str,
+    #[serde(flatten)]
+    check: &'a super::manifest::Check,
+}
+
+/// `value` as a JSON object with a `job` member added, so every `--output json` names the
+/// job as well as the backup.
+fn with_job<T: serde::Serialize>(job: &str, value: &T) -> serde_json::Value {
+    let mut value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("job".to_owned(), serde_json::Value::String(job.to_owned()));
+    }
+    value
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

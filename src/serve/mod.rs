@@ -5,13 +5,14 @@
 //! | `GET /metrics` | every collector's families: OpenMetrics when the scraper asks for it, text format 0.0.4 otherwise |
 //! | `GET /healthz` | 200 while the process serves requests |
 //! | `GET /readyz` | 200 when ready to serve scrapes, 503 while shutting down |
-//! | `GET /` | a small HTML page listing the endpoints and each collector's last status |
+//! | `GET /` | the status page: each source's state and last error, each backup job's newest verified backup against its schedule, the action queue and last outcomes (HTML and CSS, no script) |
+//! | `GET /status` | the same facts as JSON, for scripts |
 //! | `POST /alerts` | Alertmanager's webhook (when actions are configured): 200 once the resulting jobs are committed |
 //!
 //! **Authentication** (`auth.rs`): with `web.bearer_token` or basic-auth users configured,
 //! every endpoint but `/healthz` requires a credential; either kind is accepted when both are
 //! configured. **Limits**: scrapes beyond `web.max_concurrent_scrapes` get 503 at once rather
-//! than queueing behind slow ones; `/metrics`, `/readyz` and `/` are bounded by
+//! than queueing behind slow ones; `/metrics`, `/readyz`, `/` and `/status` are bounded by
 //! `web.request_timeout`; a web-config `rate_limit` answers 429 beyond its token bucket;
 //! `http_server_config.headers` are added to every response.
 //!
@@ -27,6 +28,7 @@ mod landing;
 mod metrics;
 mod rate_limit;
 pub mod server;
+pub mod status;
 mod tls;
 
 use std::sync::Arc;
@@ -65,16 +67,20 @@ pub struct AppState {
     headers: Vec<(HeaderName, HeaderValue)>,
     /// False once shutdown has begun.
     ready: AtomicBool,
-    /// When the server started, for the landing page.
+    /// When the server started, for the status page.
     started_at: SystemTime,
+    /// The sources whose background tasks the status page reads.
+    watched: status::Watched,
 }
 
 impl AppState {
-    /// Shared state for the given configuration and collectors.
+    /// Shared state for the given configuration and collectors; `watched` are the sources the
+    /// status page reports on.
     pub fn new(
         config: &Config,
         collectors: Collectors,
         actions: Option<Arc<Actions>>,
+        watched: status::Watched,
     ) -> Arc<Self> {
         Arc::new(AppState {
             collectors,
@@ -96,6 +102,7 @@ impl AppState {
                 .collect(),
             ready: AtomicBool::new(true),
             started_at: SystemTime::now(),
+            watched,
         })
     }
 
@@ -118,6 +125,7 @@ pub fn router(state: Arc<AppState>, config: &Config, extra: Router<Arc<AppState>
         .route("/metrics", get(metrics::handler))
         .route("/readyz", get(readyz))
         .route("/", get(landing::handler))
+        .route("/status", get(landing::json))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.web.request_timeout,

@@ -60,7 +60,7 @@ fn app_with_stuck_timeout(config: &Config, stuck_timeout: Duration) -> (Router, 
             }),
         ],
     );
-    let state = AppState::new(config, collectors, None);
+    let state = AppState::new(config, collectors, None, status::Watched::default());
     (router(Arc::clone(&state), config, Router::new()), state)
 }
 
@@ -227,8 +227,8 @@ async fn landing_page_lists_collectors_and_endpoints() {
         "/metrics",
         "/healthz",
         "/readyz",
-        "<td>fixed</td><td>ok</td>",
-        "<td>stuck</td><td>failed</td>",
+        "<td>fixed</td><td class=\"state good\">ok</td>",
+        "<td>stuck</td><td class=\"state bad\">failed</td>",
         "timed out",
     ] {
         assert!(body.contains(needle), "missing {needle} in {body}");
@@ -341,7 +341,7 @@ async fn extra_routes_are_authenticated_but_not_bound_by_the_request_timeout() {
     config.web.bearer_token = Some("tok".to_owned().into());
     config.web.request_timeout = Duration::from_millis(50);
     let collectors = Collectors::new(Vec::new(), Vec::new());
-    let state = AppState::new(&config, collectors, None);
+    let state = AppState::new(&config, collectors, None, status::Watched::default());
     let extra = Router::new().route(
         "/slow",
         axum::routing::get(|| async {
@@ -357,4 +357,140 @@ async fn extra_routes_are_authenticated_but_not_bound_by_the_request_timeout() {
     let (status, _, body) = get(router, "/slow", &[("authorization", "Bearer tok")]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "done");
+}
+
+/// Issue 9: the status page reports what the background tasks and the store know, in words
+/// and colours, and `/status` gives the same facts as JSON behind the same authentication.
+#[tokio::test]
+async fn status_page_reports_sources_backups_and_actions() {
+    use crate::act::queue::Actions;
+    use crate::backup::{Backups, Progress, Trigger};
+    use crate::collect::postgres::Server;
+    use crate::collect::sqlite::SqliteCollector;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/a.txt"), b"a").unwrap();
+    let yaml = format!(
+        "state_dir: {d}/state\nweb: {{bearer_token: t0ken}}\n\
+         postgres:\n  - {{name: app, dsn: 'postgres://warden:hunter2@127.0.0.1:1/app', timeout: 1s}}\n\
+         sqlite:\n  - {{name: gone, path: {d}/missing.db}}\n\
+         backups:\n  - {{name: notes, kind: files, paths: [{d}/src], destination: {d}/out, schedule: '0 3 * * *'}}\n  - {{name: other, kind: files, paths: [{d}/src], destination: {d}/out2, schedule: '0 3 * * *'}}\n\
+         actions:\n  - {{name: snap, backup: notes}}\n",
+        d = dir.path().display()
+    );
+    let config =
+        Config::try_from_yaml(&yaml, "test", dir.path(), &crate::config::ProcessEnv).unwrap();
+
+    // A server nothing listens for: its task records the refusal.
+    let server = Server::new(config.sources.postgres[0].clone(), Duration::from_secs(1));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(Arc::clone(&server).run(shutdown.clone()));
+    for _ in 0..200 {
+        if server.has_tried() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let backups = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Backups::open(&config))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    backups
+        .run(
+            "notes",
+            Trigger::Command,
+            &shutdown,
+            Arc::new(Progress::default()),
+        )
+        .await
+        .unwrap();
+    let actions = {
+        let config = config.clone();
+        let backups = Arc::clone(&backups);
+        tokio::task::spawn_blocking(move || Actions::open(&config, Some(backups)))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let watched = status::Watched {
+        servers: vec![Arc::clone(&server)],
+        sqlite: vec![SqliteCollector::new(config.sources.sqlite[0].clone())],
+        runners: Vec::new(),
+        backups: Some(backups),
+    };
+    let state = AppState::new(
+        &config,
+        Collectors::new(Vec::new(), Vec::new()),
+        Some(actions),
+        watched,
+    );
+    let router = router(state, &config, Router::new());
+    let auth = [("authorization", "Bearer t0ken")];
+
+    assert_eq!(
+        get(router.clone(), "/status", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, content_type, body) = get(router.clone(), "/", &auth).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(content_type.starts_with("text/html"));
+    for needle in [
+        "<td>app</td><td class=\"state bad\">down</td>",
+        "Connection refused",
+        "<td>gone</td><td class=\"state bad\">missing</td>",
+        "<td>notes</td><td class=\"state good\">ok</td>",
+        "<td>other</td><td class=\"state warning\">never</td>",
+        "<td>snap</td><td class=\"state unknown\">never run</td>",
+        "Queue: <b>0</b> jobs waiting",
+        "<td>1d</td>",
+        " UTC <span class=\"meta\">(",
+        "3 need attention",
+    ] {
+        assert!(body.contains(needle), "missing {needle} in {body}");
+    }
+    assert!(!body.contains("hunter2"), "a secret in the page: {body}");
+    assert!(!body.contains("<script"), "{body}");
+
+    let (code, content_type, body) = get(router, "/status", &auth).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(content_type.starts_with("application/json"));
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        json["started_at"]["utc"]
+            .as_str()
+            .unwrap()
+            .ends_with(" UTC")
+    );
+    assert_eq!(json["postgres"][0]["name"], "app");
+    assert_eq!(json["postgres"][0]["state"], "down");
+    assert_eq!(json["postgres"][0]["level"], "bad");
+    assert!(json["postgres"][0]["since"]["unix"].as_f64().unwrap() > 0.0);
+    assert!(
+        json["postgres"][0]["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{json:#}"
+    );
+    assert_eq!(json["sqlite"][0]["state"], "missing");
+    assert_eq!(json["backups"][0]["name"], "notes");
+    assert_eq!(json["backups"][0]["state"], "ok");
+    assert_eq!(json["backups"][0]["expected_interval_seconds"], 86_400.0);
+    assert!(
+        json["backups"][0]["newest_verified"]["age_seconds"]
+            .as_f64()
+            .unwrap()
+            < 60.0
+    );
+    assert_eq!(json["backups"][1]["state"], "never");
+    assert_eq!(json["actions"]["queue_depth"], 0);
+    assert_eq!(json["actions"]["actions"][0]["name"], "snap");
+    assert_eq!(json["problems"].as_array().unwrap().len(), 3, "{json:#}");
+    assert!(!body.contains("hunter2"));
+    shutdown.cancel();
 }

@@ -96,6 +96,19 @@ fn state_name<S: serde::Serializer>(state: &JobState, s: S) -> Result<S::Ok, S::
     s.serialize_str(state.as_str())
 }
 
+/// One action's last outcomes, from the jobs kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionSummary {
+    /// The action.
+    pub action: String,
+    /// When it last succeeded (Unix seconds; 0 = never).
+    pub last_success: f64,
+    /// When it last failed or was interrupted (0 = never).
+    pub last_failure: f64,
+    /// Why its newest failed job failed.
+    pub last_error: Option<String>,
+}
+
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AuditEntry {
@@ -593,6 +606,37 @@ impl JobStore {
             )?;
             select
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })();
+        result.map_err(|err| self.error(err))
+    }
+
+    /// Per action with kept jobs: when it last succeeded and last failed (0 = never), and the
+    /// error of its newest failed job, for the status page.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn action_summaries(&self) -> Result<Vec<ActionSummary>, StoreError> {
+        let conn = self.conn();
+        let result = (|| {
+            let mut select = conn.prepare(
+                "SELECT action,
+                        coalesce(max(CASE WHEN state = 'succeeded' THEN finished END), 0),
+                        coalesce(max(CASE WHEN state IN ('failed', 'interrupted') THEN finished END), 0),
+                        (SELECT error FROM action_jobs AS f
+                         WHERE f.action = j.action AND f.state IN ('failed', 'interrupted')
+                         ORDER BY f.finished DESC, f.id DESC LIMIT 1)
+                 FROM action_jobs AS j GROUP BY action",
+            )?;
+            select
+                .query_map([], |row| {
+                    Ok(ActionSummary {
+                        action: row.get(0)?,
+                        last_success: row.get(1)?,
+                        last_failure: row.get(2)?,
+                        last_error: row.get(3)?,
+                    })
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })();
         result.map_err(|err| self.error(err))

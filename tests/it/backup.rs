@@ -1051,3 +1051,49 @@ fn postgres_restore_as_a_non_superuser_into_a_hyphenated_name() {
     let refused = setup.backup(&["restore", "pg", "--to", "warden_x"]);
     assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
 }
+
+/// Issue 9: every `--output json` of `warden backup` names the job and the backup.
+#[test]
+fn json_outputs_name_the_job_and_the_backup() {
+    let setup = Setup::new(
+        "backups:\n  - {name: notes, kind: files, paths: [@/src], destination: @/out}\n",
+    );
+    std::fs::create_dir_all(setup.path().join("src")).unwrap();
+    std::fs::write(setup.path().join("src/a.txt"), b"a").unwrap();
+    let run: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["run", "notes", "--output", "json"])).unwrap();
+    let id = run[0]["id"].as_str().unwrap().to_owned();
+
+    let drill: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["drill", "notes", "--output", "json"])).unwrap();
+    assert_eq!(drill["job"], "notes", "{drill:#}");
+    assert_eq!(drill["id"], id.as_str(), "{drill:#}");
+    assert_eq!(drill["ok"], true, "{drill:#}");
+    assert!(
+        drill["at"].is_string() && drill["detail"].is_string(),
+        "{drill:#}"
+    );
+
+    let verify: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["verify", "notes", "--output", "json"])).unwrap();
+    assert_eq!(verify[0]["job"], "notes", "{verify:#}");
+    assert_eq!(verify[0]["id"], id.as_str(), "{verify:#}");
+
+    let to = setup.path().join("restored");
+    let restore: serde_json::Value = serde_json::from_str(&setup.ok(&[
+        "restore",
+        "notes",
+        "--to",
+        to.to_str().unwrap(),
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(restore["job"], "notes", "{restore:#}");
+    assert_eq!(restore["id"], id.as_str(), "{restore:#}");
+
+    let prune: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["prune", "notes", "--output", "json"])).unwrap();
+    assert_eq!(prune[0]["job"], "notes", "{prune:#}");
+    assert_eq!(prune[0]["id"], id.as_str(), "{prune:#}");
+}

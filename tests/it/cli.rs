@@ -254,3 +254,61 @@ fn serve_names_its_configuration_in_its_first_log_line() {
     assert!(first.contains("Starting warden"), "{first}");
     assert!(first.contains("warden.yml"), "{first}");
 }
+
+/// Issue 9: log lines carry no ANSI colour when standard error is not a terminal, nor with
+/// `NO_COLOR` set.
+#[test]
+fn logs_to_a_file_or_pipe_are_not_coloured() {
+    let warden = crate::support::Warden::start("");
+    let _ = warden.get("/metrics", &[]);
+    let logged = warden.stderr();
+    assert!(logged.contains("warden is serving."), "{logged}");
+    assert!(
+        !logged.contains("\x1b["),
+        "colour in a log file: {logged:?}"
+    );
+    // A missing SQLite file is logged as a warning by `warden metrics`.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("w.yml");
+    std::fs::write(
+        &config,
+        "host: {enabled: false}\nsqlite:\n  - {name: gone, path: missing.db}\n",
+    )
+    .unwrap();
+    for no_color in [None, Some("1")] {
+        let mut command = Command::new(warden_bin());
+        command
+            .args(["metrics", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("WARN"), "nothing logged: {stderr}");
+        assert!(
+            !stderr.contains("\x1b["),
+            "colour with NO_COLOR={no_color:?}: {stderr:?}"
+        );
+    }
+}
+
+/// Issue 9: a second `serve` on a state directory in use says so once, and exits 1.
+#[test]
+fn state_directory_in_use_is_reported_once() {
+    let first = crate::support::Warden::start("");
+    let output = Command::new(warden_bin())
+        .args(["serve", "--config"])
+        .arg(first.path().join("warden.yml"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("is in use by another warden").count(),
+        1,
+        "{stderr}"
+    );
+}

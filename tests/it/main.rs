@@ -18,5 +18,6 @@ mod postgres_harness;
 mod prometheus;
 mod serve;
 mod sqlite;
+mod status_page;
 mod support;
 mod web;

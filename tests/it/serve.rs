@@ -289,8 +289,8 @@ fn landing_page_lists_collectors_after_a_scrape() {
         "/metrics",
         "/healthz",
         "/readyz",
-        "<td>cpu</td><td>ok</td>",
-        "<td>process</td><td>ok</td>",
+        "<td>cpu</td><td class=\"state good\">ok</td>",
+        "<td>process</td><td class=\"state good\">ok</td>",
     ] {
         assert!(page.body.contains(needle), "missing {needle}");
     }

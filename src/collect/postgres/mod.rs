@@ -19,7 +19,7 @@ pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 use tokio::sync::{mpsc, oneshot};
@@ -49,6 +49,33 @@ struct Snapshot {
     sizes: Vec<Family>,
 }
 
+/// What the status page shows about a server, kept by its task.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// Whether the last refresh on a connection worked.
+    pub connected: bool,
+    /// Since when it has been connected, or down; `None` before the first attempt finished.
+    pub since: Option<SystemTime>,
+    /// The last failure to connect or to answer, with the whole chain of causes (the DSN and
+    /// its password are never part of it), and when it happened.
+    pub last_error: Option<(SystemTime, String)>,
+}
+
+impl Health {
+    /// Records the state, moving `since` when it changes.
+    fn set(&mut self, connected: bool) {
+        if self.since.is_none() || self.connected != connected {
+            self.since = Some(SystemTime::now());
+        }
+        self.connected = connected;
+    }
+
+    /// Records a failure.
+    fn failed(&mut self, error: String) {
+        self.last_error = Some((SystemTime::now(), error));
+    }
+}
+
 /// A statement to run for a user query or run queue.
 struct Job {
     sql: String,
@@ -66,6 +93,8 @@ pub struct Server {
     statement_timeout: Duration,
     /// Set once the first connection attempt (and, when connected, refresh) has finished.
     tried: AtomicBool,
+    /// The connection state and last error, for the status page.
+    health: Mutex<Health>,
     /// The TLS connector, used as the DSN's `sslmode` says (and for cancel requests).
     tls: MakeRustlsConnect,
 }
@@ -93,6 +122,7 @@ impl Server {
             queue: Mutex::new(Some(queue)),
             statement_timeout,
             tried: AtomicBool::new(false),
+            health: Mutex::default(),
             tls,
         })
     }
@@ -100,6 +130,11 @@ impl Server {
     /// Whether the first connection attempt, and the first refresh if it connected, are done.
     pub fn has_tried(&self) -> bool {
         self.tried.load(Ordering::Acquire)
+    }
+
+    /// The connection state and last error as the server's task last saw them.
+    pub fn health(&self) -> Health {
+        lock(&self.health).clone()
     }
 
     /// The configured name (the `server` label).
@@ -144,10 +179,15 @@ impl Server {
                         source: PgError::from(err),
                     };
                     tracing::warn!(server = %self.config.name, error = %ErrorChain(&err), retry_in = ?backoff, "Cannot connect to PostgreSQL.");
+                    lock(&self.health).failed(ErrorChain(&err).to_string());
                     false
                 }
                 Err(_) => {
                     tracing::warn!(server = %self.config.name, address = %endpoint.address, timeout = ?self.config.timeout, retry_in = ?backoff, "PostgreSQL did not complete the connection in time.");
+                    lock(&self.health).failed(format!(
+                        "{endpoint} did not complete the connection within {:?}",
+                        self.config.timeout
+                    ));
                     false
                 }
             };
@@ -199,6 +239,7 @@ impl Server {
             match connection.await {
                 Ok(()) => {
                     tracing::warn!(server = %endpoint.server, address = %endpoint.address, "PostgreSQL closed the connection.");
+                    lock(&self.health).failed(format!("{endpoint} closed the connection"));
                 }
                 Err(err) => {
                     let err = SessionError::Closed {
@@ -206,6 +247,7 @@ impl Server {
                         source: PgError::from(err),
                     };
                     tracing::warn!(server = %endpoint.server, error = %ErrorChain(&err), "PostgreSQL connection closed.");
+                    lock(&self.health).failed(ErrorChain(&err).to_string());
                 }
             }
         };
@@ -244,6 +286,13 @@ impl Server {
                             snapshot.up = connected;
                             snapshot.stats = stats.families;
                         }
+                        {
+                            let mut health = lock(&self.health);
+                            health.set(connected);
+                            if let Some(error) = stats.error {
+                                health.failed(error);
+                            }
+                        }
                         self.tried.store(true, Ordering::Release);
                         // A session that cannot answer the first query (a dead peer, a stuck
                         // backend) is replaced rather than kept.
@@ -276,6 +325,7 @@ impl Server {
     }
 
     fn set_down(&self) {
+        lock(&self.health).set(false);
         let mut snapshot = lock(&self.snapshot);
         snapshot.up = false;
         snapshot.stats.clear();

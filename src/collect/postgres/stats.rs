@@ -68,6 +68,8 @@ pub(super) const SIZE_TIMEOUT_FACTOR: u32 = 4;
 pub(super) struct Stats {
     /// Whether the server answered at all.
     pub connected: bool,
+    /// Why it did not, when it did not.
+    pub error: Option<String>,
     /// The families read.
     pub families: Vec<Family>,
 }
@@ -146,6 +148,7 @@ pub(super) async fn collect(
         Ok(_) => {
             return Stats {
                 connected: false,
+                error: Some("the version query returned no row".to_owned()),
                 families: Vec::new(),
             };
         }
@@ -153,6 +156,7 @@ pub(super) async fn collect(
             tracing::warn!(server, error = %crate::collect::ErrorChain(&err), "PostgreSQL does not answer the version query.");
             return Stats {
                 connected: false,
+                error: Some(crate::collect::ErrorChain(&err).to_string()),
                 families: Vec::new(),
             };
         }
@@ -160,6 +164,7 @@ pub(super) async fn collect(
             tracing::warn!(server, error = %crate::collect::ErrorChain(&err), "PostgreSQL does not answer.");
             return Stats {
                 connected: false,
+                error: Some(crate::collect::ErrorChain(&err).to_string()),
                 families: Vec::new(),
             };
         }
@@ -246,6 +251,7 @@ pub(super) async fn collect(
             tracing::warn!(server, timeout = ?timeout, "PostgreSQL statistics did not arrive in time; cancelled.");
             return Stats {
                 connected: true,
+                error: None,
                 families,
             };
         }
@@ -279,6 +285,7 @@ pub(super) async fn collect(
     }
     Stats {
         connected: true,
+        error: None,
         families,
     }
 }

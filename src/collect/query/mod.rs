@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +63,21 @@ struct Outcome {
     duration: Duration,
     errors: u64,
     families: Vec<Family>,
+    finished_at: Option<SystemTime>,
+    last_error: Option<(SystemTime, String)>,
+}
+
+/// What the status page shows about a query or run queue, kept by its task.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The `query` label.
+    pub name: String,
+    /// When the last run finished; `None` before the first.
+    pub finished_at: Option<SystemTime>,
+    /// Whether the last run succeeded.
+    pub success: bool,
+    /// The last failure and when it happened (kept after a later success).
+    pub last_error: Option<(SystemTime, String)>,
 }
 
 /// A job, its executor and its last result.
@@ -100,6 +115,7 @@ impl Runner {
         let mut outcome = lock(&self.outcome);
         outcome.ran = true;
         outcome.duration = duration;
+        outcome.finished_at = Some(SystemTime::now());
         match result {
             Ok(families) => {
                 if !outcome.success {
@@ -112,6 +128,7 @@ impl Runner {
                 tracing::warn!(query = self.job.name(), error = %crate::collect::ErrorChain(&err), "Query failed.");
                 outcome.success = false;
                 outcome.errors += 1;
+                outcome.last_error = Some((SystemTime::now(), super::ErrorChain(&err).to_string()));
                 outcome.families.clear();
             }
         }
@@ -130,6 +147,17 @@ impl Runner {
                 () = shutdown.cancelled() => return,
                 () = self.run_once() => {}
             }
+        }
+    }
+
+    /// The last run's result, for the status page.
+    pub fn health(&self) -> Health {
+        let outcome = lock(&self.outcome);
+        Health {
+            name: self.job.name().to_owned(),
+            finished_at: outcome.finished_at,
+            success: outcome.success,
+            last_error: outcome.last_error.clone(),
         }
     }
 

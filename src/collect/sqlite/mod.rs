@@ -124,12 +124,30 @@ struct ScrapeState {
     row_errors: HashMap<String, String>,
 }
 
-/// The last finished integrity check.
-#[derive(Debug, Default, Clone, Copy)]
+/// The last finished integrity check, and the last reason one could not run.
+#[derive(Debug, Default, Clone)]
 struct IntegrityState {
     ok: Option<bool>,
     finished_at: Option<SystemTime>,
     duration: Option<Duration>,
+    last_error: Option<(SystemTime, String)>,
+}
+
+/// What the status page shows about a database, from its integrity-check task and one `stat`.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The configured name.
+    pub name: String,
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Whether the file exists (`stat` succeeded).
+    pub exists: bool,
+    /// The last finished integrity check's result; `None` before the first.
+    pub integrity_ok: Option<bool>,
+    /// When the last integrity check finished.
+    pub checked_at: Option<SystemTime>,
+    /// Why the last check could not run or failed, and when.
+    pub last_error: Option<(SystemTime, String)>,
 }
 
 /// What one scrape read from the file.
@@ -155,6 +173,25 @@ impl SqliteCollector {
             integrity: Mutex::new(IntegrityState::default()),
             config,
         })
+    }
+
+    /// The database's state for the status page: the integrity task's last results and
+    /// whether the file exists. Blocking (one `stat`).
+    pub fn health(&self) -> Health {
+        let integrity = lock(&self.integrity).clone();
+        Health {
+            name: self.config.name.clone(),
+            path: self.config.path.clone(),
+            exists: self.config.path.exists(),
+            integrity_ok: integrity.ok,
+            checked_at: integrity.finished_at,
+            last_error: integrity.last_error,
+        }
+    }
+
+    /// Records why a check could not run or failed, for the status page.
+    fn check_failed(&self, error: String) {
+        lock(&self.integrity).last_error = Some((SystemTime::now(), error));
     }
 
     /// Spawns the integrity-check loop on `tracker`; it stops, interrupting a running check,
@@ -197,6 +234,7 @@ impl SqliteCollector {
             }
             Ok(Err(err)) => {
                 tracing::warn!(database, error = %ErrorChain(&err), "Cannot run the SQLite integrity check; retrying soon.");
+                self.check_failed(ErrorChain(&err).to_string());
                 return Checked::Unavailable;
             }
             Err(err) => {
@@ -250,6 +288,11 @@ impl SqliteCollector {
                 } else {
                     let shown = &messages[..messages.len().min(INTEGRITY_MESSAGES_LOGGED)];
                     tracing::warn!(database, problems = messages.len(), first = ?shown, "SQLite integrity check failed.");
+                    self.check_failed(format!(
+                        "integrity check found {} problems: {}",
+                        messages.len(),
+                        shown.join("; ")
+                    ));
                 }
                 Checked::Finished
             }
@@ -261,6 +304,7 @@ impl SqliteCollector {
             {
                 self.record(false, elapsed);
                 tracing::warn!(database, error = %ErrorChain(&err), "SQLite integrity check failed: the database is corrupt.");
+                self.check_failed(format!("the database is corrupt: {}", ErrorChain(&err)));
                 Checked::Finished
             }
             Err(_) if shut_down => Checked::Shutdown,
@@ -271,21 +315,24 @@ impl SqliteCollector {
                     wal,
                     "SQLite integrity check did not finish within its limit; its timestamp stays stale."
                 );
+                self.check_failed(format!(
+                    "the integrity check did not finish within {limit:?}"
+                ));
                 Checked::Abandoned
             }
             Err(err) => {
                 tracing::warn!(database, error = %ErrorChain(&err), "SQLite integrity check could not run; retrying soon.");
+                self.check_failed(ErrorChain(&err).to_string());
                 Checked::Unavailable
             }
         }
     }
 
     fn record(&self, ok: bool, duration: Duration) {
-        *lock(&self.integrity) = IntegrityState {
-            ok: Some(ok),
-            finished_at: Some(SystemTime::now()),
-            duration: Some(duration),
-        };
+        let mut integrity = lock(&self.integrity);
+        integrity.ok = Some(ok);
+        integrity.finished_at = Some(SystemTime::now());
+        integrity.duration = Some(duration);
     }
 
     /// Reads the page statistics and row counts over the kept connection.
@@ -568,7 +615,7 @@ impl BlockingCollector for SqliteCollector {
         }
         families.insert(0, up);
 
-        let integrity = *lock(&self.integrity);
+        let integrity = lock(&self.integrity).clone();
         let mut timestamp = Family::gauge(
             "warden_sqlite_integrity_check_timestamp_seconds",
             "Unix time the last SQLite integrity check finished; 0 if none has yet.",
