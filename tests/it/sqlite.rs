@@ -186,6 +186,37 @@ fn tutorial_example_reports_the_file_the_tables_and_the_request_log() {
         ),
         Some(0.0)
     );
+
+    // The example's alert expressions, read from the file, evaluated by a real Prometheus:
+    // one error in three requests is above 5 %, the slowest request (4 s) above 3 s, the
+    // average (2 s) not.
+    let example = include_str!("../../deploy/examples/tutorial.yml");
+    let expression = |starts: &str| -> String {
+        example
+            .lines()
+            .map(|l| l.trim_start_matches([' ', '#']).trim())
+            .find(|l| l.starts_with(starts))
+            .unwrap_or_else(|| panic!("no `{starts}…` expression in tutorial.yml"))
+            .split(':')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let error_rate = expression("sum(tutorial_recent_request_errors)");
+    let slowest = expression("max(tutorial_recent_response_time_max_seconds)");
+    let average = example
+        .lines()
+        .find_map(|l| l.split_once("(or the average: "))
+        .map(|(_, rest)| rest.trim().trim_end_matches(')').to_owned())
+        .expect("the average's expression in tutorial.yml");
+    let prometheus = crate::support::prometheus::Prometheus::start(&format!(
+        "  - job_name: warden\n    static_configs:\n      - targets: ['{}']\n",
+        warden.addr
+    ));
+    prometheus.wait_for_data(&error_rate, Duration::from_secs(30));
+    assert_eq!(prometheus.query(&slowest).len(), 1, "{slowest}");
+    assert!(prometheus.query(&average).is_empty(), "{average}");
 }
 
 /// A config watching `path` as `app`, with short intervals.
