@@ -258,6 +258,9 @@ pub fn take_turn(gate: &Mutex<()>) -> MutexGuard<'_, ()> {
 pub struct JobStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// A second connection for the scrape's reads: in WAL mode a reader never waits for a
+    /// writer, so a scrape does not queue behind the dispatcher's commits on `conn`.
+    reader: Mutex<Connection>,
     gate: WriteGate,
 }
 
@@ -276,9 +279,11 @@ impl JobStore {
     /// When the database cannot be opened.
     pub fn open(state_dir: &Path) -> Result<JobStore, StoreError> {
         let (conn, path) = super::open_connection(state_dir, "full")?;
+        let (reader, _) = super::open_connection(state_dir, "full")?;
         Ok(JobStore {
             path,
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             gate: WriteGate::default(),
         })
     }
@@ -572,15 +577,15 @@ impl JobStore {
     }
 
     /// Jobs waiting to run (retries waiting for their backoff included): the metric's value.
-    /// Unlike [`JobStore::queued`] it reads only the state index, not every queued row, which
-    /// matters for a scrape while a backlog of tens of thousands of jobs drains.
+    /// Unlike [`JobStore::queued`] it reads one counter row, on the reader connection, so a
+    /// scrape costs the same whatever the backlog and whatever the dispatcher is writing.
     ///
     /// # Errors
     /// When SQLite fails.
     pub fn queue_depth(&self) -> Result<u64, StoreError> {
         // Kept by triggers on action_jobs (see the schema): a scrape reads one row whatever
         // the backlog, where counting the queued jobs took milliseconds per 10,000.
-        let conn = self.conn();
+        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         conn.query_row(
             "SELECT value FROM action_counters WHERE name = 'queued'",
             [],
