@@ -495,13 +495,14 @@ impl Actions {
         };
         let (ended, result) = finish.into_ended(duration);
         log_end(&job, &ended, result, retry.as_ref());
-        if action.is_some() && slot.is_some() {
-            self.metrics.finished(&job.action, result, duration, now);
-        }
+        // The store first: once the metrics say a job ended, its history says so too.
         let store = Arc::clone(&self.store);
         let id = job.id;
         if let Err(err) = blocking(move || store.finish(id, &ended, retry.as_ref(), now)).await {
             tracing::error!(job = id, error = %ErrorChain(&err), "Cannot record how the job ended.");
+        }
+        if action.is_some() && slot.is_some() {
+            self.metrics.finished(&job.action, result, duration, now);
         }
         drop(slot);
         drop(global);
