@@ -36,6 +36,7 @@ pub enum NotificationResult {
 }
 
 impl NotificationResult {
+    /// Every value, in declaration order: `value as usize` indexes the counters.
     const ALL: [NotificationResult; 5] = [
         NotificationResult::Accepted,
         NotificationResult::Invalid,
@@ -71,6 +72,7 @@ pub enum RunResult {
 }
 
 impl RunResult {
+    /// Every value, in declaration order: `value as usize` indexes the counters.
     const ALL: [RunResult; 5] = [
         RunResult::Success,
         RunResult::Failure,
@@ -103,6 +105,7 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every value, in declaration order: `value as usize` indexes the counters.
     const ALL: [SkipReason; 3] = [
         SkipReason::Deduplicated,
         SkipReason::Cooldown,
@@ -171,11 +174,7 @@ impl ActionMetrics {
 
     /// Counts a notification by how it was answered.
     pub fn notification(&self, result: NotificationResult) {
-        let i = NotificationResult::ALL
-            .iter()
-            .position(|r| *r == result)
-            .unwrap_or(0);
-        self.notifications[i].fetch_add(1, Ordering::Relaxed);
+        self.notifications[result as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an accepted notification's alerts and truncated alerts.
@@ -187,11 +186,7 @@ impl ActionMetrics {
 
     /// Counts an action not queued.
     pub fn skipped(&self, action: &str, reason: SkipReason) {
-        let i = SkipReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.with(action, |a| a.skipped[i] += 1);
+        self.with(action, |a| a.skipped[reason as usize] += 1);
     }
 
     /// A job of `action` started running.
@@ -203,11 +198,7 @@ impl ActionMetrics {
     pub fn finished(&self, action: &str, result: RunResult, duration: Duration, now: f64) {
         self.with(action, |a| {
             a.running = a.running.saturating_sub(1);
-            let i = RunResult::ALL
-                .iter()
-                .position(|r| *r == result)
-                .unwrap_or(0);
-            a.runs[i] += 1;
+            a.runs[result as usize] += 1;
             match result {
                 RunResult::Success | RunResult::DryRun => a.last_success = now,
                 RunResult::Failure | RunResult::Timeout | RunResult::Interrupted => {
@@ -229,7 +220,7 @@ impl ActionMetrics {
     pub fn interrupted_at_start(&self, action: &str) {
         let now = crate::act::queue::unix_now();
         self.with(action, |a| {
-            a.runs[3] += 1;
+            a.runs[RunResult::Interrupted as usize] += 1;
             a.last_failure = now;
         });
     }

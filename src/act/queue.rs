@@ -378,7 +378,7 @@ impl Actions {
                 // quadratic.
                 let next = match job {
                     Some(_) => None,
-                    None => store.queued(now)?.1,
+                    None => store.next_due(now)?,
                 };
                 Ok::<_, StoreError>((job, next))
             })

@@ -560,24 +560,23 @@ impl JobStore {
         result.map_err(|err| self.error(err))
     }
 
-    /// Jobs waiting to run, and when the soonest of those not yet due is due (for the
-    /// dispatcher's sleep).
+    /// When the soonest queued job not yet due (a retry in its backoff) becomes due, for the
+    /// dispatcher's sleep; `None` when there is none.
     ///
     /// # Errors
     /// When SQLite fails.
-    pub fn queued(&self, now: f64) -> Result<(u64, Option<f64>), StoreError> {
+    pub fn next_due(&self, now: f64) -> Result<Option<f64>, StoreError> {
         let conn = self.conn();
         conn.query_row(
-            "SELECT count(*), min(CASE WHEN not_before > ?1 THEN not_before END)
-             FROM action_jobs WHERE state = 'queued'",
+            "SELECT min(not_before) FROM action_jobs WHERE state = 'queued' AND not_before > ?1",
             params![now],
-            |row| Ok((row.get::<_, i64>(0)?.max(0) as u64, row.get(1)?)),
+            |row| row.get(0),
         )
         .map_err(|err| self.error(err))
     }
 
     /// Jobs waiting to run (retries waiting for their backoff included): the metric's value.
-    /// Unlike [`JobStore::queued`] it reads one counter row, on the reader connection, so a
+    /// It reads one counter row, on the reader connection, so a
     /// scrape costs the same whatever the backlog and whatever the dispatcher is writing.
     ///
     /// # Errors
@@ -900,7 +899,7 @@ mod tests {
             ingest(&mut conn, &[&resolved], 121.0).unwrap()[0][0],
             Verdict::Cancelled(vec!["x".to_owned()])
         );
-        assert_eq!(store.queued(121.0).unwrap().0, 1);
+        assert_eq!(store.queue_depth().unwrap(), 1);
         assert_eq!(store.cancel_unknown(&["x", "y"], 122.0).unwrap(), 0);
         assert_eq!(store.queue_depth().unwrap(), 1);
 
@@ -989,7 +988,7 @@ mod tests {
             "old and finished: gone"
         );
         assert_eq!(
-            store.queued(1000.0).unwrap().0,
+            store.queue_depth().unwrap(),
             2,
             "queued jobs stay, however old"
         );
@@ -998,7 +997,7 @@ mod tests {
             1,
             "y is gone"
         );
-        assert_eq!(store.queued(1000.0).unwrap().0, 1);
+        assert_eq!(store.queue_depth().unwrap(), 1);
         assert!(store.audit_log(100).unwrap().iter().all(|e| e.at >= 500.0));
         // The old dedup key is gone with the retention: the same firing may run again.
         assert!(matches!(
@@ -1019,7 +1018,7 @@ mod tests {
         assert!(ingest(&mut conn, &[&n], 1.0).is_err());
         conn.pragma_update(None, "query_only", false).unwrap();
         let store = JobStore::open(dir.path()).unwrap();
-        assert_eq!(store.queued(2.0).unwrap().0, 0);
+        assert_eq!(store.queue_depth().unwrap(), 0);
         assert!(store.audit_log(10).unwrap().is_empty());
     }
 }

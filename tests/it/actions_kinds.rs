@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use warden::act::kinds::{ActionError, JobContext, Kind, Outcome, ParseContext};
 use warden::config::{Config, Problems, ProcessEnv, Sources};
 
@@ -43,13 +42,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 async fn run(kind: &dyn Kind, labels: &BTreeMap<String, String>) -> Result<Outcome, ActionError> {
-    let context = JobContext {
-        job: 1,
-        action: "test",
-        labels,
-        cancel: CancellationToken::new(),
-        backups: None,
-    };
+    let context = JobContext::new(1, "test", labels);
     kind.run(&context).await
 }
 
@@ -79,13 +72,7 @@ async fn command_cancel_kills_the_whole_process_group() {
         &Sources::default(),
     );
     let labels = labels(&[]);
-    let context = JobContext {
-        job: 1,
-        action: "test",
-        labels: &labels,
-        cancel: CancellationToken::new(),
-        backups: None,
-    };
+    let context = JobContext::new(1, "test", &labels);
     let cancel = context.cancel.clone();
     let watched = pids.clone();
     let canceller = tokio::spawn(async move {
@@ -125,13 +112,7 @@ async fn command_a_cooperative_group_ends_at_sigterm() {
         &Sources::default(),
     );
     let labels = labels(&[]);
-    let context = JobContext {
-        job: 1,
-        action: "test",
-        labels: &labels,
-        cancel: CancellationToken::new(),
-        backups: None,
-    };
+    let context = JobContext::new(1, "test", &labels);
     let cancel = context.cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -401,13 +382,7 @@ async fn sql_lock_timeout_and_cancellation_stop_server_work() {
     // Cancelled while it waits: the statement is cancelled on the server too, not left
     // waiting for its lock behind a closed client.
     let empty = labels(&[]);
-    let context = JobContext {
-        job: 2,
-        action: "test",
-        labels: &empty,
-        cancel: CancellationToken::new(),
-        backups: None,
-    };
+    let context = JobContext::new(2, "test", &empty);
     let cancel = context.cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -609,13 +584,7 @@ async fn then_check_passes_when_the_service_recovers_on_attempt_two() {
         "expect_status": 200, "attempts": 3, "delay": "50ms", "timeout": "2s",
     }));
     let empty = labels(&[]);
-    let context = JobContext {
-        job: 1,
-        action: "restart",
-        labels: &empty,
-        cancel: CancellationToken::new(),
-        backups: None,
-    };
+    let context = JobContext::new(1, "restart", &empty);
     assert_eq!(
         check.run(&context).await.unwrap(),
         "healthy on attempt 2 of 3"
@@ -631,13 +600,7 @@ async fn then_check_fails_after_the_last_attempt_with_its_reason() {
         "attempts": 3, "delay": "50ms",
     }));
     let empty = labels(&[]);
-    let context = JobContext {
-        job: 1,
-        action: "restart",
-        labels: &empty,
-        cancel: CancellationToken::new(),
-        backups: None,
-    };
+    let context = JobContext::new(1, "restart", &empty);
     let err = check.run(&context).await.unwrap_err();
     assert_eq!(err.to_string(), "unhealthy after 3 attempts");
     let cause = std::error::Error::source(&err).unwrap().to_string();

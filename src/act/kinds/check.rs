@@ -249,13 +249,7 @@ mod tests {
     }
 
     fn context<'a>(labels: &'a BTreeMap<String, String>) -> JobContext<'a> {
-        JobContext {
-            job: 1,
-            action: "check",
-            labels,
-            cancel: CancellationToken::new(),
-            backups: None,
-        }
+        JobContext::new(1, "check", labels)
     }
 
     #[tokio::test]

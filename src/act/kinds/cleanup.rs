@@ -437,13 +437,7 @@ mod tests {
 
     async fn run(kind: &dyn Kind) -> Result<Outcome, ActionError> {
         let labels = BTreeMap::new();
-        let context = JobContext {
-            job: 1,
-            action: "cleanup",
-            labels: &labels,
-            cancel: CancellationToken::new(),
-            backups: None,
-        };
+        let context = JobContext::new(1, "cleanup", &labels);
         kind.run(&context).await
     }
 

@@ -79,6 +79,20 @@ pub struct JobContext<'a> {
     pub backups: Option<&'a Arc<Backups>>,
 }
 
+impl<'a> JobContext<'a> {
+    /// A context for job `job` of `action` with `labels`, its own cancellation token and no
+    /// backup service (a manual run, a test); the queue sets both itself.
+    pub fn new(job: i64, action: &'a str, labels: &'a BTreeMap<String, String>) -> Self {
+        JobContext {
+            job,
+            action,
+            labels,
+            cancel: CancellationToken::new(),
+            backups: None,
+        }
+    }
+}
+
 /// What a finished run reports: the audit log and `warden actions history` show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {

@@ -944,13 +944,7 @@ mod tests {
                     statement_timeout: Duration::from_secs(1),
                 };
                 let labels = BTreeMap::new();
-                let context = JobContext {
-                    job: 1,
-                    action: "a",
-                    labels: &labels,
-                    cancel: CancellationToken::new(),
-                    backups: None,
-                };
+                let context = JobContext::new(1, "a", &labels);
                 action.run(&context).await
             }
         };
