@@ -137,6 +137,23 @@ def _on_signal(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def file_tail(path: str, lines: int) -> str:
+    """The last `lines` lines of a log file; empty when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def file_size(path: str) -> int:
+    """A file's size; 0 when it cannot be read."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -258,11 +275,7 @@ class Exporter:
         _STARTED.append(self.proc)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, lines)
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -731,17 +744,10 @@ class PgCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            with open(self.log, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return file_tail(self.log, lines)
 
     def log_size(self) -> int:
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
+        return file_size(self.log)
 
     def log_between(self, start: int, end: int) -> str:
         with open(self.log, "rb") as f:

@@ -248,17 +248,10 @@ class Server:
         return self.proc.returncode
 
     def log_tail(self, n: int = 20) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return bench.file_tail(self.log_path, n)
 
     def log_bytes(self) -> int:
-        try:
-            return os.path.getsize(self.log_path)
-        except OSError:
-            return 0
+        return bench.file_size(self.log_path)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30) as r:
