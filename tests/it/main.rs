@@ -11,6 +11,7 @@ mod alerts;
 mod backup;
 mod check_config;
 mod cli;
+mod community;
 mod compat;
 mod dashboards;
 mod node_exporter;

@@ -86,6 +86,11 @@ impl Exporter {
         Exporter::start(binary, &args, &[("DATA_SOURCE_NAME", dsn)])
     }
 
+    /// The address it answers `/metrics` on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn scrape(&self) -> String {
         http::get(self.addr, "/metrics", &[]).unwrap().body
     }

@@ -64,14 +64,24 @@ impl Prometheus {
 
     /// Runs an instant query and returns the `data.result` vector.
     pub fn query(&self, promql: &str) -> Vec<Value> {
+        self.try_query(promql)
+            .unwrap_or_else(|err| panic!("query {promql}: {err}"))
+    }
+
+    /// Runs an instant query: the `data.result` vector, or Prometheus' answer when it is not a
+    /// success (a parse error is `400` with `errorType: bad_data`).
+    pub fn try_query(&self, promql: &str) -> Result<Vec<Value>, String> {
         let path = format!("/api/v1/query?query={}", encode_query(promql));
-        let response = http::get(self.addr, &path, &[]).unwrap();
-        assert_eq!(response.status, 200, "query {promql}: {}", response.body);
-        let json: Value = serde_json::from_str(&response.body).unwrap();
-        json["data"]["result"]
+        let response = http::get(self.addr, &path, &[]).map_err(|err| err.to_string())?;
+        let json: Value = serde_json::from_str(&response.body)
+            .map_err(|err| format!("{err}: {}", response.body))?;
+        if response.status != 200 || json["status"] != "success" {
+            return Err(format!("HTTP {}: {}", response.status, response.body));
+        }
+        Ok(json["data"]["result"]
             .as_array()
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     /// The active targets from `/api/v1/targets`.
