@@ -18,6 +18,7 @@ mod node_exporter;
 mod postgres;
 mod postgres_harness;
 mod prometheus;
+mod rules;
 mod serve;
 mod sqlite;
 mod status_page;
