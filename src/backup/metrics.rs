@@ -61,6 +61,10 @@ impl BlockingCollector for BackupCollector {
             "warden_backup_restore_test_last_success_timestamp_seconds",
             "When the job's last passing restore drill ran; 0 if none.",
         );
+        let mut drill_failure = Family::gauge(
+            "warden_backup_restore_test_last_failure_timestamp_seconds",
+            "When the job's last failing restore drill ended; 0 if none.",
+        );
         let mut runs = Family::counter(
             "warden_backup_runs_total",
             "Backup runs by result: success (published and verified), failure, skipped (the job was busy).",
@@ -97,6 +101,7 @@ impl BlockingCollector for BackupCollector {
             size.push(label(), summary.newest_size as f64);
             verified.push(label(), summary.newest_verified_finished);
             drill.push(label(), summary.restore_tested.max(record.drill_success));
+            drill_failure.push(label(), record.drill_failure);
             count.push(label(), summary.count as f64);
             corrupt.push(label(), summary.failed_verification as f64);
             verify_failures.push(label(), record.verify_failures as f64);
@@ -131,6 +136,7 @@ impl BlockingCollector for BackupCollector {
             size,
             verified,
             drill,
+            drill_failure,
             runs,
             count,
             corrupt,

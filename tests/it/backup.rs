@@ -272,6 +272,24 @@ fn files_back_up_verify_prune_restore_and_survive_a_lost_state_directory() {
         metric(&body, "warden_backup_verify_failures_total", "tools"),
         1.0
     );
+    // A drill of the corrupt copy fails, and says so in its own series.
+    assert_eq!(
+        metric(
+            &body,
+            "warden_backup_restore_test_last_failure_timestamp_seconds",
+            "tools"
+        ),
+        0.0
+    );
+    let drill = setup.backup(&["drill", "tools", newest["id"].as_str().unwrap()]);
+    assert!(!drill.status.success(), "{}", stderr(&drill));
+    assert!(
+        metric(
+            &setup.metrics(),
+            "warden_backup_restore_test_last_failure_timestamp_seconds",
+            "tools"
+        ) > 0.0
+    );
     // The corrupt copy is kept while no newer verified backup exists; restore picks the
     // newest verified one.
     let dry = setup.ok(&["prune", "tools", "--apply"]);
