@@ -650,6 +650,9 @@ fn metric_names_reads_selectors_and_skips_everything_else() {
 /// action with a route (the action and webhook families).
 struct FullWarden {
     _pg: Postgres,
+    /// The application's connection: it keeps the WAL database's `-shm` file, so warden may
+    /// open the file without creating one.
+    _app: rusqlite::Connection,
     _dir: tempfile::TempDir,
     warden: Warden,
 }
@@ -666,7 +669,7 @@ fn full_warden() -> FullWarden {
     );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fastmcp.db");
-    drop(create_tutorial_db(&db, "WAL"));
+    let app = create_tutorial_db(&db, "WAL");
     let config = format!(
         "postgres:\n  - name: main\n    dsn: {dsn}\n    interval: 1s\n    timeout: 1s\n    size_interval: 1s\n    tables: [app]\n\
          run_queues:\n  - name: jobs\n    target: postgres/main\n    table: runs\n    status_column: status\n    \
@@ -701,6 +704,7 @@ fn full_warden() -> FullWarden {
     });
     FullWarden {
         _pg: pg,
+        _app: app,
         _dir: dir,
         warden,
     }
