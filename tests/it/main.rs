@@ -14,6 +14,7 @@ mod cli;
 mod community;
 mod compat;
 mod dashboards;
+mod kit;
 mod node_exporter;
 mod postgres;
 mod postgres_harness;

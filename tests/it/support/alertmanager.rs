@@ -102,19 +102,31 @@ impl Alertmanager {
         (first, second)
     }
 
+    /// Starts one Alertmanager without clustering on this whole configuration file.
+    pub fn start_config(config: &str) -> Alertmanager {
+        let mut am = Alertmanager::spawn_config(config, None);
+        am.wait_ready();
+        am
+    }
+
     /// Writes the config, checks it with `amtool check-config` and starts the process;
     /// `cluster` is (own gossip address, peer's).
     fn spawn(receiver: &Receiver, cluster: Option<(SocketAddr, SocketAddr)>) -> Alertmanager {
-        let binary = require_tool("prometheus-alertmanager", "prometheus-alertmanager");
-        let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = format!(
             "route:\n  receiver: warden\n  group_by: [alertname]\n  {ROUTE_TIMING}\n{}",
             receiver.yaml()
         );
+        Alertmanager::spawn_config(&config, cluster)
+    }
+
+    /// [`Alertmanager::spawn`] on a whole configuration file.
+    fn spawn_config(config: &str, cluster: Option<(SocketAddr, SocketAddr)>) -> Alertmanager {
+        let binary = require_tool("prometheus-alertmanager", "prometheus-alertmanager");
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config_path = dir.path().join("alertmanager.yml");
-        std::fs::write(&config_path, &config).unwrap();
-        check_config(&config_path, &config);
+        std::fs::write(&config_path, config).unwrap();
+        check_config(&config_path, config);
         let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
         let mut command = Command::new(binary);
         command

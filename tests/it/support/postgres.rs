@@ -276,10 +276,7 @@ impl Postgres {
     /// The session's `application_name` is unique; see [`PsqlSession::application_name`].
     pub fn spawn_psql_session(&self, database: &str, sql_lines: &[&str]) -> PsqlSession {
         static SESSIONS: AtomicUsize = AtomicUsize::new(1);
-        let application_name = format!(
-            "warden-test-session-{}",
-            SESSIONS.fetch_add(1, Ordering::Relaxed)
-        );
+        let application_name = format!("test-session-{}", SESSIONS.fetch_add(1, Ordering::Relaxed));
         let output = tempfile::Builder::new()
             .prefix("psql-session-")
             .suffix(".log")

@@ -20,14 +20,20 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus with this `scrape_configs` YAML (a list) and a 1 s global interval.
     pub fn start(scrape_configs: &str) -> Prometheus {
+        Prometheus::start_config(&format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}"
+        ))
+    }
+
+    /// Starts Prometheus with this whole configuration file, checked first with
+    /// `promtool check config` (which also checks the rule files it names).
+    pub fn start_config(config: &str) -> Prometheus {
         let binary = require_tool("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}"
-        );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
+        check_config(&config_path, config);
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
@@ -94,6 +100,21 @@ impl Prometheus {
             .unwrap_or_default()
     }
 
+    /// The alerts its rules hold now, pending and firing, from `/api/v1/alerts`.
+    pub fn alerts(&self) -> Vec<Value> {
+        let response = http::get(self.addr, "/api/v1/alerts", &[]).unwrap();
+        assert_eq!(
+            response.status, 200,
+            "GET /api/v1/alerts: {}",
+            response.body
+        );
+        let json: Value = serde_json::from_str(&response.body).unwrap();
+        json["data"]["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Waits until `promql` returns at least one series, and returns them.
     pub fn wait_for_data(&self, promql: &str, limit: Duration) -> Vec<Value> {
         wait_for(limit, &format!("data for {promql}"), || {
@@ -108,6 +129,22 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `promtool check config FILE`, panicking with its output (and the config) when it fails.
+fn check_config(path: &std::path::Path, config: &str) {
+    let promtool = require_tool("promtool", "prometheus");
+    let output = Command::new(promtool)
+        .args(["check", "config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check config refused the config:\n{config}\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Percent-encodes a query string value.
