@@ -9,9 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: real PostgreSQL, Prometheus, Alertmanager, node_exporter and
-# postgres_exporter (the compatibility anchors), the sqlite3 shell, openssl (test certificates), and
-# chromium (the status page in a real browser).
-packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl chromium)
+# postgres_exporter (the compatibility anchors), the sqlite3 shell, openssl (test certificates),
+# chromium (the status page in a real browser), and a Docker engine with docker-compose and
+# debootstrap (the compose stack, on images built from Debian's packages).
+packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl chromium docker.io docker-compose debootstrap)
+# Node.js and npm install Grafana's dashboard types (scripts/grafana-schema.sh); the machine's
+# own Node.js is used when there is one.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -38,6 +42,10 @@ if ((${#missing[@]})); then
     echo "  sudo apt-get install -y ${missing[*]}" >&2
   fi
 fi
+
+# Grafana's own dashboard types and the TypeScript compiler, from npm (tests/it/dashboards.rs).
+echo "test.sh: scripts/grafana-schema.sh"
+scripts/grafana-schema.sh >/dev/null
 
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
