@@ -89,6 +89,10 @@ impl BlockingCollector for BackupCollector {
             "warden_backup_expected_interval_seconds",
             "The time between two scheduled runs of the job; 0 when it has no schedule.",
         );
+        let mut drill_interval = Family::gauge(
+            "warden_backup_restore_test_expected_interval_seconds",
+            "The time between two scheduled restore drills of the job (its restore_test_schedule, or the backup schedule when each run is drilled); 0 when none is scheduled.",
+        );
         let store = self.backups.store();
         let now = Utc::now();
         for job in self.backups.jobs() {
@@ -128,6 +132,18 @@ impl BlockingCollector for BackupCollector {
                     .as_ref()
                     .map_or(0.0, |s| s.interval(now).as_secs_f64()),
             );
+            let drill_schedule = if job.verify.restore_test {
+                job.verify
+                    .restore_test_schedule
+                    .as_ref()
+                    .or(job.schedule.as_ref())
+            } else {
+                None
+            };
+            drill_interval.push(
+                label(),
+                drill_schedule.map_or(0.0, |s| s.interval(now).as_secs_f64()),
+            );
         }
         Ok(vec![
             success,
@@ -143,6 +159,7 @@ impl BlockingCollector for BackupCollector {
             verify_failures,
             running,
             interval,
+            drill_interval,
         ])
     }
 }

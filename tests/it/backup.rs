@@ -184,6 +184,7 @@ fn files_back_up_verify_prune_restore_and_survive_a_lost_state_directory() {
         "warden_backup_retained",
         "warden_backup_running",
         "warden_backup_expected_interval_seconds",
+        "warden_backup_restore_test_expected_interval_seconds",
         "warden_backup_last_size_bytes",
     ] {
         assert_eq!(metric(&body, name, "tools"), 0.0, "{name}");
@@ -874,7 +875,7 @@ fn serve_runs_an_overdue_job_at_start_up_and_reports_it() {
     let src = dir.path().join("src");
     make_tree(&src);
     let warden = Warden::start(&format!(
-        "host: {{enabled: false}}\nbackups:\n  - {{name: tools, kind: files, paths: [{}], destination: {}, schedule: '0 3 * * *'}}\n",
+        "host: {{enabled: false}}\nbackups:\n  - {{name: tools, kind: files, paths: [{}], destination: {}, schedule: '0 3 * * *', verify: {{restore_test: true}}}}\n",
         src.display(),
         dir.path().join("out").display()
     ));
@@ -891,6 +892,15 @@ fn serve_runs_an_overdue_job_at_start_up_and_reports_it() {
     });
     assert_eq!(
         metric(&body, "warden_backup_expected_interval_seconds", "tools"),
+        86400.0
+    );
+    // Every run is drilled, so drills are as frequent as the runs.
+    assert_eq!(
+        metric(
+            &body,
+            "warden_backup_restore_test_expected_interval_seconds",
+            "tools"
+        ),
         86400.0
     );
     assert!(
