@@ -221,9 +221,11 @@ fn a_query_past_its_timeout_is_cancelled_on_the_server() {
     // The statistics still come through the same connection. Each refresh may queue behind a
     // run of the slow query until its cancellation lands, so on a loaded machine one refresh
     // can miss its own timeout: wait for the next good one rather than judge a single scrape.
-    wait_for(Duration::from_secs(15), "pg_up 1 on the same connection", || {
-        (value(&scrape(&warden), "pg_up", &[]) == Some(1.0)).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(15),
+        "pg_up 1 on the same connection",
+        || (value(&scrape(&warden), "pg_up", &[]) == Some(1.0)).then_some(()),
+    );
 }
 
 #[test]
