@@ -12,6 +12,7 @@ mod backup;
 mod check_config;
 mod cli;
 mod compat;
+mod compose;
 mod node_exporter;
 mod postgres;
 mod postgres_harness;
