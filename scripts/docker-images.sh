@@ -20,7 +20,8 @@
 # Needs root (debootstrap), the debootstrap package, a running dockerd, and deb.debian.org
 # (from the host and from containers).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+cd "$(dirname "$self")/.."
 
 recipes=docker/test-images
 label=org.warden.test-image.hash
@@ -54,11 +55,16 @@ if ! docker info >/dev/null 2>&1; then
   die "cannot reach the Docker engine ($(docker info 2>&1 | grep -m1 -i error || echo 'docker info failed')); start it: dockerd >/var/log/dockerd.log 2>&1 &  (or systemctl start docker)"
 fi
 
-# The recipe hash of an image: this script, its recipe directory, and its parent's hash.
+# One build at a time on this machine (parallel test runs share the engine's images).
+exec 9>/var/tmp/warden-docker-images.lock
+flock 9
+
+# The recipe hash of an image: this script's content, its recipe directory (paths relative to
+# the repository) and its parent's hash.
 recipe_hash() {
   local dir=$1 parent=${2:-}
   {
-    sha256sum "$0"
+    sha256sum <"$self"
     find "$recipes/$dir" -type f -print0 | sort -z | xargs -0 sha256sum
     echo "$parent"
   } | sha256sum | cut -c1-16
@@ -152,6 +158,9 @@ if [[ $with_rust -eq 1 ]]; then
     context=$(mktemp -d /var/tmp/warden-rust.XXXXXX)
     trap 'rm -rf "$context"' EXIT
     cp "$recipes/rust/Dockerfile" "$context/"
+    # This machine's extra CAs (an egress proxy that re-signs TLS), for cargo's downloads.
+    mkdir -p "$context/extra-ca"
+    cp /usr/local/share/ca-certificates/*.crt "$context/extra-ca/" 2>/dev/null || true
     # Only what builds: the compiler, cargo and the standard library (no docs, no sources).
     mkdir -p "$context/toolchain"
     cp -a "$toolchain/bin" "$toolchain/lib" "$context/toolchain/"

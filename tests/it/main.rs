@@ -13,6 +13,7 @@ mod check_config;
 mod cli;
 mod community;
 mod compat;
+mod compose;
 mod dashboards;
 mod kit;
 mod node_exporter;
