@@ -43,6 +43,33 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# A Docker engine for the compose stack (tests/it/compose.rs): Debian's dockerd, started here
+# when none answers. Without one the compose test fails and says why.
+if command -v docker >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v dockerd >/dev/null 2>&1; then
+    echo "test.sh: starting dockerd"
+    dockerd_log=/var/log/warden-test-dockerd.log
+    (dockerd >"$dockerd_log" 2>&1 &)
+    for _ in $(seq 60); do
+      docker info >/dev/null 2>&1 && break
+      sleep 1
+    done
+    if ! docker info >/dev/null 2>&1; then
+      echo "test.sh: dockerd did not start; its log ends:" >&2
+      tail -20 "$dockerd_log" >&2 || true
+    fi
+  else
+    echo "test.sh: no Docker engine answers; start one: sudo dockerd &  (or: sudo systemctl start docker)" >&2
+  fi
+fi
+# The compose file's images, built from Debian's packages (cached: a second run takes a
+# moment). Built before the tests so the build does not compete with them; the compose test
+# runs the same script and fails with its message if this one could not build them.
+if docker info >/dev/null 2>&1; then
+  echo "test.sh: scripts/docker-images.sh"
+  scripts/docker-images.sh || echo "test.sh: building the test images failed; the compose test will say why" >&2
+fi
+
 # Grafana's own dashboard types and the TypeScript compiler, from npm (tests/it/dashboards.rs).
 echo "test.sh: scripts/grafana-schema.sh"
 scripts/grafana-schema.sh >/dev/null
