@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # postgres_exporter (the compatibility anchors), the sqlite3 shell, openssl (test certificates),
 # chromium (the status page in a real browser), and a Docker engine with docker-compose and
 # debootstrap (the compose stack, on images built from Debian's packages).
-packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl chromium docker.io docker-compose debootstrap)
+packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl chromium docker.io docker-compose debootstrap systemd)
 # Node.js and npm install Grafana's dashboard types (scripts/grafana-schema.sh); the machine's
 # own Node.js is used when there is one.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -205,21 +205,18 @@ fn deploy_files_validate() {
     }
 
     // The systemd unit, with ExecStart pointing at this build.
-    if let Ok(analyze) = which("systemd-analyze") {
-        let unit = std::fs::read_to_string(repo.join("deploy/warden.service"))
-            .unwrap()
-            .replace("/usr/local/bin/warden", support::warden_bin());
-        let unit_path = dir.path().join("warden.service");
-        std::fs::write(&unit_path, unit).unwrap();
-        let out = run(Command::new(analyze).arg("verify").arg(&unit_path));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && !stderr.contains("warden.service:"),
-            "systemd-analyze verify: {stderr}"
-        );
-    } else {
-        eprintln!("systemd-analyze not installed: deploy/warden.service not verified");
-    }
+    let analyze = require_tool("systemd-analyze", "systemd");
+    let unit = std::fs::read_to_string(repo.join("deploy/warden.service"))
+        .unwrap()
+        .replace("/usr/local/bin/warden", support::warden_bin());
+    let unit_path = dir.path().join("warden.service");
+    std::fs::write(&unit_path, unit).unwrap();
+    let out = run(Command::new(analyze).arg("verify").arg(&unit_path));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("warden.service:"),
+        "systemd-analyze verify: {stderr}"
+    );
 }
 
 fn which(name: &str) -> Result<PathBuf, ()> {
