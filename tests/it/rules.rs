@@ -667,6 +667,12 @@ fn full_warden() -> FullWarden {
                                  (3, 'completed', now(), now()), (4, 'failed', now(), now());
          ANALYZE runs;",
     );
+    // An inactive physical slot, so pg_replication_slots_* (PostgresReplicationSlotInactive)
+    // are exported.
+    pg.psql(
+        "app",
+        "SELECT pg_create_physical_replication_slot('warden_rules_test');",
+    );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fastmcp.db");
     let app = create_tutorial_db(&db, "WAL");
@@ -690,6 +696,7 @@ fn full_warden() -> FullWarden {
         let ok = value(&body, "pg_up", &[]) == Some(1.0)
             && body.contains("\npg_database_size_bytes{")
             && body.contains("\npg_stat_user_tables_n_live_tup{")
+            && body.contains("\npg_replication_slots_active{")
             && value(&body, "warden_sqlite_up", &[]) == Some(1.0)
             // The first integrity check runs 10 s after start-up.
             && body.contains("\nwarden_sqlite_integrity_ok{")
