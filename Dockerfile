@@ -15,6 +15,10 @@
 # `prebuilt` stage therefore succeeds without a prebuilt binary, and only its image is then
 # unusable.
 
+# pg_dump and pg_restore are PostgreSQL 15's (Debian bookworm's): they back up servers up to 15
+# and refuse newer ones. For a newer server, install that version's client here (from
+# apt.postgresql.org) instead.
+
 # ---- runtime: the base every final image shares ------------------------------------------------
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
@@ -38,17 +42,17 @@ CMD ["serve"]
 # ---- prebuilt: packages a binary built outside -------------------------------------------------
 # `docker build --target prebuilt --build-arg WARDEN_BINARY=path/in/context .`; the default is
 # `cargo build --release`'s output (.dockerignore lets target/release/warden through). The
-# bracket makes the copy succeed when there is no such file, for the legacy builder's sake.
+# Dockerfile is copied along so that the COPY succeeds when there is no such binary, for the
+# legacy builder's sake (it builds this stage on the way to the last one); it is removed
+# again. The binary goes straight to its place, so the image holds it once.
 FROM runtime AS prebuilt
 ARG WARDEN_BINARY=target/release/warden
-COPY Dockerfile ${WARDEN_BINARY}* /tmp/warden-prebuilt/
+COPY Dockerfile ${WARDEN_BINARY}* /usr/local/bin/
 USER root
-RUN if [ -f /tmp/warden-prebuilt/warden ]; then \
-      install -m 0755 /tmp/warden-prebuilt/warden /usr/local/bin/warden; \
-    else \
+RUN rm -f /usr/local/bin/Dockerfile \
+ && if [ ! -x /usr/local/bin/warden ]; then \
       echo "prebuilt: no binary at the build argument WARDEN_BINARY; this stage's image has no warden" >&2; \
-    fi \
- && rm -rf /tmp/warden-prebuilt
+    fi
 USER 10001:10001
 
 # ---- build: warden from source ------------------------------------------------------------------

@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 # postgres_exporter (the compatibility anchors), the sqlite3 shell, openssl (test certificates),
 # chromium (the status page in a real browser), and a Docker engine with docker-compose and
 # debootstrap (the compose stack, on images built from Debian's packages).
-packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl chromium docker.io docker-compose debootstrap systemd)
+packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl chromium docker-compose debootstrap systemd)
+# Debian's engine only where no engine is installed (docker.io conflicts with Docker CE's).
+command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
 # Node.js and npm install Grafana's dashboard types (scripts/grafana-schema.sh); the machine's
 # own Node.js is used when there is one.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
@@ -30,13 +32,18 @@ if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # policy-rc.d keeps the packages from starting their own services during installation.
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    # policy-rc.d keeps the packages from starting their own services during installation
+    # (an existing one is left alone).
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    rm -f /usr/sbin/policy-rc.d
-    trap - EXIT
+    if [[ $(trap -p EXIT) ]]; then
+      rm -f /usr/sbin/policy-rc.d
+      trap - EXIT
+    fi
   else
     echo "test.sh: missing system packages; install them with:" >&2
     echo "  sudo apt-get install -y ${missing[*]}" >&2
@@ -49,7 +56,12 @@ if command -v docker >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
   if [[ $(id -u) -eq 0 ]] && command -v dockerd >/dev/null 2>&1; then
     echo "test.sh: starting dockerd"
     dockerd_log=/var/log/warden-test-dockerd.log
-    (dockerd >"$dockerd_log" 2>&1 &)
+    # Under systemd, its own unit; elsewhere (containers, CI sandboxes) by hand.
+    if [[ -d /run/systemd/system ]] && systemctl start docker 2>"$dockerd_log"; then
+      :
+    else
+      (dockerd >"$dockerd_log" 2>&1 &)
+    fi
     for _ in $(seq 60); do
       docker info >/dev/null 2>&1 && break
       sleep 1

@@ -7,9 +7,10 @@
 # Table `runs`: the forecasting system's job table (source document 001), watched as a run
 # queue; its timestamps are UTC.
 set -euo pipefail
-warden_password=$(cat /run/secrets/warden/postgres-warden-password)
-psql -v ON_ERROR_STOP=1 -q --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-  --set warden_password="$warden_password" <<'SQL'
+# The password is read by psql itself (\set with a backquoted command), so it never appears in
+# a process's argv.
+psql -v ON_ERROR_STOP=1 -q --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
+\set warden_password `cat /run/secrets/warden/postgres-warden-password`
 CREATE ROLE warden LOGIN CREATEDB PASSWORD :'warden_password'
   IN ROLE pg_monitor, pg_read_all_data, pg_signal_backend;
 

@@ -349,6 +349,42 @@ fn docker_ready() -> PathBuf {
     which("docker-compose").unwrap_or_else(|()| panic!("no `docker-compose` command: {advice}"))
 }
 
+/// Every test stack's project name starts with this, then the test process's pid and `x`.
+const PROJECT_PREFIX: &str = "wardenit";
+
+/// Takes down the stacks of earlier test runs whose process is gone without its clean-up
+/// (killed by Ctrl-C or a CI timeout): their containers, networks and volumes.
+fn remove_leftover_stacks(compose_bin: &Path) {
+    let out = run(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--filter",
+        "label=com.docker.compose.project",
+        "--format",
+        "{{.Label \"com.docker.compose.project\"}}",
+    ]));
+    let projects: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|name| name.starts_with(PROJECT_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    for project in projects {
+        let pid = project[PROJECT_PREFIX.len()..]
+            .split('x')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+            continue;
+        }
+        eprintln!("compose: removing the leftover stack {project}");
+        let _ = run(Command::new(compose_bin)
+            .arg("--no-ansi")
+            .args(["-p", &project, "-f"])
+            .arg(repo().join("docker-compose.yml"))
+            .args(["down", "-v", "--remove-orphans", "--timeout", "5"]));
+    }
+}
+
 /// A compose project, taken down with its volumes when dropped.
 struct Stack {
     compose: PathBuf,
@@ -556,12 +592,15 @@ fn compose_stack_starts_and_closes_the_backup_loop() {
     std::fs::write(
         &override_file,
         format!(
-            "# Test timings only (tests/it/compose.rs).\n\
+            "# Test timings only (tests/it/compose.rs), and no restarts: a test run killed\n\
+             # before its clean-up must not leave containers that come back with dockerd.\n\
              services:\n  \
-               prometheus:\n    volumes:\n      \
+               postgres:\n    restart: \"no\"\n  \
+               warden:\n    restart: \"no\"\n  \
+               prometheus:\n    restart: \"no\"\n    volumes:\n      \
                  - {d}/prometheus.yml:/etc/prometheus/prometheus.yml:ro\n      \
                  - {d}/rules:/etc/prometheus/rules:ro\n  \
-               alertmanager:\n    volumes:\n      \
+               alertmanager:\n    restart: \"no\"\n    volumes:\n      \
                  - {d}/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro\n"
         ),
     )
@@ -569,8 +608,9 @@ fn compose_stack_starts_and_closes_the_backup_loop() {
     // Prometheus and Alertmanager run as nobody.
     run_ok(Command::new("chmod").arg("-R").arg("a+rX").arg(dir.path()));
 
+    remove_leftover_stacks(&compose_bin);
     let project = format!(
-        "wardenit{}{}",
+        "{PROJECT_PREFIX}{}x{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
