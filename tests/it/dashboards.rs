@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sqlite::{create_tutorial_db, tutorial_config};
-use crate::support::postgres::Postgres;
+use crate::support::full::{FullWarden, NOTE_ALERT};
 use crate::support::prometheus::Prometheus;
-use crate::support::{Warden, http, require_tool, value, wait_for};
+use crate::support::{http, require_tool, value, wait_for};
 
 /// Where the dashboards live, relative to the crate root.
 const DASHBOARD_DIR: &str = "grafana/dashboards";
@@ -1254,48 +1253,9 @@ fn every_dashboard_query_returns_data_from_warden_with_every_source() {
     let all: Vec<Query> = load_dashboards().iter().flat_map(queries).collect();
     let exclusions = load_exclusions(&all);
 
-    // PostgreSQL with a table and a run queue, the tutorial SQLite database with its queries,
-    // a scheduled SQLite backup with restore drills (a job that never ran runs at start-up),
-    // and an action behind a route.
-    let pg = Postgres::start();
-    pg.create_database("app");
-    pg.psql(
-        "app",
-        "CREATE TABLE runs (id int PRIMARY KEY, status text, created_at timestamptz DEFAULT now(), started_at timestamptz);
-         INSERT INTO runs VALUES (1, 'scheduled', now(), NULL), (2, 'running', now(), now() - interval '1 hour'),
-                                 (3, 'done', now(), now()), (4, 'error', now(), now());
-         ANALYZE runs;",
-    );
+    let full = FullWarden::start();
+    let warden = &full.warden;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fastmcp.db");
-    drop(create_tutorial_db(&db, "WAL"));
-    let config = format!(
-        "postgres:\n  - name: main\n    dsn: {dsn}\n    interval: 1s\n    timeout: 1s\n    size_interval: 1s\n    tables: [app]\n\
-         run_queues:\n  - name: jobs\n    target: postgres/main\n    table: runs\n    status_column: status\n    states: {{queued: [scheduled], running: [running], succeeded: [done], failed: [error]}}\n    queued_since: created_at\n    running_since: started_at\n    id_column: id\n    top_running: 3\n    interval: 1s\n    timeout: 1s\n\
-         {tutorial}\n\
-         backups:\n  - name: tutorial-db\n    kind: sqlite\n    source: sqlite/tutorial\n    destination: {dest}\n    schedule: \"0 3 * * *\"\n    verify: {{restore_test: true}}\n\
-         actions:\n  - {{name: note, command: [/bin/true]}}\n\
-         routes:\n  - match: {{alertname: DashboardTestAction}}\n    actions: [note]\n",
-        dsn = pg.dsn("app"),
-        tutorial = tutorial_config(&db),
-        dest = dir.path().join("backups").display(),
-    );
-    let warden = Warden::start(&config);
-    wait_for(Duration::from_secs(30), "every source in warden", || {
-        let body = warden.get("/metrics", &[]).body;
-        let positive = |name: &str| value(&body, name, &[]).is_some_and(|v| v > 0.0);
-        let ok = value(&body, "pg_up", &[]) == Some(1.0)
-            && body.contains("\npg_stat_user_tables_n_live_tup{")
-            && value(&body, "warden_sqlite_up", &[]) == Some(1.0)
-            && value(
-                &body,
-                "warden_query_success",
-                &[("query", "run_queue/jobs")],
-            ) == Some(1.0)
-            && positive("warden_backup_last_verified_timestamp_seconds")
-            && positive("warden_backup_restore_test_last_success_timestamp_seconds");
-        ok.then_some(())
-    });
 
     // Prometheus scrapes warden every second under job="warden", with one alert that always
     // fires so that the ALERTS panels have something to show.
@@ -1305,11 +1265,12 @@ fn every_dashboard_query_returns_data_from_warden_with_every_source() {
         "groups:\n  - name: dashboard-test\n    rules:\n      - alert: DashboardTestAlwaysFiring\n        expr: up{job=\"warden\"} == 1\n        labels: {severity: info}\n        annotations: {summary: Always fires.}\n",
     )
     .unwrap();
-    // A top-level key after the scrape_configs list: Prometheus::start takes only that list.
-    let prometheus = Prometheus::start(&format!(
-        "  - job_name: warden\n    static_configs:\n      - targets: ['{}']\nrule_files:\n  - {}\n",
+    let prometheus = Prometheus::start_config(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n  - {}\n\
+         scrape_configs:\n  - job_name: warden\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
         warden.addr,
-        rules.display()
     ));
     let range_start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1318,13 +1279,7 @@ fn every_dashboard_query_returns_data_from_warden_with_every_source() {
     prometheus.wait_for_data("up{job=\"warden\"} == 1", Duration::from_secs(20));
 
     // An alert through the webhook runs the action while Prometheus watches.
-    let response = http::post_json(
-        warden.addr,
-        "/alerts",
-        &[],
-        &notification("DashboardTestAction"),
-    )
-    .unwrap();
+    let response = http::post_json(warden.addr, "/alerts", &[], &notification(NOTE_ALERT)).unwrap();
     assert_eq!(response.status, 200, "{}", response.body);
     wait_for(Duration::from_secs(20), "the action to succeed", || {
         let body = warden.get("/metrics", &[]).body;

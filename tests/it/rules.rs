@@ -6,13 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sqlite::{create_tutorial_db, tutorial_config};
-use crate::support::postgres::Postgres;
-use crate::support::{Warden, require_tool, samples, value, wait_for};
+use crate::support::full::FullWarden;
+use crate::support::{require_tool, samples};
 
 /// Every `runbook_url` is this plus the lowercased alert name (GitHub's anchor of the
 /// `## AlertName` heading in `docs/runbook.md`).
@@ -644,79 +642,6 @@ fn metric_names_reads_selectors_and_skips_everything_else() {
     assert!(metric_names("sum(foo_bar(x))").is_err());
 }
 
-/// warden with every source the rules read: host and process (on by default), PostgreSQL with
-/// per-table statistics, a run queue with a queued and a running job, SQLite with its
-/// integrity check, user queries, a scheduled SQLite backup job with restore drills, and an
-/// action with a route (the action and webhook families).
-struct FullWarden {
-    _pg: Postgres,
-    /// The application's connection: it keeps the WAL database's `-shm` file, so warden may
-    /// open the file without creating one.
-    _app: rusqlite::Connection,
-    _dir: tempfile::TempDir,
-    warden: Warden,
-}
-
-fn full_warden() -> FullWarden {
-    let pg = Postgres::start();
-    pg.create_database("app");
-    pg.psql(
-        "app",
-        "CREATE TABLE runs (id int PRIMARY KEY, status text, created_at timestamptz DEFAULT now(), started_at timestamptz);
-         INSERT INTO runs VALUES (1, 'scheduled', now(), NULL), (2, 'running', now(), now() - interval '1 hour'),
-                                 (3, 'completed', now(), now()), (4, 'failed', now(), now());
-         ANALYZE runs;",
-    );
-    // An inactive physical slot, so pg_replication_slots_* (PostgresReplicationSlotInactive)
-    // are exported.
-    pg.psql(
-        "app",
-        "SELECT pg_create_physical_replication_slot('warden_rules_test');",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fastmcp.db");
-    let app = create_tutorial_db(&db, "WAL");
-    let config = format!(
-        "postgres:\n  - name: main\n    dsn: {dsn}\n    interval: 1s\n    timeout: 1s\n    size_interval: 1s\n    tables: [app]\n\
-         run_queues:\n  - name: jobs\n    target: postgres/main\n    table: runs\n    status_column: status\n    \
-         states: {{queued: [scheduled], running: [running], succeeded: [completed], failed: [failed]}}\n    \
-         queued_since: created_at\n    running_since: started_at\n    id_column: id\n    top_running: 3\n    interval: 1s\n    timeout: 1s\n\
-         backups:\n  - name: app-db\n    kind: sqlite\n    source: sqlite/tutorial\n    destination: {dest}\n    \
-         schedule: \"0 3 * * *\"\n    verify: {{required_tables: [users], restore_test: true}}\n\
-         actions:\n  - {{name: backup-app, backup: app-db}}\n\
-         routes:\n  - {{match: {{alertname: BackupStale, backup: app-db}}, actions: [backup-app]}}\n\
-         {tutorial}\n",
-        dsn = pg.dsn("app"),
-        dest = dir.path().join("backups").display(),
-        tutorial = tutorial_config(&db),
-    );
-    let warden = Warden::start(&config);
-    wait_for(Duration::from_secs(30), "every source in warden", || {
-        let body = warden.get("/metrics", &[]).body;
-        let ok = value(&body, "pg_up", &[]) == Some(1.0)
-            && body.contains("\npg_database_size_bytes{")
-            && body.contains("\npg_stat_user_tables_n_live_tup{")
-            && body.contains("\npg_replication_slots_active{")
-            && value(&body, "warden_sqlite_up", &[]) == Some(1.0)
-            // The first integrity check runs 10 s after start-up.
-            && body.contains("\nwarden_sqlite_integrity_ok{")
-            && body.contains("\nwarden_run_queue_running_start_timestamp_seconds{")
-            && body.contains("\nwarden_run_queue_oldest_queued_timestamp_seconds{")
-            && value(&body, "warden_query_success", &[("query", "run_queue/jobs")]) == Some(1.0)
-            && value(&body, "warden_query_success", &[("query", "tutorial_requests")])
-                == Some(1.0)
-            && body.contains("\nwarden_backup_last_success_timestamp_seconds{")
-            && body.contains("\nwarden_action_runs_total{");
-        ok.then_some(())
-    });
-    FullWarden {
-        _pg: pg,
-        _app: app,
-        _dir: dir,
-        warden,
-    }
-}
-
 #[test]
 fn every_rule_metric_exists_in_warden_output_with_every_source_on() {
     let rules = all_rules();
@@ -741,7 +666,7 @@ fn every_rule_metric_exists_in_warden_output_with_every_source_on() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
-    let full = full_warden();
+    let full = FullWarden::start();
     let body = full.warden.get("/metrics", &[]).body;
     let exported: BTreeSet<String> = samples(&body).into_iter().map(|(n, _, _)| n).collect();
     let needs_setup: BTreeMap<&str, &str> = NEEDS_SETUP.iter().copied().collect();

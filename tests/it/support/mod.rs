@@ -2,6 +2,7 @@
 
 pub mod alertmanager;
 pub mod anchors;
+pub mod full;
 pub mod http;
 pub mod postgres;
 pub mod prometheus;
