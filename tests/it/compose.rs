@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::support::prometheus::encode_query;
 use crate::support::{self, free_port, http, require_tool, wait_for};
 
 fn repo() -> PathBuf {
@@ -443,17 +444,6 @@ impl Drop for Stack {
     }
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn api(addr: SocketAddr, path: &str) -> Option<Value> {
     let response = http::get(addr, path, &[]).ok()?;
     (response.status == 200)
@@ -462,9 +452,12 @@ fn api(addr: SocketAddr, path: &str) -> Option<Value> {
 }
 
 fn query(addr: SocketAddr, promql: &str) -> Vec<Value> {
-    api(addr, &format!("/api/v1/query?query={}", encode(promql)))
-        .and_then(|v| v["data"]["result"].as_array().cloned())
-        .unwrap_or_default()
+    api(
+        addr,
+        &format!("/api/v1/query?query={}", encode_query(promql)),
+    )
+    .and_then(|v| v["data"]["result"].as_array().cloned())
+    .unwrap_or_default()
 }
 
 /// Prometheus' alerts named `name` with label backup="pg-app", with their state.
@@ -772,7 +765,7 @@ fn compose_stack_starts_and_closes_the_backup_loop() {
             if !seen_in_alertmanager {
                 let path = format!(
                     "/api/v2/alerts?filter={}",
-                    encode(r#"alertname="BackupStale""#)
+                    encode_query(r#"alertname="BackupStale""#)
                 );
                 seen_in_alertmanager = api(alertmanager, &path)
                     .and_then(|v| v.as_array().cloned())

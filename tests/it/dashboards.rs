@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::support::full::{FullWarden, NOTE_ALERT};
-use crate::support::prometheus::Prometheus;
+use crate::support::prometheus::{Prometheus, encode_query};
 use crate::support::{http, require_tool, value, wait_for};
 
 /// Where the dashboards live, relative to the crate root.
@@ -1204,18 +1204,6 @@ fn exclusions_name_existing_queries_with_reasons() {
     }
 }
 
-/// Percent-encodes a query string value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Runs an API query; the `data.result` array or the error.
 fn api_query(addr: SocketAddr, path: &str) -> Result<Vec<Value>, String> {
     let response = http::get(addr, path, &[]).map_err(|e| e.to_string())?;
@@ -1330,14 +1318,14 @@ fn every_dashboard_query_returns_data_from_warden_with_every_source() {
             // Annotations are range queries: the action ran during the window.
             Origin::Annotation(_) => format!(
                 "/api/v1/query_range?query={}&start={range_start}&end={}&step=1",
-                encode(&expr),
+                encode_query(&expr),
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .as_secs_f64()
                     .max(now)
             ),
-            _ => format!("/api/v1/query?query={}", encode(&expr)),
+            _ => format!("/api/v1/query?query={}", encode_query(&expr)),
         };
         per_file.entry(&query.file).or_default().0 += 1;
         match api_query(prometheus.addr, &path) {

@@ -148,7 +148,7 @@ fn check_config(path: &std::path::Path, config: &str) {
 }
 
 /// Percent-encodes a query string value.
-fn encode_query(text: &str) -> String {
+pub fn encode_query(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         match byte {
