@@ -96,6 +96,7 @@ pub fn start(
     shutdown: &CancellationToken,
 ) -> Started {
     let mut blocking: Vec<Arc<dyn BlockingCollector>> = collect::host::collectors(&config.host);
+    let host_names: Vec<String> = blocking.iter().map(|c| c.name().to_owned()).collect();
     // The process collector runs in the same batch as the host collectors, under the same limit.
     blocking.push(Arc::new(ProcessCollector::new(config.host.timeout)));
     let mut concurrent: Vec<Arc<dyn Collector>> = Vec::new();
@@ -157,7 +158,7 @@ pub fn start(
         ))));
     }
     Started {
-        collectors: Collectors::new(blocking, concurrent),
+        collectors: Collectors::new(blocking, concurrent).with_node_scrape(host_names),
         servers,
         sqlite,
         runners,

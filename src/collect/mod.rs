@@ -24,7 +24,7 @@ pub mod query;
 pub mod sql;
 pub mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -118,6 +118,9 @@ pub struct Collectors {
     blocking: Batch,
     list: Vec<Arc<dyn Collector>>,
     status: Mutex<HashMap<String, Status>>,
+    /// The collectors also reported as node_exporter reports its own
+    /// (`node_scrape_collector_*`): the host collectors, which carry node_exporter's names.
+    node_scrape: HashSet<String>,
 }
 
 impl std::fmt::Debug for Collectors {
@@ -135,7 +138,17 @@ impl Collectors {
             blocking: Batch::new(blocking),
             list,
             status: Mutex::new(HashMap::new()),
+            node_scrape: HashSet::new(),
         }
+    }
+
+    /// Also reports these collectors in node_exporter's `node_scrape_collector_success` and
+    /// `node_scrape_collector_duration_seconds`, which node-mixin and the "Node Exporter Full"
+    /// dashboard read. `warden_collector_*` keeps reporting every collector.
+    #[must_use]
+    pub fn with_node_scrape(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.node_scrape = names.into_iter().collect();
+        self
     }
 
     /// Adds an async collector after the others.
@@ -184,14 +197,27 @@ impl Collectors {
             "warden_collector_duration_seconds",
             "How long the collector's last run took.",
         );
+        let mut node_success = Family::gauge(
+            "node_scrape_collector_success",
+            "node_exporter: Whether a collector succeeded.",
+        );
+        let mut node_duration = Family::gauge(
+            "node_scrape_collector_duration_seconds",
+            "node_exporter: Duration of a collector scrape.",
+        );
         let names = self
             .blocking
             .names()
             .chain(self.list.iter().map(|c| c.name()));
         for (name, (elapsed, result)) in names.zip(blocking.into_iter().chain(concurrent)) {
             let ok = result.is_ok();
-            success.push([("collector", name.to_owned())], if ok { 1.0 } else { 0.0 });
+            let value = if ok { 1.0 } else { 0.0 };
+            success.push([("collector", name.to_owned())], value);
             duration.push([("collector", name.to_owned())], elapsed.as_secs_f64());
+            if self.node_scrape.contains(name) {
+                node_success.push([("collector", name.to_owned())], value);
+                node_duration.push([("collector", name.to_owned())], elapsed.as_secs_f64());
+            }
             let error = match result {
                 Ok(families) => {
                     snapshot.extend(families);
@@ -202,6 +228,9 @@ impl Collectors {
             self.record(name, elapsed, error);
         }
         snapshot.extend([success, duration, build_info()]);
+        if !self.node_scrape.is_empty() {
+            snapshot.extend([node_duration, node_success]);
+        }
         snapshot
     }
 

@@ -59,7 +59,8 @@ fn app_with_stuck_timeout(config: &Config, stuck_timeout: Duration) -> (Router, 
                 timeout: stuck_timeout,
             }),
         ],
-    );
+    )
+    .with_node_scrape(["stuck".to_owned()]);
     let state = AppState::new(config, collectors, None, status::Watched::default());
     (router(Arc::clone(&state), config, Router::new()), state)
 }
@@ -100,6 +101,19 @@ async fn a_hanging_collector_does_not_stall_the_scrape() {
     );
     assert!(
         body.contains("warden_collector_success{collector=\"stuck\"} 0"),
+        "{body}"
+    );
+    // Collectors named for node_exporter's scrape families appear there too, and only those.
+    assert!(
+        body.contains("node_scrape_collector_success{collector=\"stuck\"} 0"),
+        "{body}"
+    );
+    assert!(
+        body.contains("node_scrape_collector_duration_seconds{collector=\"stuck\"} "),
+        "{body}"
+    );
+    assert!(
+        !body.contains("node_scrape_collector_success{collector=\"fixed\"}"),
         "{body}"
     );
     assert!(body.contains("warden_build_info{version=\""), "{body}");
