@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::serve::promtool_check;
 use crate::support::anchors::Exporter;
-use crate::support::{self, Warden, require_tool};
+use crate::support::{self, Warden, require_tool, value};
 
 /// The families the foundation issue requires, each of which both exporters must emit.
 const REQUIRED: &[&str] = &[
@@ -124,6 +124,51 @@ fn family_names_types_and_labels_match_node_exporter() {
         "differences from node_exporter:\n{}",
         problems.join("\n")
     );
+}
+
+/// netstat fields whose values both exporters read from the same file: (name, whether it only
+/// grows). A counter warden reads between two node_exporter scrapes lies between their values.
+const NETSTAT_VALUES: &[(&str, bool)] = &[
+    ("node_netstat_Ip_Forwarding", false),
+    ("node_netstat_Tcp_MaxConn", false),
+    ("node_netstat_Tcp_ActiveOpens", true),
+    ("node_netstat_Tcp_PassiveOpens", true),
+    ("node_netstat_Tcp_InSegs", true),
+    ("node_netstat_Tcp_OutSegs", true),
+    ("node_netstat_IpExt_InOctets", true),
+    ("node_netstat_Udp_InDatagrams", true),
+    ("node_netstat_Icmp_InMsgs", true),
+];
+
+#[test]
+fn netstat_values_match_node_exporter_within_one_scrape() {
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("");
+    let before = node_exporter.scrape();
+    let ours = warden.get("/metrics", &[]).body;
+    let after = node_exporter.scrape();
+    let mut problems = Vec::new();
+    for &(name, grows) in NETSTAT_VALUES {
+        let (Some(low), Some(got), Some(high)) = (
+            value(&before, name, &[]),
+            value(&ours, name, &[]),
+            value(&after, name, &[]),
+        ) else {
+            problems.push(format!("{name}: missing from one of the scrapes"));
+            continue;
+        };
+        let ok = if grows {
+            low <= got && got <= high
+        } else {
+            low == got && got == high
+        };
+        if !ok {
+            problems.push(format!(
+                "{name}: warden {got}, node_exporter {low} before and {high} after"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]

@@ -1,11 +1,11 @@
 //! Host metrics with node_exporter's names, types and labels.
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
-//! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`),
-//! so `warden_collector_success{collector}` reads like `node_scrape_collector_success`. The
-//! families, types, label names and help texts follow node_exporter as Debian ships it (1.5),
-//! which the comparison tests run against; the default device and filesystem filters are
-//! upstream's newer ones (README, "Metrics").
+//! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
+//! `netstat`), so `warden_collector_success{collector}` reads like
+//! `node_scrape_collector_success`. The families, types, label names and help texts follow
+//! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
+//! device and filesystem filters are upstream's newer ones (README, "Metrics").
 //!
 //! On Linux every collector reads procfs under [`HostConfig::procfs`] (never `/proc` directly,
 //! so tests point it at `fixtures/proc`). They are [`BlockingCollector`]s: a scrape runs them in
@@ -32,6 +32,8 @@ mod loadavg;
 mod meminfo;
 #[cfg(target_os = "linux")]
 mod netdev;
+#[cfg(target_os = "linux")]
+mod netstat;
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod portable;
 #[cfg(target_os = "linux")]
@@ -94,6 +96,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         Arc::new(pressure::Pressure::new(&config.procfs, timeout)),
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
         FileCollector::arc("vmstat", timeout, proc("vmstat"), vmstat::parse),
+        Arc::new(netstat::Netstat::new(&config.procfs, timeout)),
     ]
 }
 
@@ -154,7 +157,8 @@ mod tests {
                 "uname",
                 "pressure",
                 "filefd",
-                "vmstat"
+                "vmstat",
+                "netstat"
             ]
         );
         let mut families: Vec<Family> = Vec::new();
@@ -181,6 +185,7 @@ mod tests {
             "node_pressure_io_stalled_seconds_total",
             "node_filefd_maximum",
             "node_vmstat_pgfault",
+            "node_netstat_Tcp_ActiveOpens",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }

@@ -12,6 +12,11 @@ use super::{free_port, http, require_tool, wait_for};
 pub const DEBIAN_QUERIES: &str =
     "/usr/share/doc/prometheus-postgres-exporter/examples/queries.yaml";
 
+/// node_exporter 1.5's default `--collector.netstat.fields` plus the three fields warden exports
+/// beyond it (`TcpExt_TCPOFOQueue`, `TcpExt_TCPRcvQDrop`, `Tcp_MaxConn`), so the comparison
+/// covers those too.
+const NETSTAT_FIELDS: &str = "^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts)|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors)|TcpExt_(TCPOFOQueue|TCPRcvQDrop)|Tcp_MaxConn)$";
+
 /// An exporter child process answering `/metrics` on a loopback port.
 pub struct Exporter {
     child: Child,
@@ -60,9 +65,11 @@ impl Exporter {
             "pressure",
             "filefd",
             "vmstat",
+            "netstat",
         ] {
             args.push(format!("--collector.{collector}"));
         }
+        args.push(format!("--collector.netstat.fields={NETSTAT_FIELDS}"));
         Exporter::start(binary, &args, &[])
     }
 
