@@ -37,7 +37,11 @@ mod portable;
 #[cfg(target_os = "linux")]
 mod pressure;
 #[cfg(target_os = "linux")]
+mod procfiles;
+#[cfg(target_os = "linux")]
 mod procfs;
+#[cfg(target_os = "linux")]
+mod sockstat;
 #[cfg(target_os = "linux")]
 mod stat;
 mod time;
@@ -68,6 +72,7 @@ pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
 
 #[cfg(target_os = "linux")]
 fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
+    use procfiles::FilesCollector;
     use procfs::FileCollector;
 
     let timeout = config.timeout;
@@ -94,6 +99,9 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         Arc::new(pressure::Pressure::new(&config.procfs, timeout)),
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
         FileCollector::arc("vmstat", timeout, proc("vmstat"), vmstat::parse),
+        FilesCollector::arc("sockstat", timeout, config.procfs.clone(), |files| {
+            sockstat::collect(files, rustix::param::page_size() as u64)
+        }),
     ]
 }
 
@@ -154,7 +162,8 @@ mod tests {
                 "uname",
                 "pressure",
                 "filefd",
-                "vmstat"
+                "vmstat",
+                "sockstat",
             ]
         );
         let mut families: Vec<Family> = Vec::new();
@@ -181,6 +190,7 @@ mod tests {
             "node_pressure_io_stalled_seconds_total",
             "node_filefd_maximum",
             "node_vmstat_pgfault",
+            "node_sockstat_TCP_mem_bytes",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -201,7 +211,9 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" => assert!(result.is_ok(), "{}", collector.name()),
+                "time" | "uname" | "pressure" | "sockstat" => {
+                    assert!(result.is_ok(), "{}", collector.name())
+                }
                 name => assert!(
                     matches!(result, Err(crate::collect::Error::Read { .. })),
                     "{name}: {result:?}"

@@ -60,6 +60,7 @@ impl Exporter {
             "pressure",
             "filefd",
             "vmstat",
+            "sockstat",
         ] {
             args.push(format!("--collector.{collector}"));
         }
