@@ -52,6 +52,7 @@ const REQUIRED: &[&str] = &[
     "node_sockstat_sockets_used",
     "node_sockstat_TCP_inuse",
     "node_sockstat_TCP_mem_bytes",
+    "node_softnet_processed_total",
 ];
 
 /// Family name → (type, label-name sets seen).

@@ -43,6 +43,8 @@ mod procfs;
 #[cfg(target_os = "linux")]
 mod sockstat;
 #[cfg(target_os = "linux")]
+mod softnet;
+#[cfg(target_os = "linux")]
 mod stat;
 mod time;
 mod uname;
@@ -102,6 +104,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FilesCollector::arc("sockstat", timeout, config.procfs.clone(), |files| {
             sockstat::collect(files, rustix::param::page_size() as u64)
         }),
+        FileCollector::arc("softnet", timeout, proc("net/softnet_stat"), softnet::parse),
     ]
 }
 
@@ -164,6 +167,7 @@ mod tests {
                 "filefd",
                 "vmstat",
                 "sockstat",
+                "softnet",
             ]
         );
         let mut families: Vec<Family> = Vec::new();
@@ -191,6 +195,7 @@ mod tests {
             "node_filefd_maximum",
             "node_vmstat_pgfault",
             "node_sockstat_TCP_mem_bytes",
+            "node_softnet_times_squeezed_total",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }

@@ -61,6 +61,7 @@ impl Exporter {
             "filefd",
             "vmstat",
             "sockstat",
+            "softnet",
         ] {
             args.push(format!("--collector.{collector}"));
         }
