@@ -19,6 +19,8 @@
 //! On other systems [`portable`] maps what `sysinfo` offers onto the same names.
 
 #[cfg(target_os = "linux")]
+mod arp;
+#[cfg(target_os = "linux")]
 mod cpu;
 #[cfg(target_os = "linux")]
 mod diskstats;
@@ -105,6 +107,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             sockstat::collect(files, rustix::param::page_size() as u64)
         }),
         FileCollector::arc("softnet", timeout, proc("net/softnet_stat"), softnet::parse),
+        FileCollector::arc("arp", timeout, proc("net/arp"), arp::parse),
     ]
 }
 
@@ -168,6 +171,7 @@ mod tests {
                 "vmstat",
                 "sockstat",
                 "softnet",
+                "arp",
             ]
         );
         let mut families: Vec<Family> = Vec::new();
@@ -196,6 +200,7 @@ mod tests {
             "node_vmstat_pgfault",
             "node_sockstat_TCP_mem_bytes",
             "node_softnet_times_squeezed_total",
+            "node_arp_entries",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }

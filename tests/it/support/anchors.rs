@@ -62,6 +62,7 @@ impl Exporter {
             "vmstat",
             "sockstat",
             "softnet",
+            "arp",
         ] {
             args.push(format!("--collector.{collector}"));
         }
