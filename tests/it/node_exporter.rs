@@ -53,6 +53,7 @@ const REQUIRED: &[&str] = &[
     "node_sockstat_TCP_inuse",
     "node_sockstat_TCP_mem_bytes",
     "node_softnet_processed_total",
+    "node_entropy_available_bits",
 ];
 
 /// Family name → (type, label-name sets seen).

@@ -25,6 +25,8 @@ mod cpu;
 #[cfg(target_os = "linux")]
 mod diskstats;
 #[cfg(target_os = "linux")]
+mod entropy;
+#[cfg(target_os = "linux")]
 mod filefd;
 #[cfg(target_os = "linux")]
 pub mod filesystem;
@@ -108,6 +110,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         }),
         FileCollector::arc("softnet", timeout, proc("net/softnet_stat"), softnet::parse),
         FileCollector::arc("arp", timeout, proc("net/arp"), arp::parse),
+        FilesCollector::arc("entropy", timeout, config.procfs.clone(), entropy::collect),
     ]
 }
 
@@ -172,6 +175,7 @@ mod tests {
                 "sockstat",
                 "softnet",
                 "arp",
+                "entropy",
             ]
         );
         let mut families: Vec<Family> = Vec::new();
@@ -201,6 +205,7 @@ mod tests {
             "node_sockstat_TCP_mem_bytes",
             "node_softnet_times_squeezed_total",
             "node_arp_entries",
+            "node_entropy_pool_size_bits",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }

@@ -63,6 +63,7 @@ impl Exporter {
             "sockstat",
             "softnet",
             "arp",
+            "entropy",
         ] {
             args.push(format!("--collector.{collector}"));
         }
