@@ -21,6 +21,8 @@
 #[cfg(target_os = "linux")]
 mod arp;
 #[cfg(target_os = "linux")]
+mod conntrack;
+#[cfg(target_os = "linux")]
 mod cpu;
 #[cfg(target_os = "linux")]
 mod diskstats;
@@ -111,6 +113,10 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FileCollector::arc("softnet", timeout, proc("net/softnet_stat"), softnet::parse),
         FileCollector::arc("arp", timeout, proc("net/arp"), arp::parse),
         FilesCollector::arc("entropy", timeout, config.procfs.clone(), entropy::collect),
+        FilesCollector::arc("conntrack", timeout, config.procfs.clone(), {
+            let logged_absent = std::sync::atomic::AtomicBool::new(false);
+            move |files| conntrack::collect(files, &logged_absent)
+        }),
     ]
 }
 
@@ -176,6 +182,7 @@ mod tests {
                 "softnet",
                 "arp",
                 "entropy",
+                "conntrack",
             ]
         );
         let mut families: Vec<Family> = Vec::new();
@@ -206,6 +213,7 @@ mod tests {
             "node_softnet_times_squeezed_total",
             "node_arp_entries",
             "node_entropy_pool_size_bits",
+            "node_nf_conntrack_stat_early_drop",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -226,7 +234,7 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" | "sockstat" => {
+                "time" | "uname" | "pressure" | "sockstat" | "conntrack" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

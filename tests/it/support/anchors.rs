@@ -64,6 +64,7 @@ impl Exporter {
             "softnet",
             "arp",
             "entropy",
+            "conntrack",
         ] {
             args.push(format!("--collector.{collector}"));
         }
