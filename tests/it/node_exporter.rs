@@ -54,6 +54,7 @@ const REQUIRED: &[&str] = &[
     "node_sockstat_TCP_mem_bytes",
     "node_softnet_processed_total",
     "node_entropy_available_bits",
+    "node_udp_queues",
 ];
 
 /// Family name → (type, label-name sets seen).

@@ -53,6 +53,8 @@ mod softnet;
 #[cfg(target_os = "linux")]
 mod stat;
 mod time;
+#[cfg(target_os = "linux")]
+mod udp_queues;
 mod uname;
 #[cfg(target_os = "linux")]
 mod vmstat;
@@ -117,6 +119,12 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             let logged_absent = std::sync::atomic::AtomicBool::new(false);
             move |files| conntrack::collect(files, &logged_absent)
         }),
+        FilesCollector::arc(
+            "udp_queues",
+            timeout,
+            config.procfs.clone(),
+            udp_queues::collect,
+        ),
     ]
 }
 
@@ -183,6 +191,7 @@ mod tests {
                 "arp",
                 "entropy",
                 "conntrack",
+                "udp_queues",
             ]
         );
         let mut families: Vec<Family> = Vec::new();
@@ -214,6 +223,7 @@ mod tests {
             "node_arp_entries",
             "node_entropy_pool_size_bits",
             "node_nf_conntrack_stat_early_drop",
+            "node_udp_queues",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }

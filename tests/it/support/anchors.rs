@@ -65,6 +65,7 @@ impl Exporter {
             "arp",
             "entropy",
             "conntrack",
+            "udp_queues",
         ] {
             args.push(format!("--collector.{collector}"));
         }
