@@ -49,6 +49,12 @@ const REQUIRED: &[&str] = &[
     "node_filefd_maximum",
     "node_vmstat_oom_kill",
     "node_vmstat_pgmajfault",
+    "node_sockstat_sockets_used",
+    "node_sockstat_TCP_inuse",
+    "node_sockstat_TCP_mem_bytes",
+    "node_softnet_processed_total",
+    "node_entropy_available_bits",
+    "node_udp_queues",
 ];
 
 /// Family name → (type, label-name sets seen).

@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -19,9 +19,15 @@
 //! On other systems [`portable`] maps what `sysinfo` offers onto the same names.
 
 #[cfg(target_os = "linux")]
+mod arp;
+#[cfg(target_os = "linux")]
+mod conntrack;
+#[cfg(target_os = "linux")]
 mod cpu;
 #[cfg(target_os = "linux")]
 mod diskstats;
+#[cfg(target_os = "linux")]
+mod entropy;
 #[cfg(target_os = "linux")]
 mod filefd;
 #[cfg(target_os = "linux")]
@@ -39,10 +45,18 @@ mod portable;
 #[cfg(target_os = "linux")]
 mod pressure;
 #[cfg(target_os = "linux")]
+mod procfiles;
+#[cfg(target_os = "linux")]
 mod procfs;
+#[cfg(target_os = "linux")]
+mod sockstat;
+#[cfg(target_os = "linux")]
+mod softnet;
 #[cfg(target_os = "linux")]
 mod stat;
 mod time;
+#[cfg(target_os = "linux")]
+mod udp_queues;
 mod uname;
 #[cfg(target_os = "linux")]
 mod vmstat;
@@ -70,6 +84,7 @@ pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
 
 #[cfg(target_os = "linux")]
 fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
+    use procfiles::FilesCollector;
     use procfs::FileCollector;
 
     let timeout = config.timeout;
@@ -97,6 +112,22 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
         FileCollector::arc("vmstat", timeout, proc("vmstat"), vmstat::parse),
         Arc::new(netstat::Netstat::new(&config.procfs, timeout)),
+        FilesCollector::arc("sockstat", timeout, config.procfs.clone(), |files| {
+            sockstat::collect(files, rustix::param::page_size() as u64)
+        }),
+        FileCollector::arc("softnet", timeout, proc("net/softnet_stat"), softnet::parse),
+        FileCollector::arc("arp", timeout, proc("net/arp"), arp::parse),
+        FilesCollector::arc("entropy", timeout, config.procfs.clone(), entropy::collect),
+        FilesCollector::arc("conntrack", timeout, config.procfs.clone(), {
+            let logged_absent = std::sync::atomic::AtomicBool::new(false);
+            move |files| conntrack::collect(files, &logged_absent)
+        }),
+        FilesCollector::arc(
+            "udp_queues",
+            timeout,
+            config.procfs.clone(),
+            udp_queues::collect,
+        ),
     ]
 }
 
@@ -158,7 +189,13 @@ mod tests {
                 "pressure",
                 "filefd",
                 "vmstat",
-                "netstat"
+                "netstat",
+                "sockstat",
+                "softnet",
+                "arp",
+                "entropy",
+                "conntrack",
+                "udp_queues",
             ]
         );
         let mut families: Vec<Family> = Vec::new();
@@ -186,6 +223,12 @@ mod tests {
             "node_filefd_maximum",
             "node_vmstat_pgfault",
             "node_netstat_Tcp_ActiveOpens",
+            "node_sockstat_TCP_mem_bytes",
+            "node_softnet_times_squeezed_total",
+            "node_arp_entries",
+            "node_entropy_pool_size_bits",
+            "node_nf_conntrack_stat_early_drop",
+            "node_udp_queues",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -206,7 +249,9 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" => assert!(result.is_ok(), "{}", collector.name()),
+                "time" | "uname" | "pressure" | "sockstat" | "conntrack" => {
+                    assert!(result.is_ok(), "{}", collector.name())
+                }
                 name => assert!(
                     matches!(result, Err(crate::collect::Error::Read { .. })),
                     "{name}: {result:?}"

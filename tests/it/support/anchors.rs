@@ -66,6 +66,12 @@ impl Exporter {
             "filefd",
             "vmstat",
             "netstat",
+            "sockstat",
+            "softnet",
+            "arp",
+            "entropy",
+            "conntrack",
+            "udp_queues",
         ] {
             args.push(format!("--collector.{collector}"));
         }

@@ -1,0 +1,132 @@
+//! A collector that reads several procfs files per collection, some of which may be absent
+//! (IPv6 disabled, a netfilter module not loaded): `sockstat`, `udp_queues`, `entropy`,
+//! `conntrack`.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::procfs::{ReadBuffer, parse_error};
+use crate::collect::{BlockingCollector, Error, Family};
+
+/// The files under one procfs root, read through one reused buffer.
+pub(super) struct ProcFiles {
+    root: PathBuf,
+    buffer: ReadBuffer,
+}
+
+impl ProcFiles {
+    /// Reads `relative` (to the procfs root) and parses its text with `parse`.
+    ///
+    /// # Errors
+    /// The read's error, or `parse`'s reason as a parse error naming the file.
+    pub(super) fn required<T>(
+        &self,
+        relative: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, Error> {
+        let path = self.root.join(relative);
+        self.buffer.with_file(&path, |text| {
+            parse(text).map_err(|reason| parse_error(&path, reason))
+        })
+    }
+
+    /// As [`Self::required`], but `None` when the file does not exist.
+    ///
+    /// # Errors
+    /// Any other read error, or `parse`'s.
+    pub(super) fn optional<T>(
+        &self,
+        relative: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, Error> {
+        match self.required(relative, parse) {
+            Ok(value) => Ok(Some(value)),
+            Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// A collector named `name` whose `collect` reads what it needs through [`ProcFiles`].
+pub(super) struct FilesCollector<C> {
+    name: &'static str,
+    timeout: Duration,
+    files: ProcFiles,
+    collect: C,
+}
+
+impl<C> FilesCollector<C>
+where
+    C: Fn(&ProcFiles) -> Result<Vec<Family>, Error> + Send + Sync + 'static,
+{
+    /// A shareable collector reading files under `procfs` with `collect`.
+    pub(super) fn arc(
+        name: &'static str,
+        timeout: Duration,
+        procfs: PathBuf,
+        collect: C,
+    ) -> Arc<dyn BlockingCollector> {
+        Arc::new(FilesCollector {
+            name,
+            timeout,
+            files: ProcFiles {
+                root: procfs,
+                buffer: ReadBuffer::default(),
+            },
+            collect,
+        })
+    }
+}
+
+impl<C> BlockingCollector for FilesCollector<C>
+where
+    C: Fn(&ProcFiles) -> Result<Vec<Family>, Error> + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn collect(&self) -> Result<Vec<Family>, Error> {
+        (self.collect)(&self.files)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// Files under a temporary root, for collector tests.
+    pub(crate) fn files_in(root: &std::path::Path) -> ProcFiles {
+        ProcFiles {
+            root: root.to_owned(),
+            buffer: ReadBuffer::default(),
+        }
+    }
+
+    #[test]
+    fn absent_files_are_none_and_other_failures_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a"), "1").expect("write");
+        std::fs::create_dir(dir.path().join("d")).expect("mkdir");
+        let files = files_in(dir.path());
+        let len = |t: &str| Ok(t.len());
+        assert_eq!(files.optional("a", len).expect("reads"), Some(1));
+        assert_eq!(files.optional("missing", len).expect("absent"), None);
+        assert!(matches!(
+            files.required("missing", len),
+            Err(Error::Read { .. })
+        ));
+        // A directory is not "absent".
+        assert!(files.optional("d", len).is_err());
+        assert!(matches!(
+            files.optional("a", |_| Err::<(), _>("bad".to_owned())),
+            Err(Error::Parse { .. })
+        ));
+    }
+}
