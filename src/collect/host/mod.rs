@@ -40,6 +40,7 @@ mod pressure;
 mod procfs;
 #[cfg(target_os = "linux")]
 mod stat;
+mod textfile;
 mod time;
 mod uname;
 #[cfg(target_os = "linux")]
@@ -57,13 +58,17 @@ pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         return Vec::new();
     }
     #[cfg(target_os = "linux")]
-    {
-        linux_collectors(config)
-    }
+    let mut list = linux_collectors(config);
     #[cfg(not(target_os = "linux"))]
-    {
-        portable::collectors(config)
+    let mut list = portable::collectors(config);
+    // Last, so a family it shares with another collector keeps the other's type.
+    if let Some(directory) = &config.textfile_directory {
+        list.push(Arc::new(textfile::Textfile::new(
+            directory.clone(),
+            config.timeout,
+        )));
     }
+    list
 }
 
 #[cfg(target_os = "linux")]
@@ -126,6 +131,7 @@ mod tests {
             },
             disk_device_exclude: None,
             network_device_exclude: None,
+            textfile_directory: None,
         }
     }
 
