@@ -199,6 +199,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_textfile_collector_runs_last_when_a_directory_is_set() {
+        let mut config = fixture_config();
+        config.textfile_directory = Some(PathBuf::from("/nonexistent-textfiles"));
+        let list = collectors(&config);
+        assert_eq!(list.last().map(|c| c.name()), Some("textfile"));
+        assert!(
+            !collectors(&fixture_config())
+                .iter()
+                .any(|c| c.name() == "textfile")
+        );
+    }
+
     #[tokio::test]
     async fn a_missing_procfs_fails_the_collectors_that_need_it() {
         let mut config = fixture_config();

@@ -30,9 +30,9 @@
 //!   whatever it reads; a histogram without a `+Inf` bucket gets one from `_count`, as
 //!   node_exporter's output has.
 //!
-//! A family another collector also exports keeps the other collector's type: the scrape drops
-//! a clashing family of the later collector ([`crate::collect::Snapshot::extend`]), and the
-//! textfile collector runs after the other host collectors.
+//! For a family another collector also exports, the first merged keeps its type: the scrape
+//! drops a later family of another type ([`crate::collect::Snapshot::extend`]). The textfile
+//! collector comes after the other host collectors and before the database ones.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
