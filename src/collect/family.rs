@@ -187,10 +187,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Adds families, appending samples to an existing family of the same name.
+    /// Adds families, appending samples to an existing family of the same name. A family whose
+    /// type differs from the existing one's is dropped (the first collector's wins, as
+    /// client_golang's registry keeps the first): merged, it would make the exposition invalid.
     pub fn extend(&mut self, families: impl IntoIterator<Item = Family>) {
         for family in families {
             match self.index.get(&family.name) {
+                Some(&at) if self.families[at].kind != family.kind => {}
                 Some(&at) => {
                     self.families[at].samples.extend(family.samples);
                     self.families[at].histograms.extend(family.histograms);
@@ -294,7 +297,21 @@ impl Format {
 }
 
 /// Encodes a snapshot in the given format.
-pub fn encode(snapshot: Snapshot, format: Format) -> String {
+pub fn encode(mut snapshot: Snapshot, format: Format) -> String {
+    if format == Format::OpenMetrics {
+        // prometheus-client escapes help texts in text 0.0.4 only; OpenMetrics needs a
+        // backslash, newline or double quote escaped too (textfiles' help texts may hold them).
+        for family in &mut snapshot.families {
+            if family.help.contains(['\\', '\n', '"']) {
+                let escaped = family
+                    .help
+                    .replace('\\', "\\\\")
+                    .replace('\n', "\\n")
+                    .replace('"', "\\\"");
+                family.help = escaped.into();
+            }
+        }
+    }
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(snapshot));
     let mut out = String::with_capacity(64 * 1024);
@@ -389,6 +406,23 @@ mod tests {
     }
 
     #[test]
+    fn a_family_of_another_type_does_not_merge() {
+        let mut snapshot = Snapshot::default();
+        snapshot.extend([Family::single_gauge("x", "x", 1.0)]);
+        let mut other = Family::histogram("x", "x");
+        other.histograms.push(HistogramSample {
+            labels: Vec::new(),
+            buckets: vec![(f64::INFINITY, 1)],
+            sum: 1.0,
+            count: 1,
+        });
+        snapshot.extend([other]);
+        assert_eq!(snapshot.families().len(), 1);
+        assert_eq!(snapshot.families()[0].kind, Kind::Gauge);
+        assert!(snapshot.families()[0].histograms.is_empty());
+    }
+
+    #[test]
     fn histograms_encode_cumulative_buckets() {
         let mut snapshot = Snapshot::default();
         let mut h = Family::histogram("x_duration_seconds", "x");
@@ -413,6 +447,19 @@ mod tests {
             out.contains(r#"x_duration_seconds_count{action="a"} 4"#),
             "{out}"
         );
+    }
+
+    #[test]
+    fn help_texts_are_escaped_in_both_formats() {
+        let snapshot = || {
+            let mut snapshot = Snapshot::default();
+            snapshot.extend([Family::single_gauge("x", "a\\b\nc\"d", 1.0)]);
+            snapshot
+        };
+        let out = encode(snapshot(), Format::OpenMetrics);
+        assert!(out.contains("# HELP x a\\\\b\\nc\\\"d\n"), "{out}");
+        let out = encode(snapshot(), Format::Text004);
+        assert!(out.contains("# HELP x a\\\\b\\nc\"d\n"), "{out}");
     }
 
     #[test]

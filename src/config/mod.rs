@@ -169,6 +169,9 @@ pub struct HostConfig {
     pub disk_device_exclude: Option<Regex>,
     /// Network interfaces the network metrics skip.
     pub network_device_exclude: Option<Regex>,
+    /// node_exporter's textfile directory: its `*.prom` files are exported (relative to the
+    /// configuration file's directory); the textfile collector runs only when set.
+    pub textfile_directory: Option<PathBuf>,
 }
 
 /// Filesystem collector settings.
@@ -421,6 +424,7 @@ fn validate(raw: RawConfig, base: &Path, mut problems: Problems) -> Result<Confi
             "host.network.device_exclude",
             &mut problems,
         ),
+        textfile_directory: textfile_directory(raw.host.textfile.directory, base, &mut problems),
     };
     // Compared only when both parsed: a bad host.timeout must not add a second, derived error.
     let both_parsed =
@@ -638,6 +642,31 @@ pub(crate) fn secret(
         }
         (None, None) => None,
     }
+}
+
+/// `host.textfile.directory`, resolved against the configuration file's directory: it must be
+/// a directory warden can list (its files may come and go; a bad one shows in
+/// `node_textfile_scrape_error`).
+fn textfile_directory(
+    directory: Option<String>,
+    base: &Path,
+    problems: &mut Problems,
+) -> Option<PathBuf> {
+    const KEY: &str = "host.textfile.directory";
+    let directory = directory?;
+    if directory.is_empty() {
+        problems.push(
+            KEY,
+            "must not be empty (leave it out to turn the textfile collector off)",
+        );
+        return None;
+    }
+    let path = base.join(directory);
+    match std::fs::read_dir(&path) {
+        Ok(_) => {}
+        Err(err) => problems.push(KEY, format!("cannot read {}: {err}", path.display())),
+    }
+    Some(path)
 }
 
 #[cfg(test)]

@@ -199,6 +199,14 @@ pub struct RawHost {
     pub disk: RawDevices,
     #[serde(default)]
     pub network: RawDevices,
+    #[serde(default)]
+    pub textfile: RawTextfile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTextfile {
+    pub directory: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -514,3 +514,38 @@ fn problems_concern_their_path_and_below_only() {
     assert!(!problems.concerns("postgres[10]"));
     assert!(!problems.concerns("postgres[1].timeout"));
 }
+
+#[test]
+fn the_textfile_directory_is_optional_resolved_and_must_be_readable() {
+    assert!(load("").unwrap().host.textfile_directory.is_none());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("textfiles")).unwrap();
+    let config = Config::try_from_yaml(
+        "host: {textfile: {directory: textfiles}}\n",
+        "test.yml",
+        dir.path(),
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.host.textfile_directory.as_deref(),
+        Some(dir.path().join("textfiles").as_path())
+    );
+    let found = problems("host: {textfile: {directory: /nonexistent/textfiles}}\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("host.textfile.directory: cannot read /nonexistent/textfiles"),
+        "{}",
+        found[0]
+    );
+    let found = problems("host: {textfile: {directory: ''}}\n");
+    assert!(
+        found[0].starts_with("host.textfile.directory: must not be empty"),
+        "{found:?}"
+    );
+    let found = problems("host: {textfile: {dir: /tmp}}\n");
+    assert!(
+        found[0].contains("host.textfile.dir: unknown key `dir`"),
+        "{found:?}"
+    );
+}

@@ -192,3 +192,111 @@ fn promtool_reports_nothing_beyond_what_it_reports_on_node_exporter() {
         "promtool problems node_exporter does not have: {extra:#?}"
     );
 }
+
+/// `# HELP` lines by family, as written (escaped).
+fn helps(body: &str) -> BTreeMap<String, String> {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|rest| rest.split_once(' '))
+        .map(|(name, help)| (name.to_owned(), help.to_owned()))
+        .collect()
+}
+
+/// The textfile collector's samples: (name, sorted labels) → value, NaN written as a string
+/// so that it compares equal.
+fn textfile_samples(body: &str) -> BTreeMap<(String, Vec<(String, String)>), String> {
+    support::samples(body)
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("app_") || name.starts_with("node_textfile_"))
+        .map(|(name, mut labels, value)| {
+            labels.sort();
+            ((name, labels), format!("{value:?}"))
+        })
+        .collect()
+}
+
+/// The same textfile directory, read by node_exporter and by warden: the same samples (values,
+/// label sets with node_exporter's empty-label padding, the histogram's added `+Inf` bucket,
+/// the mtimes, the error gauge), help texts and types, except what README's textfile section
+/// lists: a counter without `_total` and a summary are declared untyped.
+#[test]
+fn textfile_output_matches_node_exporter() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/collect/host/fixtures/textfile");
+    let dir = tempfile::tempdir().unwrap();
+    // e_conflict.prom is left out: node_exporter drops only its clashing series, warden the
+    // whole file (unit-tested in src/collect/host/textfile).
+    for file in [
+        "a_basic.prom",
+        "b_merge.prom",
+        "c_timestamp.prom",
+        "d_syntax.prom",
+        "notes.txt",
+    ] {
+        std::fs::copy(fixtures.join(file), dir.path().join(file)).unwrap();
+    }
+    let directory = dir.path().display().to_string();
+    let node_exporter = Exporter::start(
+        require_tool("prometheus-node-exporter", "prometheus-node-exporter"),
+        &[
+            "--collector.disable-defaults".to_owned(),
+            "--collector.textfile".to_owned(),
+            format!("--collector.textfile.directory={directory}"),
+        ],
+        &[],
+    );
+    let warden = Warden::start(&format!(
+        "host:\n  textfile: {{directory: '{directory}'}}\n"
+    ));
+    let theirs = node_exporter.scrape();
+    let ours = warden.get("/metrics", &[]).body;
+
+    let their_samples = textfile_samples(&theirs);
+    assert!(
+        their_samples.len() > 20,
+        "node_exporter read too little:\n{theirs}"
+    );
+    assert_eq!(
+        textfile_samples(&ours),
+        their_samples,
+        "\nwarden:\n{ours}\nnode_exporter:\n{theirs}"
+    );
+    let (their_types, our_types) = (support::types(&theirs), support::types(&ours));
+    let (their_helps, our_helps) = (helps(&theirs), helps(&ours));
+    let mut problems = Vec::new();
+    for (name, kind) in their_types
+        .iter()
+        .filter(|(n, _)| n.starts_with("app_") || n.starts_with("node_textfile_"))
+    {
+        let expected = match kind.as_str() {
+            "summary" => "untyped",
+            "counter" if !name.ends_with("_total") => "untyped",
+            other => other,
+        };
+        if our_types.get(name).map(String::as_str) != Some(expected) {
+            problems.push(format!(
+                "{name}: type {:?}, expected {expected} (node_exporter: {kind})",
+                our_types.get(name)
+            ));
+        }
+        if our_helps.get(name) != their_helps.get(name) {
+            problems.push(format!(
+                "{name}: help {:?}, node_exporter {:?}",
+                our_helps.get(name),
+                their_helps.get(name)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // promtool finds nothing in warden's textfile output that it does not find in
+    // node_exporter's.
+    let promtool = require_tool("promtool", "prometheus");
+    let accepted: BTreeSet<String> = promtool_check(&promtool, &theirs).into_iter().collect();
+    let extra: Vec<String> = promtool_check(&promtool, &ours)
+        .into_iter()
+        .filter(|p| p.starts_with("app_") || p.starts_with("node_textfile_"))
+        .filter(|p| !accepted.contains(p))
+        .collect();
+    assert!(extra.is_empty(), "promtool: {extra:#?}");
+}

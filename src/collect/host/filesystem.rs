@@ -479,6 +479,7 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
             },
             disk_device_exclude: None,
             network_device_exclude: None,
+            textfile_directory: None,
         }
     }
 

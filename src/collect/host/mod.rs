@@ -54,6 +54,7 @@ mod sockstat;
 mod softnet;
 #[cfg(target_os = "linux")]
 mod stat;
+mod textfile;
 mod time;
 #[cfg(target_os = "linux")]
 mod udp_queues;
@@ -73,13 +74,17 @@ pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         return Vec::new();
     }
     #[cfg(target_os = "linux")]
-    {
-        linux_collectors(config)
-    }
+    let mut list = linux_collectors(config);
     #[cfg(not(target_os = "linux"))]
-    {
-        portable::collectors(config)
+    let mut list = portable::collectors(config);
+    // Last, so a family it shares with another collector keeps the other's type.
+    if let Some(directory) = &config.textfile_directory {
+        list.push(Arc::new(textfile::Textfile::new(
+            directory.clone(),
+            config.timeout,
+        )));
     }
+    list
 }
 
 #[cfg(target_os = "linux")]
@@ -160,6 +165,7 @@ mod tests {
             },
             disk_device_exclude: None,
             network_device_exclude: None,
+            textfile_directory: None,
         }
     }
 
@@ -239,6 +245,19 @@ mod tests {
                 assert!(family.name.ends_with("_total"), "{}", family.name);
             }
         }
+    }
+
+    #[test]
+    fn the_textfile_collector_runs_last_when_a_directory_is_set() {
+        let mut config = fixture_config();
+        config.textfile_directory = Some(PathBuf::from("/nonexistent-textfiles"));
+        let list = collectors(&config);
+        assert_eq!(list.last().map(|c| c.name()), Some("textfile"));
+        assert!(
+            !collectors(&fixture_config())
+                .iter()
+                .any(|c| c.name() == "textfile")
+        );
     }
 
     #[tokio::test]

@@ -476,6 +476,7 @@ mod tests {
             },
             disk_device_exclude: None,
             network_device_exclude: None,
+            textfile_directory: None,
         };
         let list = collectors(&config);
         let names: Vec<&str> = list.iter().map(|c| c.name()).collect();
