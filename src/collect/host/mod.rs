@@ -116,7 +116,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         Arc::new(pressure::Pressure::new(&config.procfs, timeout)),
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
         FileCollector::arc("vmstat", timeout, proc("vmstat"), vmstat::parse),
-        Arc::new(netstat::Netstat::new(&config.procfs, timeout)),
+        FilesCollector::arc("netstat", timeout, config.procfs.clone(), netstat::collect),
         FilesCollector::arc("sockstat", timeout, config.procfs.clone(), |files| {
             sockstat::collect(files, rustix::param::page_size() as u64)
         }),

@@ -10,12 +10,8 @@
 //! runs on ~400 fields per scrape) plus three the Node Exporter Full dashboard reads and that
 //! filter drops: `TcpExt_TCPOFOQueue`, `TcpExt_TCPRcvQDrop` and `Tcp_MaxConn`.
 
-use std::io;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use super::procfs::{ReadBuffer, parse_error};
-use crate::collect::{BlockingCollector, Error, Family, Kind};
+use super::procfiles::ProcFiles;
+use crate::collect::{Error, Family, Kind};
 
 /// Whether `key` (`<Protocol>_<Field>`) is exported: node_exporter 1.5's default pattern
 /// `^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|`
@@ -172,56 +168,17 @@ impl Stats {
     }
 }
 
-/// The `netstat` collector.
-pub(super) struct Netstat {
-    timeout: Duration,
-    dir: PathBuf,
-    buffer: ReadBuffer,
-}
-
-impl Netstat {
-    /// A collector reading `<procfs>/net/{netstat,snmp,snmp6}`.
-    pub(super) fn new(procfs: &Path, timeout: Duration) -> Self {
-        Netstat {
-            timeout,
-            dir: procfs.join("net"),
-            buffer: ReadBuffer::default(),
-        }
-    }
-
-    fn read(
-        &self,
-        file: &str,
-        stats: &mut Stats,
-        parse: fn(&mut Stats, &str) -> Result<(), String>,
-    ) -> Result<(), Error> {
-        let path = self.dir.join(file);
-        self.buffer.with_file(&path, |text| {
-            parse(stats, text).map_err(|reason| parse_error(&path, reason))
-        })
-    }
-}
-
-impl BlockingCollector for Netstat {
-    fn name(&self) -> &str {
-        "netstat"
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    fn collect(&self) -> Result<Vec<Family>, Error> {
-        let mut stats = Stats::default();
-        self.read("netstat", &mut stats, Stats::parse_pairs)?;
-        self.read("snmp", &mut stats, Stats::parse_pairs)?;
-        match self.read("snmp6", &mut stats, Stats::parse_snmp6) {
-            // IPv6 disabled.
-            Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-            other => other?,
-        }
-        Ok(stats.into_families())
-    }
+/// The `netstat` collector's collection: `net/netstat` and `net/snmp` must exist, `net/snmp6`
+/// is absent where IPv6 is disabled.
+///
+/// # Errors
+/// A read error of a required file, or a parse error naming the file.
+pub(super) fn collect(files: &ProcFiles) -> Result<Vec<Family>, Error> {
+    let mut stats = Stats::default();
+    files.required("net/netstat", |text| stats.parse_pairs(text))?;
+    files.required("net/snmp", |text| stats.parse_pairs(text))?;
+    files.optional("net/snmp6", |text| stats.parse_snmp6(text))?;
+    Ok(stats.into_families())
 }
 
 #[cfg(test)]
@@ -238,8 +195,8 @@ mod tests {
     /// node_exporter 1.5's default field pattern.
     const DEFAULT_PATTERN: &str = "^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts)|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$";
 
-    fn collect(procfs: &Path) -> Result<Vec<Family>, Error> {
-        Netstat::new(procfs, Duration::from_secs(1)).collect()
+    fn collect(procfs: &std::path::Path) -> Result<Vec<Family>, Error> {
+        super::collect(&crate::collect::host::procfiles::tests::files_in(procfs))
     }
 
     #[test]

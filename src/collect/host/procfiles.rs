@@ -1,6 +1,6 @@
 //! A collector that reads several procfs files per collection, some of which may be absent
-//! (IPv6 disabled, a netfilter module not loaded): `sockstat`, `udp_queues`, `entropy`,
-//! `conntrack`.
+//! (IPv6 disabled, a netfilter module not loaded): `netstat`, `sockstat`, `udp_queues`,
+//! `entropy`, `conntrack`.
 
 use std::io;
 use std::path::PathBuf;
