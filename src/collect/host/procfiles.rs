@@ -101,6 +101,13 @@ where
 pub(super) mod tests {
     use super::*;
 
+    /// The unlabelled value of gauge `name`, when the collection has it.
+    pub(crate) fn gauge_value(families: &[Family], name: &str) -> Option<f64> {
+        let family = families.iter().find(|f| f.name == name)?;
+        assert_eq!(family.kind, crate::collect::family::Kind::Gauge, "{name}");
+        family.value(&[])
+    }
+
     /// Files under a temporary root, for collector tests.
     pub(crate) fn files_in(root: &std::path::Path) -> ProcFiles {
         ProcFiles {

@@ -119,15 +119,8 @@ fn value_of(pairs: &[(&str, i64)], key: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::family::Kind;
-    use crate::collect::host::procfiles::tests::files_in;
+    use crate::collect::host::procfiles::tests::{files_in, gauge_value as value};
     use crate::collect::host::tests::fixture_proc;
-
-    fn value(families: &[Family], name: &str) -> Option<f64> {
-        let family = families.iter().find(|f| f.name == name)?;
-        assert_eq!(family.kind, Kind::Gauge, "{name}");
-        family.value(&[])
-    }
 
     #[test]
     fn parses_the_captured_sockstat_files() {
