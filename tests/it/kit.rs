@@ -138,6 +138,23 @@ fn token_file(dir: &Path) -> PathBuf {
     path
 }
 
+/// Starts Alertmanager on the shipped routing and Prometheus on the shipped rules around
+/// `warden`, then waits for `alertname` to fire and resolve; returns the time between the two.
+fn close_loop(
+    dir: &Path,
+    warden: &Warden,
+    token_file: &Path,
+    alertname: &str,
+    label: (&str, &str),
+) -> Duration {
+    let alertmanager = Alertmanager::start_config(&alertmanager_config(
+        &format!("http://{}/alerts", warden.addr),
+        token_file,
+    ));
+    let prometheus = prometheus(dir, warden, &alertmanager);
+    fired_then_resolved(&prometheus, &alertmanager, warden, alertname, label)
+}
+
 /// Waits for an alert to fire and then to resolve, and returns the time between the two.
 fn fired_then_resolved(
     prometheus: &Prometheus,
@@ -214,15 +231,10 @@ fn stale_backup_alert_makes_warden_back_up_and_then_resolves() {
     };
     assert_eq!(last_success(&warden), Some(0.0), "the job has never run");
 
-    let alertmanager = Alertmanager::start_config(&alertmanager_config(
-        &format!("http://{}/alerts", warden.addr),
-        &token,
-    ));
-    let prometheus = prometheus(dir.path(), &warden, &alertmanager);
-    let took = fired_then_resolved(
-        &prometheus,
-        &alertmanager,
+    let took = close_loop(
+        dir.path(),
         &warden,
+        &token,
         "BackupStale",
         ("backup", "tutorial-db"),
     );
@@ -300,15 +312,10 @@ fn too_many_connections_alert_makes_warden_end_idle_sessions_and_then_resolves()
     let sessions: Vec<_> = (0..22)
         .map(|_| pg.spawn_psql_session("app", &["SELECT 1;"]))
         .collect();
-    let alertmanager = Alertmanager::start_config(&alertmanager_config(
-        &format!("http://{}/alerts", warden.addr),
-        &token,
-    ));
-    let prometheus = prometheus(dir.path(), &warden, &alertmanager);
-    let took = fired_then_resolved(
-        &prometheus,
-        &alertmanager,
+    let took = close_loop(
+        dir.path(),
         &warden,
+        &token,
         "PostgresTooManyConnections",
         ("server", "main"),
     );
