@@ -20,6 +20,7 @@ mod raw;
 mod sources;
 mod web;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -160,6 +161,11 @@ pub struct HostConfig {
     pub timeout: Duration,
     /// Where procfs is mounted (`/proc`; another path when watching a host from a container).
     pub procfs: PathBuf,
+    /// Where sysfs is mounted (`/sys`; `/host/sys` in a container).
+    pub sysfs: PathBuf,
+    /// The host collectors that run, by node_exporter collector name: node_exporter's defaults
+    /// changed by `host.collectors` (see [`crate::collect::host::COLLECTORS`]).
+    pub collectors: BTreeSet<&'static str>,
     /// Where the host's root filesystem is mounted (`/`; `/host` in a container): mount points
     /// read from procfs are stat'ed under it.
     pub rootfs: PathBuf,
@@ -391,6 +397,8 @@ fn validate(raw: RawConfig, base: &Path, mut problems: Problems) -> Result<Confi
         enabled: raw.host.enabled.unwrap_or(true),
         timeout: duration(raw.host.timeout, "5s", "host.timeout", &mut problems),
         procfs: PathBuf::from(raw.host.procfs.unwrap_or_else(|| "/proc".to_owned())),
+        sysfs: PathBuf::from(raw.host.sysfs.unwrap_or_else(|| "/sys".to_owned())),
+        collectors: host_collectors(raw.host.collectors, &mut problems),
         rootfs: PathBuf::from(raw.host.rootfs.unwrap_or_else(|| "/".to_owned())),
         filesystem: FilesystemConfig {
             mount_points_exclude: regex(
@@ -642,6 +650,47 @@ pub(crate) fn secret(
         }
         (None, None) => None,
     }
+}
+
+/// The host collectors that run: node_exporter's defaults, each switched by `host.collectors`
+/// (`{tcpstat: true, arp: false}`); an unknown name or a value other than true/false is a
+/// problem naming it.
+fn host_collectors(
+    overrides: BTreeMap<String, Value>,
+    problems: &mut Problems,
+) -> BTreeSet<&'static str> {
+    use crate::collect::host::COLLECTORS;
+    let mut enabled: BTreeSet<&'static str> = COLLECTORS
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect();
+    for (name, value) in overrides {
+        let key = format!("host.collectors.{name}");
+        let Some(&(known, _)) = COLLECTORS.iter().find(|(known, _)| *known == name) else {
+            let names: Vec<&str> = COLLECTORS.iter().map(|(name, _)| *name).collect();
+            problems.push(
+                key,
+                format!("unknown collector `{name}`; known: {}", names.join(", ")),
+            );
+            continue;
+        };
+        let on = match &value {
+            Value::Bool(on) => *on,
+            Value::String(text) if text == "true" => true,
+            Value::String(text) if text == "false" => false,
+            _ => {
+                problems.push(key, format!("`{value}` is not true or false"));
+                continue;
+            }
+        };
+        if on {
+            enabled.insert(known);
+        } else {
+            enabled.remove(known);
+        }
+    }
+    enabled
 }
 
 /// `host.textfile.directory`, resolved against the configuration file's directory: it must be

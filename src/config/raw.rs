@@ -192,7 +192,12 @@ pub struct RawHost {
     #[serde(default, deserialize_with = "lenient::duration")]
     pub timeout: Option<String>,
     pub procfs: Option<String>,
+    pub sysfs: Option<String>,
     pub rootfs: Option<String>,
+    /// node_exporter collector names turned on (`true`) or off (`false`); checked in
+    /// validation, so a misspelled name or value is an error naming it.
+    #[serde(default)]
+    pub collectors: std::collections::BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub filesystem: RawFilesystem,
     #[serde(default)]

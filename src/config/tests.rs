@@ -549,3 +549,34 @@ fn the_textfile_directory_is_optional_resolved_and_must_be_readable() {
         "{found:?}"
     );
 }
+
+#[test]
+fn host_collectors_start_from_node_exporter_defaults_and_switch_by_name() {
+    let defaults = load("").unwrap().host.collectors;
+    assert!(defaults.contains("cpu") && defaults.contains("textfile"));
+    let config = load("host: {collectors: {cpu: false, arp: 'false'}}\n").unwrap();
+    assert!(!config.host.collectors.contains("cpu"));
+    assert!(!config.host.collectors.contains("arp"));
+    assert_eq!(config.host.collectors.len(), defaults.len() - 2);
+    assert_eq!(
+        load("host: {collectors: {cpu: true}}\n")
+            .unwrap()
+            .host
+            .collectors,
+        defaults
+    );
+    let found = problems("host: {collectors: {cpux: true, meminfo: yes, arp: 1}}\n");
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with("host.collectors.arp: `1` is not true or false"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with("host.collectors.cpux: unknown collector `cpux`; known: arp,"),
+        "{found:?}"
+    );
+    assert!(
+        found[2].starts_with("host.collectors.meminfo: `\"yes\"` is not true or false"),
+        "{found:?}"
+    );
+}

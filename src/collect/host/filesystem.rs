@@ -467,6 +467,7 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
             enabled: true,
             timeout: Duration::from_secs(10),
             procfs: procfs.to_owned(),
+            sysfs: PathBuf::from("/sys"),
             rootfs: PathBuf::from("/"),
             filesystem: FilesystemConfig {
                 mount_points_exclude: Some(
@@ -480,6 +481,7 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
             disk_device_exclude: None,
             network_device_exclude: None,
             textfile_directory: None,
+            collectors: Default::default(),
         }
     }
 

@@ -67,8 +67,33 @@ use std::sync::Arc;
 use super::BlockingCollector;
 use crate::config::HostConfig;
 
-/// The host collectors for this configuration, one per node_exporter collector name; none when
-/// host metrics are disabled.
+/// node_exporter's collector names that warden implements, each with whether it runs by default
+/// (node_exporter's defaults). `host.collectors` switches them; names are checked against this.
+pub const COLLECTORS: &[(&str, bool)] = &[
+    ("arp", true),
+    ("conntrack", true),
+    ("cpu", true),
+    ("diskstats", true),
+    ("entropy", true),
+    ("filefd", true),
+    ("filesystem", true),
+    ("loadavg", true),
+    ("meminfo", true),
+    ("netdev", true),
+    ("netstat", true),
+    ("pressure", true),
+    ("sockstat", true),
+    ("softnet", true),
+    ("stat", true),
+    ("textfile", true),
+    ("time", true),
+    ("udp_queues", true),
+    ("uname", true),
+    ("vmstat", true),
+];
+
+/// The host collectors for this configuration, one per node_exporter collector name in
+/// `config.collectors`; none when host metrics are disabled.
 pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
     if !config.enabled {
         return Vec::new();
@@ -78,12 +103,11 @@ pub fn collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
     #[cfg(not(target_os = "linux"))]
     let mut list = portable::collectors(config);
     // Last, so a family it shares with another collector keeps the other's type.
-    if let Some(directory) = &config.textfile_directory {
-        list.push(Arc::new(textfile::Textfile::new(
-            directory.clone(),
-            config.timeout,
-        )));
-    }
+    list.push(Arc::new(textfile::Textfile::new(
+        config.textfile_directory.clone(),
+        config.timeout,
+    )));
+    list.retain(|collector| config.collectors.contains(collector.name()));
     list
 }
 
@@ -151,11 +175,17 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/collect/host/fixtures/proc")
     }
 
+    /// The sysfs captured from real machines.
+    pub(crate) fn fixture_sys() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/collect/host/fixtures/sys")
+    }
+
     fn fixture_config() -> HostConfig {
         HostConfig {
             enabled: true,
             timeout: Duration::from_secs(5),
             procfs: fixture_proc(),
+            sysfs: fixture_sys(),
             rootfs: PathBuf::from("/"),
             filesystem: FilesystemConfig {
                 // Only `/` of the fixture's mounts exists on every test machine.
@@ -166,6 +196,7 @@ mod tests {
             disk_device_exclude: None,
             network_device_exclude: None,
             textfile_directory: None,
+            collectors: COLLECTORS.iter().map(|(name, _)| *name).collect(),
         }
     }
 
@@ -202,8 +233,13 @@ mod tests {
                 "entropy",
                 "conntrack",
                 "udp_queues",
+                "textfile",
             ]
         );
+        // Every name `host.collectors` accepts builds a collector.
+        let built: BTreeSet<&str> = names.iter().copied().collect();
+        let known: BTreeSet<&str> = COLLECTORS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(built, known);
         let mut families: Vec<Family> = Vec::new();
         for collector in &list {
             assert_eq!(collector.timeout(), Duration::from_secs(5));
@@ -248,16 +284,25 @@ mod tests {
     }
 
     #[test]
-    fn the_textfile_collector_runs_last_when_a_directory_is_set() {
+    fn the_textfile_collector_runs_last_and_only_reports_no_error_without_a_directory() {
+        let list = collectors(&fixture_config());
+        let textfile = list.last().expect("collectors");
+        assert_eq!(textfile.name(), "textfile");
+        let families = textfile.collect().expect("textfile never fails");
+        let names: Vec<&str> = families.iter().map(|f| f.name.as_ref()).collect();
+        assert_eq!(names, ["node_textfile_scrape_error"]);
+        assert_eq!(families[0].samples[0].value, 0.0);
+    }
+
+    #[test]
+    fn host_collectors_switch_collectors_by_name() {
         let mut config = fixture_config();
-        config.textfile_directory = Some(PathBuf::from("/nonexistent-textfiles"));
-        let list = collectors(&config);
-        assert_eq!(list.last().map(|c| c.name()), Some("textfile"));
-        assert!(
-            !collectors(&fixture_config())
-                .iter()
-                .any(|c| c.name() == "textfile")
-        );
+        config.collectors = ["cpu", "textfile"].into_iter().collect();
+        let names: Vec<String> = collectors(&config)
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        assert_eq!(names, ["cpu", "textfile"]);
     }
 
     #[tokio::test]
@@ -268,7 +313,7 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" | "sockstat" | "conntrack" => {
+                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

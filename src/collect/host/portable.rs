@@ -468,6 +468,7 @@ mod tests {
             enabled: true,
             timeout: Duration::from_secs(10),
             procfs: "/proc".into(),
+            sysfs: "/sys".into(),
             rootfs: "/".into(),
             filesystem: crate::config::FilesystemConfig {
                 mount_points_exclude: None,
@@ -477,6 +478,7 @@ mod tests {
             disk_device_exclude: None,
             network_device_exclude: None,
             textfile_directory: None,
+            collectors: Default::default(),
         };
         let list = collectors(&config);
         let names: Vec<&str> = list.iter().map(|c| c.name()).collect();

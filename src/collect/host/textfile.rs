@@ -53,16 +53,18 @@ pub const MAX_SAMPLES: usize = 100_000;
 
 const MTIME_NAME: &str = "node_textfile_mtime_seconds";
 const ERROR_NAME: &str = "node_textfile_scrape_error";
+const ERROR_HELP: &str = "1 if there was an error opening or reading a file, 0 otherwise";
 
-/// The collector: the directory and the problems last logged, by path.
+/// The collector: the directory (none: only `node_textfile_scrape_error 0`, as node_exporter
+/// without `--collector.textfile.directory`) and the problems last logged, by path.
 pub(super) struct Textfile {
-    directory: PathBuf,
+    directory: Option<PathBuf>,
     timeout: Duration,
     logged: Mutex<HashMap<PathBuf, String>>,
 }
 
 impl Textfile {
-    pub(super) fn new(directory: PathBuf, timeout: Duration) -> Self {
+    pub(super) fn new(directory: Option<PathBuf>, timeout: Duration) -> Self {
         Textfile {
             directory,
             timeout,
@@ -76,9 +78,15 @@ impl Textfile {
         let mut problems = Vec::new();
         let mut mtimes =
             Family::gauge(MTIME_NAME, "Unixtime mtime of textfiles successfully read.");
-        match std::fs::read_dir(&self.directory) {
+        let Some(directory) = &self.directory else {
+            return (
+                vec![Family::single_gauge(ERROR_NAME, ERROR_HELP, 0.0)],
+                problems,
+            );
+        };
+        match std::fs::read_dir(directory) {
             Err(err) => problems.push((
-                self.directory.clone(),
+                directory.clone(),
                 format!("cannot read the textfile directory: {err}"),
             )),
             Ok(entries) => {
@@ -89,7 +97,7 @@ impl Textfile {
                     .collect();
                 names.sort();
                 for name in names {
-                    let path = self.directory.join(&name);
+                    let path = directory.join(&name);
                     match read_file(&path, &mut merged) {
                         Ok(mtime) => mtimes.push([("file", path.display().to_string())], mtime),
                         Err(problem) => problems.push((path, problem)),
@@ -101,7 +109,7 @@ impl Textfile {
         families.push(mtimes);
         families.push(Family::single_gauge(
             ERROR_NAME,
-            "1 if there was an error opening or reading a file, 0 otherwise",
+            ERROR_HELP,
             if problems.is_empty() { 0.0 } else { 1.0 },
         ));
         (families, problems)

@@ -19,7 +19,7 @@ fn dir_with(files: &[&str]) -> tempfile::TempDir {
 }
 
 fn collect(dir: &Path) -> Vec<Family> {
-    Textfile::new(dir.to_owned(), Duration::from_secs(5))
+    Textfile::new(Some(dir.to_owned()), Duration::from_secs(5))
         .collect()
         .expect("never fails")
 }
@@ -583,7 +583,8 @@ fn a_file_over_the_size_limit_is_skipped() {
     let dir = dir_with(&["b_merge.prom"]);
     let big = File::create(dir.path().join("big.prom")).expect("create");
     big.set_len(MAX_FILE_BYTES + 1).expect("sparse file");
-    let (families, problems) = Textfile::new(dir.path().to_owned(), Duration::from_secs(5)).read();
+    let (families, problems) =
+        Textfile::new(Some(dir.path().to_owned()), Duration::from_secs(5)).read();
     assert_eq!(problems.len(), 1);
     assert!(
         problems[0]
@@ -605,7 +606,8 @@ fn samples_beyond_the_scrape_limit_skip_the_file_that_passes_it() {
     std::fs::write(dir.path().join("a.prom"), lines("a", MAX_SAMPLES - 10)).expect("write");
     std::fs::write(dir.path().join("b.prom"), lines("b", 11)).expect("write");
     std::fs::write(dir.path().join("c.prom"), lines("c", 10)).expect("write");
-    let (families, problems) = Textfile::new(dir.path().to_owned(), Duration::from_secs(5)).read();
+    let (families, problems) =
+        Textfile::new(Some(dir.path().to_owned()), Duration::from_secs(5)).read();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].0.ends_with("b.prom"));
     assert!(
@@ -619,7 +621,7 @@ fn samples_beyond_the_scrape_limit_skip_the_file_that_passes_it() {
 #[test]
 fn problems_are_logged_once_until_they_change() {
     let dir = dir_with(&["d_syntax.prom"]);
-    let collector = Textfile::new(dir.path().to_owned(), Duration::from_secs(5));
+    let collector = Textfile::new(Some(dir.path().to_owned()), Duration::from_secs(5));
     collector.collect().expect("never fails");
     let logged = collector.logged.lock().expect("lock").clone();
     assert_eq!(logged.len(), 1);
