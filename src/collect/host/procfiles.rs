@@ -1,6 +1,7 @@
-//! A collector that reads several procfs files per collection, some of which may be absent
-//! (IPv6 disabled, a netfilter module not loaded): `netstat`, `sockstat`, `udp_queues`,
-//! `entropy`, `conntrack`.
+//! A collector that reads several procfs or sysfs files per collection, some of which may be
+//! absent (IPv6 disabled, a netfilter module not loaded, hardware this machine lacks):
+//! `netstat`, `sockstat`, `udp_queues`, `entropy`, `conntrack`, and the sysfs collectors, which
+//! list a class directory with [`ProcFiles::entries`] and read each entry's attributes.
 
 use std::io;
 use std::path::PathBuf;
@@ -46,6 +47,34 @@ impl ProcFiles {
             Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err),
         }
+    }
+}
+
+impl ProcFiles {
+    /// The names in directory `relative`, sorted; `None` when it does not exist (the hardware
+    /// or module is absent). Entries are not followed: sysfs class entries are symlinks,
+    /// whose attributes are then read by path.
+    ///
+    /// # Errors
+    /// Any other error listing the directory.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the sysfs collectors use it as they land")
+    )]
+    pub(super) fn entries(&self, relative: &str) -> Result<Option<Vec<String>>, Error> {
+        let path = self.root.join(relative);
+        let listing = match std::fs::read_dir(&path) {
+            Ok(listing) => listing,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(super::procfs::read_error(&path, err)),
+        };
+        let mut names = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(|err| super::procfs::read_error(&path, err))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(Some(names))
     }
 }
 
@@ -135,5 +164,22 @@ pub(super) mod tests {
             files.optional("a", |_| Err::<(), _>("bad".to_owned())),
             Err(Error::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn entries_are_sorted_names_and_none_for_an_absent_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("class")).expect("mkdir");
+        for name in ["eth1", "eth0", "lo"] {
+            std::fs::create_dir(dir.path().join("class").join(name)).expect("mkdir");
+        }
+        let files = files_in(dir.path());
+        assert_eq!(
+            files.entries("class").expect("lists"),
+            Some(vec!["eth0".to_owned(), "eth1".to_owned(), "lo".to_owned()])
+        );
+        assert_eq!(files.entries("missing").expect("absent"), None);
+        std::fs::write(dir.path().join("file"), "x").expect("write");
+        assert!(files.entries("file").is_err());
     }
 }
