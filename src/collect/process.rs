@@ -1,6 +1,7 @@
 //! warden's own process metrics, with the names every Prometheus client library uses:
 //! `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
-//! `process_start_time_seconds`, `process_open_fds` and `process_max_fds`.
+//! `process_start_time_seconds`, `process_open_fds`, `process_max_fds` and
+//! `process_virtual_memory_max_bytes`.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -48,6 +49,8 @@ struct Usage {
     start_time_seconds: f64,
     open_fds: Option<f64>,
     max_fds: Option<f64>,
+    /// The address-space limit; unlimited is `u64::MAX`, as Go's client reports it.
+    virtual_max_bytes: Option<f64>,
 }
 
 fn families(usage: Usage) -> Vec<Family> {
@@ -87,6 +90,13 @@ fn families(usage: Usage) -> Vec<Family> {
             max,
         ));
     }
+    if let Some(max) = usage.virtual_max_bytes {
+        out.push(Family::single_gauge(
+            "process_virtual_memory_max_bytes",
+            "Maximum amount of virtual memory available in bytes.",
+            max,
+        ));
+    }
     out
 }
 
@@ -110,6 +120,9 @@ fn read(boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
         })?
         .count();
     let max_fds = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let virtual_max = rustix::process::getrlimit(rustix::process::Resource::As)
+        .current
+        .unwrap_or(u64::MAX);
     Ok(families(Usage {
         cpu_seconds: (fields.utime + fields.stime) as f64 / ticks,
         resident_bytes: fields.rss_pages as f64 * page_size,
@@ -118,6 +131,7 @@ fn read(boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
         // read_dir's own descriptor is open while counting.
         open_fds: Some(open_fds.saturating_sub(1) as f64),
         max_fds: max_fds.map(|m| m as f64),
+        virtual_max_bytes: Some(virtual_max as f64),
     }))
 }
 
@@ -145,6 +159,7 @@ fn read(_boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
         start_time_seconds: process.start_time() as f64,
         open_fds: None,
         max_fds: None,
+        virtual_max_bytes: None,
     }))
 }
 
@@ -254,6 +269,12 @@ mod tests {
         assert!(value("process_resident_memory_bytes") > 1024.0 * 1024.0);
         assert!(value("process_open_fds") >= 3.0);
         assert!(value("process_max_fds") >= value("process_open_fds"));
+        // No address-space limit is set for tests: unlimited reads as u64::MAX, as in Go.
+        let limit = rustix::process::getrlimit(rustix::process::Resource::As).current;
+        assert_eq!(
+            value("process_virtual_memory_max_bytes"),
+            limit.unwrap_or(u64::MAX) as f64
+        );
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
