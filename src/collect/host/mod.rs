@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `netclass`, `bonding`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -21,6 +21,8 @@
 #[cfg(target_os = "linux")]
 mod arp;
 #[cfg(target_os = "linux")]
+mod bonding;
+#[cfg(target_os = "linux")]
 mod conntrack;
 #[cfg(target_os = "linux")]
 mod cpu;
@@ -36,6 +38,8 @@ pub mod filesystem;
 mod loadavg;
 #[cfg(target_os = "linux")]
 mod meminfo;
+#[cfg(target_os = "linux")]
+mod netclass;
 #[cfg(target_os = "linux")]
 mod netdev;
 #[cfg(target_os = "linux")]
@@ -71,6 +75,7 @@ use crate::config::HostConfig;
 /// (node_exporter's defaults). `host.collectors` switches them; names are checked against this.
 pub const COLLECTORS: &[(&str, bool)] = &[
     ("arp", true),
+    ("bonding", true),
     ("conntrack", true),
     ("cpu", true),
     ("diskstats", true),
@@ -79,6 +84,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("filesystem", true),
     ("loadavg", true),
     ("meminfo", true),
+    ("netclass", true),
     ("netdev", true),
     ("netstat", true),
     ("pressure", true),
@@ -130,8 +136,10 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FileCollector::arc("diskstats", timeout, proc("diskstats"), move |text| {
             diskstats::parse(text, disk_exclude.as_ref())
         }),
-        FileCollector::arc("netdev", timeout, proc("net/dev"), move |text| {
-            netdev::parse(text, network_exclude.as_ref())
+        FileCollector::arc("netdev", timeout, proc("net/dev"), {
+            let network_exclude = network_exclude.clone();
+            let nohandler = netdev::NoHandler::new(config.sysfs.clone());
+            move |text| netdev::parse(text, network_exclude.as_ref()).map(|f| nohandler.add_to(f))
         }),
         FileCollector::arc("loadavg", timeout, proc("loadavg"), loadavg::parse),
         FileCollector::arc("stat", timeout, proc("stat"), stat::parse),
@@ -157,6 +165,10 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             config.procfs.clone(),
             udp_queues::collect,
         ),
+        FilesCollector::arc("netclass", timeout, config.sysfs.clone(), move |files| {
+            netclass::collect(files, network_exclude.as_ref())
+        }),
+        FilesCollector::arc("bonding", timeout, config.sysfs.clone(), bonding::collect),
     ]
 }
 
@@ -233,6 +245,8 @@ mod tests {
                 "entropy",
                 "conntrack",
                 "udp_queues",
+                "netclass",
+                "bonding",
                 "textfile",
             ]
         );
@@ -271,6 +285,9 @@ mod tests {
             "node_entropy_pool_size_bits",
             "node_nf_conntrack_stat_early_drop",
             "node_udp_queues",
+            "node_network_receive_nohandler_total",
+            "node_network_mtu_bytes",
+            "node_bonding_active",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -313,7 +330,8 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile" => {
+                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile"
+                | "netclass" | "bonding" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(
