@@ -72,6 +72,8 @@ impl Exporter {
             "entropy",
             "conntrack",
             "udp_queues",
+            "netclass",
+            "bonding",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
