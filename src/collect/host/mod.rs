@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `netclass`, `bonding`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `netclass`, `bonding`, `infiniband`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -34,6 +34,8 @@ mod entropy;
 mod filefd;
 #[cfg(target_os = "linux")]
 pub mod filesystem;
+#[cfg(target_os = "linux")]
+mod infiniband;
 #[cfg(target_os = "linux")]
 mod loadavg;
 #[cfg(target_os = "linux")]
@@ -82,6 +84,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("entropy", true),
     ("filefd", true),
     ("filesystem", true),
+    ("infiniband", true),
     ("loadavg", true),
     ("meminfo", true),
     ("netclass", true),
@@ -169,6 +172,12 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             netclass::collect(files, network_exclude.as_ref())
         }),
         FilesCollector::arc("bonding", timeout, config.sysfs.clone(), bonding::collect),
+        FilesCollector::arc(
+            "infiniband",
+            timeout,
+            config.sysfs.clone(),
+            infiniband::collect,
+        ),
     ]
 }
 
@@ -247,6 +256,7 @@ mod tests {
                 "udp_queues",
                 "netclass",
                 "bonding",
+                "infiniband",
                 "textfile",
             ]
         );
@@ -288,6 +298,7 @@ mod tests {
             "node_network_receive_nohandler_total",
             "node_network_mtu_bytes",
             "node_bonding_active",
+            "node_infiniband_port_data_received_bytes_total",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -331,7 +342,7 @@ mod tests {
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
                 "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile"
-                | "netclass" | "bonding" => {
+                | "netclass" | "bonding" | "infiniband" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

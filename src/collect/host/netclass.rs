@@ -143,7 +143,7 @@ fn read<T>(
 
 /// Whether a read error means "this attribute has no value now" rather than a failure: what
 /// procfs skips (absent, permission, EINVAL, EOPNOTSUPP), and text that is not UTF-8.
-fn unreported(err: &io::Error) -> bool {
+pub(super) fn unreported(err: &io::Error) -> bool {
     use rustix::io::Errno;
     matches!(
         err.kind(),
@@ -162,19 +162,25 @@ fn parse_int(text: &str) -> Option<i64> {
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
-    let lower = unsigned.get(..2).map(str::to_ascii_lowercase);
+    let magnitude = i128::from(parse_uint(unsigned)?);
+    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
+}
+
+/// An unsigned integer as Go's `strconv.ParseUint(s, 0, 64)` reads it: no sign, the prefixes of
+/// [`parse_int`].
+pub(super) fn parse_uint(text: &str) -> Option<u64> {
+    let lower = text.get(..2).map(str::to_ascii_lowercase);
     let (radix, digits) = match lower.as_deref() {
-        Some("0x") => (16, &unsigned[2..]),
-        Some("0b") => (2, &unsigned[2..]),
-        Some("0o") => (8, &unsigned[2..]),
-        Some(_) if unsigned.starts_with('0') => (8, &unsigned[1..]),
-        _ => (10, unsigned),
+        Some("0x") => (16, &text[2..]),
+        Some("0b") => (2, &text[2..]),
+        Some("0o") => (8, &text[2..]),
+        Some(_) if text.starts_with('0') => (8, &text[1..]),
+        _ => (10, text),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
-    let magnitude = i128::from(u64::from_str_radix(digits, radix).ok()?);
-    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
+    u64::from_str_radix(digits, radix).ok()
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ impl Exporter {
             "udp_queues",
             "netclass",
             "bonding",
+            "infiniband",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
