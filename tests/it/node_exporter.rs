@@ -55,6 +55,15 @@ const REQUIRED: &[&str] = &[
     "node_softnet_processed_total",
     "node_entropy_available_bits",
     "node_udp_queues",
+    "node_network_receive_nohandler_total",
+    "node_network_up",
+    "node_network_info",
+    "node_network_carrier",
+    "node_network_mtu_bytes",
+    "node_network_flags",
+    "node_network_iface_id",
+    "node_network_protocol_type",
+    "node_network_transmit_queue_length",
 ];
 
 /// Family name → (type, label-name sets seen).
@@ -175,6 +184,79 @@ fn netstat_values_match_node_exporter_within_one_scrape() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The netclass collector's samples (`node_network_*` families that are not netdev's
+/// statistics), keyed by name and sorted labels.
+fn netclass_samples(body: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+    support::samples(body)
+        .into_iter()
+        .filter(|(name, _, _)| {
+            (name.starts_with("node_network_")
+                && !name.starts_with("node_network_receive_")
+                && !name.starts_with("node_network_transmit_"))
+                || name == "node_network_transmit_queue_length"
+        })
+        .map(|(name, mut labels, value)| {
+            labels.sort();
+            ((name, labels), value)
+        })
+        .collect()
+}
+
+/// netclass reads the same sysfs attributes as node_exporter: every series node_exporter
+/// reports unchanged across warden's scrape (gauges such as `up`, `carrier`, `mtu_bytes`,
+/// `flags`, `speed_bytes`, and `info`'s labels) warden reports with the same value, counters lie
+/// between node_exporter's two readings, and warden has no series node_exporter lacks (an
+/// interface that came or went between the scrapes aside).
+#[test]
+fn netclass_values_match_node_exporter() {
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("");
+    let before = netclass_samples(&node_exporter.scrape());
+    let ours = netclass_samples(&warden.get("/metrics", &[]).body);
+    let after = netclass_samples(&node_exporter.scrape());
+    for name in [
+        "node_network_up",
+        "node_network_mtu_bytes",
+        "node_network_flags",
+        "node_network_info",
+    ] {
+        assert!(
+            before.keys().any(|(n, _)| n == name),
+            "{name}: node_exporter reports none"
+        );
+    }
+    let mut problems = Vec::new();
+    let mut compared = 0;
+    for (key, &low) in &before {
+        let Some(&high) = after.get(key) else {
+            continue;
+        };
+        compared += 1;
+        let (name, labels) = key;
+        let got = ours.get(key).copied();
+        let ok = match got {
+            Some(got) if name.ends_with("_total") => low <= got && got <= high,
+            Some(got) => low != high || got == low,
+            None => false,
+        };
+        if !ok {
+            problems.push(format!(
+                "{name}{labels:?}: warden {got:?}, node_exporter {low} before and {high} after"
+            ));
+        }
+    }
+    for (key, got) in &ours {
+        if !before.contains_key(key) && !after.contains_key(key) {
+            problems.push(format!(
+                "{key:?}: warden {got}, node_exporter has no such series"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // lo and this machine's interface, each with up, info, mtu_bytes, flags and more.
+    assert!(compared >= 20, "only {compared} series compared");
 }
 
 #[test]

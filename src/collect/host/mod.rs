@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `netclass`, `bonding`, `infiniband`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -21,6 +21,8 @@
 #[cfg(target_os = "linux")]
 mod arp;
 #[cfg(target_os = "linux")]
+mod bonding;
+#[cfg(target_os = "linux")]
 mod conntrack;
 #[cfg(target_os = "linux")]
 mod cpu;
@@ -33,9 +35,13 @@ mod filefd;
 #[cfg(target_os = "linux")]
 pub mod filesystem;
 #[cfg(target_os = "linux")]
+mod infiniband;
+#[cfg(target_os = "linux")]
 mod loadavg;
 #[cfg(target_os = "linux")]
 mod meminfo;
+#[cfg(target_os = "linux")]
+mod netclass;
 #[cfg(target_os = "linux")]
 mod netdev;
 #[cfg(target_os = "linux")]
@@ -71,14 +77,17 @@ use crate::config::HostConfig;
 /// (node_exporter's defaults). `host.collectors` switches them; names are checked against this.
 pub const COLLECTORS: &[(&str, bool)] = &[
     ("arp", true),
+    ("bonding", true),
     ("conntrack", true),
     ("cpu", true),
     ("diskstats", true),
     ("entropy", true),
     ("filefd", true),
     ("filesystem", true),
+    ("infiniband", true),
     ("loadavg", true),
     ("meminfo", true),
+    ("netclass", true),
     ("netdev", true),
     ("netstat", true),
     ("pressure", true),
@@ -130,8 +139,10 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FileCollector::arc("diskstats", timeout, proc("diskstats"), move |text| {
             diskstats::parse(text, disk_exclude.as_ref())
         }),
-        FileCollector::arc("netdev", timeout, proc("net/dev"), move |text| {
-            netdev::parse(text, network_exclude.as_ref())
+        FileCollector::arc("netdev", timeout, proc("net/dev"), {
+            let network_exclude = network_exclude.clone();
+            let nohandler = netdev::NoHandler::new(config.sysfs.clone());
+            move |text| netdev::parse(text, network_exclude.as_ref()).map(|f| nohandler.add_to(f))
         }),
         FileCollector::arc("loadavg", timeout, proc("loadavg"), loadavg::parse),
         FileCollector::arc("stat", timeout, proc("stat"), stat::parse),
@@ -156,6 +167,16 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             timeout,
             config.procfs.clone(),
             udp_queues::collect,
+        ),
+        FilesCollector::arc("netclass", timeout, config.sysfs.clone(), move |files| {
+            netclass::collect(files, network_exclude.as_ref())
+        }),
+        FilesCollector::arc("bonding", timeout, config.sysfs.clone(), bonding::collect),
+        FilesCollector::arc(
+            "infiniband",
+            timeout,
+            config.sysfs.clone(),
+            infiniband::collect,
         ),
     ]
 }
@@ -233,6 +254,9 @@ mod tests {
                 "entropy",
                 "conntrack",
                 "udp_queues",
+                "netclass",
+                "bonding",
+                "infiniband",
                 "textfile",
             ]
         );
@@ -271,6 +295,10 @@ mod tests {
             "node_entropy_pool_size_bits",
             "node_nf_conntrack_stat_early_drop",
             "node_udp_queues",
+            "node_network_receive_nohandler_total",
+            "node_network_mtu_bytes",
+            "node_bonding_active",
+            "node_infiniband_port_data_received_bytes_total",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -313,7 +341,8 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile" => {
+                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile"
+                | "netclass" | "bonding" | "infiniband" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

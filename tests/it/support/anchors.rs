@@ -72,6 +72,9 @@ impl Exporter {
             "entropy",
             "conntrack",
             "udp_queues",
+            "netclass",
+            "bonding",
+            "infiniband",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
