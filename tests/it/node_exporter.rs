@@ -300,3 +300,65 @@ fn textfile_output_matches_node_exporter() {
         .collect();
     assert!(extra.is_empty(), "promtool: {extra:#?}");
 }
+
+/// timex families that only change when the clock's discipline changes (a leap second, an NTP
+/// daemon starting or switching mode), and those that drift between two reads, with how far.
+const TIMEX_EXACT: &[&str] = &[
+    "node_timex_sync_status",
+    "node_timex_status",
+    "node_timex_loop_time_constant",
+    "node_timex_tick_seconds",
+    "node_timex_pps_frequency_hertz",
+    "node_timex_pps_jitter_seconds",
+    "node_timex_pps_shift_seconds",
+    "node_timex_pps_stability_hertz",
+    "node_timex_pps_jitter_total",
+    "node_timex_pps_calibration_total",
+    "node_timex_pps_error_total",
+    "node_timex_pps_stability_exceeded_total",
+    "node_timex_tai_offset_seconds",
+];
+const TIMEX_DRIFTING: &[(&str, f64)] = &[
+    ("node_timex_offset_seconds", 0.01),
+    ("node_timex_frequency_adjustment_ratio", 1e-6),
+    // Grows by 500 ppm of the time between the reads, and is reset by NTP updates.
+    ("node_timex_maxerror_seconds", 0.1),
+    ("node_timex_estimated_error_seconds", 0.1),
+];
+
+/// The same adjtimex(2) reading through both exporters: the discipline's state equal (it did
+/// not change between node_exporter's two scrapes around warden's), the drifting values close.
+#[test]
+fn timex_values_match_node_exporter_within_one_scrape() {
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("");
+    let before = node_exporter.scrape();
+    let ours = warden.get("/metrics", &[]).body;
+    let after = node_exporter.scrape();
+    let mut problems = Vec::new();
+    let tolerances = TIMEX_EXACT
+        .iter()
+        .map(|name| (*name, 0.0))
+        .chain(TIMEX_DRIFTING.iter().copied());
+    for (name, tolerance) in tolerances {
+        let (Some(low), Some(got), Some(high)) = (
+            value(&before, name, &[]),
+            value(&ours, name, &[]),
+            value(&after, name, &[]),
+        ) else {
+            problems.push(format!("{name}: missing from one of the scrapes"));
+            continue;
+        };
+        if tolerance == 0.0 && low != high {
+            // The discipline changed during the test; nothing to compare.
+            continue;
+        }
+        let near = |theirs: f64| (got - theirs).abs() <= tolerance;
+        if !(near(low) || near(high) || (low.min(high) <= got && got <= low.max(high))) {
+            problems.push(format!(
+                "{name}: warden {got}, node_exporter {low} before and {high} after"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -57,6 +57,8 @@ mod stat;
 mod textfile;
 mod time;
 #[cfg(target_os = "linux")]
+mod timex;
+#[cfg(target_os = "linux")]
 mod udp_queues;
 mod uname;
 #[cfg(target_os = "linux")]
@@ -87,6 +89,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("stat", true),
     ("textfile", true),
     ("time", true),
+    ("timex", true),
     ("udp_queues", true),
     ("uname", true),
     ("vmstat", true),
@@ -136,6 +139,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FileCollector::arc("loadavg", timeout, proc("loadavg"), loadavg::parse),
         FileCollector::arc("stat", timeout, proc("stat"), stat::parse),
         Arc::new(time::Time::new(timeout)),
+        Arc::new(timex::TimexCollector::new(timeout)),
         Arc::new(uname::Uname::new(timeout)),
         Arc::new(pressure::Pressure::new(&config.procfs, timeout)),
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
@@ -222,6 +226,7 @@ mod tests {
                 "loadavg",
                 "stat",
                 "time",
+                "timex",
                 "uname",
                 "pressure",
                 "filefd",
@@ -260,6 +265,7 @@ mod tests {
             "node_load1",
             "node_boot_time_seconds",
             "node_time_seconds",
+            "node_timex_tick_seconds",
             "node_uname_info",
             "node_pressure_io_stalled_seconds_total",
             "node_filefd_maximum",
@@ -313,7 +319,7 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile" => {
+                "time" | "timex" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

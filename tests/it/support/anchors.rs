@@ -61,6 +61,7 @@ impl Exporter {
             "loadavg",
             "stat",
             "time",
+            "timex",
             "uname",
             "pressure",
             "filefd",
