@@ -362,3 +362,92 @@ fn timex_values_match_node_exporter_within_one_scrape() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// `node_tcp_connection_states{state}` from one exporter's output: label → value.
+fn tcp_states(body: &str) -> BTreeMap<String, f64> {
+    support::samples(body)
+        .into_iter()
+        .filter(|(name, _, _)| name == "node_tcp_connection_states")
+        .filter_map(|(_, labels, value)| {
+            let state = labels.into_iter().find(|(k, _)| k == "state")?.1;
+            Some((state, value))
+        })
+        .collect()
+}
+
+/// The sum of the listening TCP sockets' backlog limits (`ss`'s Send-Q for a listener), which
+/// node_exporter's netlink reading adds to `tx_queued_bytes` and procfs does not.
+fn listen_backlogs() -> f64 {
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn"])
+        .output()
+        .expect("ss runs");
+    assert!(out.status.success(), "ss: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2)?.parse::<f64>().ok())
+        .sum()
+}
+
+/// With sockets held open in known states (three listeners, two loopback connections, one
+/// with 1000 bytes unread), both exporters count the same sockets per state and the same
+/// queued bytes, in a moment when node_exporter's scrapes before and after warden's agree (other
+/// tests open connections meanwhile, so it tries a few times); `time_wait`, which every scrape
+/// moves, within a few. `tx_queued_bytes` differs by the listeners' backlogs, as README says.
+#[test]
+fn tcpstat_values_match_node_exporter_within_one_scrape() {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut connections = Vec::new();
+    for listener in &listeners[..2] {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        connections.push((client, server));
+    }
+    connections[0].0.write_all(&[7; 1000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("host:\n  collectors: {tcpstat: true}\n");
+    let mut last = String::new();
+    for _ in 0..10 {
+        let mut before = tcp_states(&node_exporter.scrape());
+        let backlogs = listen_backlogs();
+        let mut ours = tcp_states(&warden.get("/metrics", &[]).body);
+        let mut after = tcp_states(&node_exporter.scrape());
+        // Every scrape's own connection ends in TIME_WAIT, so that count moves all the time:
+        // warden's lies near node_exporter's two.
+        let waits: Vec<f64> = [&mut before, &mut ours, &mut after]
+            .into_iter()
+            .map(|states| states.remove("time_wait").unwrap_or(0.0))
+            .collect();
+        let (low, high) = (waits[0].min(waits[2]), waits[0].max(waits[2]));
+        if waits[1] < low - 3.0 || waits[1] > high + 3.0 {
+            last = format!(
+                "time_wait: warden {}, node_exporter {low}..{high}",
+                waits[1]
+            );
+            continue;
+        }
+        if before != after {
+            last = format!("node_exporter changed between scrapes: {before:?} → {after:?}");
+            continue;
+        }
+        assert!(ours["listen"] >= 3.0, "{ours:?}");
+        assert!(ours["established"] >= 4.0, "{ours:?}");
+        assert!(ours["rx_queued_bytes"] >= 1000.0, "{ours:?}");
+        let mut expected = before.clone();
+        if let Some(tx) = expected.get_mut("tx_queued_bytes") {
+            *tx -= backlogs;
+        }
+        if ours == expected {
+            return;
+        }
+        last = format!("warden {ours:?}, node_exporter {before:?} (listen backlogs {backlogs})");
+    }
+    panic!("no agreement in 10 tries; last: {last}");
+}

@@ -54,6 +54,8 @@ mod sockstat;
 mod softnet;
 #[cfg(target_os = "linux")]
 mod stat;
+#[cfg(target_os = "linux")]
+mod tcpstat;
 mod textfile;
 mod time;
 #[cfg(target_os = "linux")]
@@ -87,6 +89,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("sockstat", true),
     ("softnet", true),
     ("stat", true),
+    ("tcpstat", false),
     ("textfile", true),
     ("time", true),
     ("timex", true),
@@ -140,6 +143,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FileCollector::arc("stat", timeout, proc("stat"), stat::parse),
         Arc::new(time::Time::new(timeout)),
         Arc::new(timex::TimexCollector::new(timeout)),
+        FilesCollector::arc("tcpstat", timeout, config.procfs.clone(), tcpstat::collect),
         Arc::new(uname::Uname::new(timeout)),
         Arc::new(pressure::Pressure::new(&config.procfs, timeout)),
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
@@ -227,6 +231,7 @@ mod tests {
                 "stat",
                 "time",
                 "timex",
+                "tcpstat",
                 "uname",
                 "pressure",
                 "filefd",
@@ -266,6 +271,7 @@ mod tests {
             "node_boot_time_seconds",
             "node_time_seconds",
             "node_timex_tick_seconds",
+            "node_tcp_connection_states",
             "node_uname_info",
             "node_pressure_io_stalled_seconds_total",
             "node_filefd_maximum",

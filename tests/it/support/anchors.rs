@@ -62,6 +62,7 @@ impl Exporter {
             "stat",
             "time",
             "timex",
+            "tcpstat",
             "uname",
             "pressure",
             "filefd",
