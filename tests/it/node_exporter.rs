@@ -301,6 +301,30 @@ fn textfile_output_matches_node_exporter() {
     assert!(extra.is_empty(), "promtool: {extra:#?}");
 }
 
+/// Differences in the `# TYPE` and `# HELP` lines of the families starting with `prefix`, which
+/// both outputs must have.
+fn declaration_differences(theirs: &str, ours: &str, prefix: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (what, their_map, our_map) in [
+        ("type", support::types(theirs), support::types(ours)),
+        ("help", helps(theirs), helps(ours)),
+    ] {
+        let pick = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            map.iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(name, text)| (name.clone(), text.clone()))
+                .collect()
+        };
+        let (their_map, our_map) = (pick(&their_map), pick(&our_map));
+        if their_map.is_empty() || their_map != our_map {
+            problems.push(format!(
+                "{prefix}* {what}: warden {our_map:?}, node_exporter {their_map:?}"
+            ));
+        }
+    }
+    problems
+}
+
 /// timex families that only change when the clock's discipline changes (a leap second, an NTP
 /// daemon starting or switching mode), and those that drift between two reads, with how far.
 const TIMEX_EXACT: &[&str] = &[
@@ -340,6 +364,7 @@ fn timex_values_match_node_exporter_within_one_scrape() {
         .iter()
         .map(|name| (*name, 0.0))
         .chain(TIMEX_DRIFTING.iter().copied());
+    problems.extend(declaration_differences(&before, &ours, "node_timex_"));
     for (name, tolerance) in tolerances {
         let (Some(low), Some(got), Some(high)) = (
             value(&before, name, &[]),
@@ -413,6 +438,12 @@ fn tcpstat_values_match_node_exporter_within_one_scrape() {
 
     let node_exporter = Exporter::node();
     let warden = Warden::start("host:\n  collectors: {tcpstat: true}\n");
+    let problems = declaration_differences(
+        &node_exporter.scrape(),
+        &warden.get("/metrics", &[]).body,
+        "node_tcp_",
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     let mut last = String::new();
     for _ in 0..10 {
         let mut before = tcp_states(&node_exporter.scrape());
@@ -450,4 +481,49 @@ fn tcpstat_values_match_node_exporter_within_one_scrape() {
         last = format!("warden {ours:?}, node_exporter {before:?} (listen backlogs {backlogs})");
     }
     panic!("no agreement in 10 tries; last: {last}");
+}
+
+/// The process counts of both exporters: the limits equal, the counts near node_exporter's
+/// two scrapes around warden's (other tests start and end processes meanwhile).
+#[test]
+fn processes_values_match_node_exporter_within_one_scrape() {
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("host:\n  collectors: {processes: true}\n");
+    let before = node_exporter.scrape();
+    let ours = warden.get("/metrics", &[]).body;
+    let after = node_exporter.scrape();
+    let mut problems = Vec::new();
+    for name in [
+        "node_processes_max_processes",
+        "node_processes_max_threads",
+        "node_processes_pids",
+        "node_processes_threads",
+    ] {
+        let (Some(low), Some(got), Some(high)) = (
+            value(&before, name, &[]),
+            value(&ours, name, &[]),
+            value(&after, name, &[]),
+        ) else {
+            problems.push(format!("{name}: missing from one of the scrapes"));
+            continue;
+        };
+        let slack = if name.contains("max_") {
+            0.0
+        } else {
+            (0.1 * high.max(low)).max(10.0)
+        };
+        if got < low.min(high) - slack || got > low.max(high) + slack {
+            problems.push(format!(
+                "{name}: warden {got}, node_exporter {low} before and {high} after"
+            ));
+        }
+    }
+    problems.extend(declaration_differences(&before, &ours, "node_processes_"));
+    // Most processes sleep: both see sleepers.
+    for body in [&before, &ours] {
+        if value(body, "node_processes_state", &[("state", "S")]).unwrap_or(0.0) < 1.0 {
+            problems.push("no sleeping process counted".to_owned());
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -45,6 +45,8 @@ mod portable;
 #[cfg(target_os = "linux")]
 mod pressure;
 #[cfg(target_os = "linux")]
+mod processes;
+#[cfg(target_os = "linux")]
 mod procfiles;
 #[cfg(target_os = "linux")]
 mod procfs;
@@ -86,6 +88,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("netdev", true),
     ("netstat", true),
     ("pressure", true),
+    ("processes", false),
     ("sockstat", true),
     ("softnet", true),
     ("stat", true),
@@ -144,6 +147,12 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         Arc::new(time::Time::new(timeout)),
         Arc::new(timex::TimexCollector::new(timeout)),
         FilesCollector::arc("tcpstat", timeout, config.procfs.clone(), tcpstat::collect),
+        FilesCollector::arc(
+            "processes",
+            timeout,
+            config.procfs.clone(),
+            processes::collect,
+        ),
         Arc::new(uname::Uname::new(timeout)),
         Arc::new(pressure::Pressure::new(&config.procfs, timeout)),
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
@@ -232,6 +241,7 @@ mod tests {
                 "time",
                 "timex",
                 "tcpstat",
+                "processes",
                 "uname",
                 "pressure",
                 "filefd",
@@ -272,6 +282,7 @@ mod tests {
             "node_time_seconds",
             "node_timex_tick_seconds",
             "node_tcp_connection_states",
+            "node_processes_pids",
             "node_uname_info",
             "node_pressure_io_stalled_seconds_total",
             "node_filefd_maximum",

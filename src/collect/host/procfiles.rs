@@ -57,10 +57,6 @@ impl ProcFiles {
     ///
     /// # Errors
     /// Any other error listing the directory.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the sysfs collectors use it as they land")
-    )]
     pub(super) fn entries(&self, relative: &str) -> Result<Option<Vec<String>>, Error> {
         let path = self.root.join(relative);
         let listing = match std::fs::read_dir(&path) {

@@ -63,6 +63,7 @@ impl Exporter {
             "time",
             "timex",
             "tcpstat",
+            "processes",
             "uname",
             "pressure",
             "filefd",
