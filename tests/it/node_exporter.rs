@@ -527,3 +527,56 @@ fn processes_values_match_node_exporter_within_one_scrape() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// `node_interrupts_total` from one exporter's output: sorted labels → value.
+fn interrupt_samples(body: &str) -> BTreeMap<Vec<(String, String)>, f64> {
+    support::samples(body)
+        .into_iter()
+        .filter(|(name, _, _)| name == "node_interrupts_total")
+        .map(|(_, mut labels, value)| {
+            labels.sort();
+            (labels, value)
+        })
+        .collect()
+}
+
+/// Both exporters read /proc/interrupts into the same series (labels equal), each count
+/// between node_exporter's scrapes before and after warden's.
+#[test]
+fn interrupts_values_match_node_exporter_within_one_scrape() {
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("host:\n  collectors: {interrupts: true}\n");
+    let before_body = node_exporter.scrape();
+    let ours_body = warden.get("/metrics", &[]).body;
+    let after = interrupt_samples(&node_exporter.scrape());
+    let (before, ours) = (
+        interrupt_samples(&before_body),
+        interrupt_samples(&ours_body),
+    );
+    let mut problems = declaration_differences(&before_body, &ours_body, "node_interrupts_");
+    assert!(
+        before.len() > 10,
+        "node_exporter read too little: {before:?}"
+    );
+    let keys = |map: &BTreeMap<Vec<(String, String)>, f64>| -> Vec<Vec<(String, String)>> {
+        map.keys().cloned().collect()
+    };
+    if keys(&ours) != keys(&before) {
+        problems.push(format!(
+            "series differ: warden {:?}, node_exporter {:?}",
+            keys(&ours),
+            keys(&before)
+        ));
+    }
+    for (labels, got) in &ours {
+        let (Some(low), Some(high)) = (before.get(labels), after.get(labels)) else {
+            continue;
+        };
+        if got < low || got > high {
+            problems.push(format!(
+                "{labels:?}: warden {got}, node_exporter {low} before and {high} after"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -33,6 +33,8 @@ mod filefd;
 #[cfg(target_os = "linux")]
 pub mod filesystem;
 #[cfg(target_os = "linux")]
+mod interrupts;
+#[cfg(target_os = "linux")]
 mod loadavg;
 #[cfg(target_os = "linux")]
 mod meminfo;
@@ -83,6 +85,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("entropy", true),
     ("filefd", true),
     ("filesystem", true),
+    ("interrupts", false),
     ("loadavg", true),
     ("meminfo", true),
     ("netdev", true),
@@ -153,6 +156,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             config.procfs.clone(),
             processes::collect,
         ),
+        FileCollector::arc("interrupts", timeout, proc("interrupts"), interrupts::parse),
         Arc::new(uname::Uname::new(timeout)),
         Arc::new(pressure::Pressure::new(&config.procfs, timeout)),
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
@@ -242,6 +246,7 @@ mod tests {
                 "timex",
                 "tcpstat",
                 "processes",
+                "interrupts",
                 "uname",
                 "pressure",
                 "filefd",
@@ -283,6 +288,7 @@ mod tests {
             "node_timex_tick_seconds",
             "node_tcp_connection_states",
             "node_processes_pids",
+            "node_interrupts_total",
             "node_uname_info",
             "node_pressure_io_stalled_seconds_total",
             "node_filefd_maximum",

@@ -64,6 +64,7 @@ impl Exporter {
             "timex",
             "tcpstat",
             "processes",
+            "interrupts",
             "uname",
             "pressure",
             "filefd",
