@@ -60,6 +60,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+COPY crates ./crates
 # Cargo.toml names the integration-test target; an empty stand-in keeps the manifest valid
 # without copying the tests.
 RUN mkdir -p tests/it && touch tests/it/main.rs \

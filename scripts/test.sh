@@ -89,6 +89,6 @@ scripts/grafana-schema.sh >/dev/null
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "test.sh: cargo test"
-cargo test --locked
+cargo test --locked --workspace

@@ -382,3 +382,283 @@ fn textfile_output_matches_node_exporter() {
         .collect();
     assert!(extra.is_empty(), "promtool: {extra:#?}");
 }
+
+/// Differences in the `# TYPE` and `# HELP` lines of the families starting with `prefix`, which
+/// both outputs must have.
+fn declaration_differences(theirs: &str, ours: &str, prefix: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (what, their_map, our_map) in [
+        ("type", support::types(theirs), support::types(ours)),
+        ("help", helps(theirs), helps(ours)),
+    ] {
+        let pick = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            map.iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(name, text)| (name.clone(), text.clone()))
+                .collect()
+        };
+        let (their_map, our_map) = (pick(&their_map), pick(&our_map));
+        if their_map.is_empty() || their_map != our_map {
+            problems.push(format!(
+                "{prefix}* {what}: warden {our_map:?}, node_exporter {their_map:?}"
+            ));
+        }
+    }
+    problems
+}
+
+/// timex families that only change when the clock's discipline changes (a leap second, an NTP
+/// daemon starting or switching mode), and those that drift between two reads, with how far.
+const TIMEX_EXACT: &[&str] = &[
+    "node_timex_sync_status",
+    "node_timex_status",
+    "node_timex_loop_time_constant",
+    "node_timex_tick_seconds",
+    "node_timex_pps_frequency_hertz",
+    "node_timex_pps_jitter_seconds",
+    "node_timex_pps_shift_seconds",
+    "node_timex_pps_stability_hertz",
+    "node_timex_pps_jitter_total",
+    "node_timex_pps_calibration_total",
+    "node_timex_pps_error_total",
+    "node_timex_pps_stability_exceeded_total",
+    "node_timex_tai_offset_seconds",
+];
+const TIMEX_DRIFTING: &[(&str, f64)] = &[
+    ("node_timex_offset_seconds", 0.01),
+    ("node_timex_frequency_adjustment_ratio", 1e-6),
+    // Grows by 500 ppm of the time between the reads, and is reset by NTP updates.
+    ("node_timex_maxerror_seconds", 0.1),
+    ("node_timex_estimated_error_seconds", 0.1),
+];
+
+/// The same adjtimex(2) reading through both exporters: the discipline's state equal (it did
+/// not change between node_exporter's two scrapes around warden's), the drifting values close.
+#[test]
+fn timex_values_match_node_exporter_within_one_scrape() {
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("");
+    let before = node_exporter.scrape();
+    let ours = warden.get("/metrics", &[]).body;
+    let after = node_exporter.scrape();
+    let mut problems = Vec::new();
+    let tolerances = TIMEX_EXACT
+        .iter()
+        .map(|name| (*name, 0.0))
+        .chain(TIMEX_DRIFTING.iter().copied());
+    problems.extend(declaration_differences(&before, &ours, "node_timex_"));
+    for (name, tolerance) in tolerances {
+        let (Some(low), Some(got), Some(high)) = (
+            value(&before, name, &[]),
+            value(&ours, name, &[]),
+            value(&after, name, &[]),
+        ) else {
+            problems.push(format!("{name}: missing from one of the scrapes"));
+            continue;
+        };
+        if tolerance == 0.0 && low != high {
+            // The discipline changed during the test; nothing to compare.
+            continue;
+        }
+        let near = |theirs: f64| (got - theirs).abs() <= tolerance;
+        if !(near(low) || near(high) || (low.min(high) <= got && got <= low.max(high))) {
+            problems.push(format!(
+                "{name}: warden {got}, node_exporter {low} before and {high} after"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `node_tcp_connection_states{state}` from one exporter's output: label → value.
+fn tcp_states(body: &str) -> BTreeMap<String, f64> {
+    support::samples(body)
+        .into_iter()
+        .filter(|(name, _, _)| name == "node_tcp_connection_states")
+        .filter_map(|(_, labels, value)| {
+            let state = labels.into_iter().find(|(k, _)| k == "state")?.1;
+            Some((state, value))
+        })
+        .collect()
+}
+
+/// The sum of the listening TCP sockets' backlog limits (`ss`'s Send-Q for a listener), which
+/// node_exporter's netlink reading adds to `tx_queued_bytes` and procfs does not.
+fn listen_backlogs() -> f64 {
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn"])
+        .output()
+        .expect("ss runs");
+    assert!(out.status.success(), "ss: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2)?.parse::<f64>().ok())
+        .sum()
+}
+
+/// With sockets held open in known states (three listeners, two loopback connections, one
+/// with 1000 bytes unread), both exporters count the same sockets per state and the same
+/// queued bytes, in a moment when node_exporter's scrapes before and after warden's agree (other
+/// tests open connections meanwhile, so it tries a few times); `time_wait`, which every scrape
+/// moves, within a few. `tx_queued_bytes` differs by the listeners' backlogs, as README says.
+#[test]
+fn tcpstat_values_match_node_exporter_within_one_scrape() {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut connections = Vec::new();
+    for listener in &listeners[..2] {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        connections.push((client, server));
+    }
+    connections[0].0.write_all(&[7; 1000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("host:\n  collectors: {tcpstat: true}\n");
+    let problems = declaration_differences(
+        &node_exporter.scrape(),
+        &warden.get("/metrics", &[]).body,
+        "node_tcp_",
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let mut last = String::new();
+    for _ in 0..10 {
+        let mut before = tcp_states(&node_exporter.scrape());
+        let backlogs = listen_backlogs();
+        let mut ours = tcp_states(&warden.get("/metrics", &[]).body);
+        let mut after = tcp_states(&node_exporter.scrape());
+        // Every scrape's own connection ends in TIME_WAIT, so that count moves all the time:
+        // warden's lies near node_exporter's two.
+        let waits: Vec<f64> = [&mut before, &mut ours, &mut after]
+            .into_iter()
+            .map(|states| states.remove("time_wait").unwrap_or(0.0))
+            .collect();
+        let (low, high) = (waits[0].min(waits[2]), waits[0].max(waits[2]));
+        if waits[1] < low - 3.0 || waits[1] > high + 3.0 {
+            last = format!(
+                "time_wait: warden {}, node_exporter {low}..{high}",
+                waits[1]
+            );
+            continue;
+        }
+        if before != after {
+            last = format!("node_exporter changed between scrapes: {before:?} → {after:?}");
+            continue;
+        }
+        assert!(ours["listen"] >= 3.0, "{ours:?}");
+        assert!(ours["established"] >= 4.0, "{ours:?}");
+        assert!(ours["rx_queued_bytes"] >= 1000.0, "{ours:?}");
+        let mut expected = before.clone();
+        if let Some(tx) = expected.get_mut("tx_queued_bytes") {
+            *tx -= backlogs;
+        }
+        if ours == expected {
+            return;
+        }
+        last = format!("warden {ours:?}, node_exporter {before:?} (listen backlogs {backlogs})");
+    }
+    panic!("no agreement in 10 tries; last: {last}");
+}
+
+/// The process counts of both exporters: the limits equal, the counts near node_exporter's
+/// two scrapes around warden's (other tests start and end processes meanwhile).
+#[test]
+fn processes_values_match_node_exporter_within_one_scrape() {
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("host:\n  collectors: {processes: true}\n");
+    let before = node_exporter.scrape();
+    let ours = warden.get("/metrics", &[]).body;
+    let after = node_exporter.scrape();
+    let mut problems = Vec::new();
+    for name in [
+        "node_processes_max_processes",
+        "node_processes_max_threads",
+        "node_processes_pids",
+        "node_processes_threads",
+    ] {
+        let (Some(low), Some(got), Some(high)) = (
+            value(&before, name, &[]),
+            value(&ours, name, &[]),
+            value(&after, name, &[]),
+        ) else {
+            problems.push(format!("{name}: missing from one of the scrapes"));
+            continue;
+        };
+        let slack = if name.contains("max_") {
+            0.0
+        } else {
+            (0.1 * high.max(low)).max(10.0)
+        };
+        if got < low.min(high) - slack || got > low.max(high) + slack {
+            problems.push(format!(
+                "{name}: warden {got}, node_exporter {low} before and {high} after"
+            ));
+        }
+    }
+    problems.extend(declaration_differences(&before, &ours, "node_processes_"));
+    // Most processes sleep: both see sleepers.
+    for body in [&before, &ours] {
+        if value(body, "node_processes_state", &[("state", "S")]).unwrap_or(0.0) < 1.0 {
+            problems.push("no sleeping process counted".to_owned());
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `node_interrupts_total` from one exporter's output: sorted labels → value.
+fn interrupt_samples(body: &str) -> BTreeMap<Vec<(String, String)>, f64> {
+    support::samples(body)
+        .into_iter()
+        .filter(|(name, _, _)| name == "node_interrupts_total")
+        .map(|(_, mut labels, value)| {
+            labels.sort();
+            (labels, value)
+        })
+        .collect()
+}
+
+/// Both exporters read /proc/interrupts into the same series (labels equal), each count
+/// between node_exporter's scrapes before and after warden's.
+#[test]
+fn interrupts_values_match_node_exporter_within_one_scrape() {
+    let node_exporter = Exporter::node();
+    let warden = Warden::start("host:\n  collectors: {interrupts: true}\n");
+    let before_body = node_exporter.scrape();
+    let ours_body = warden.get("/metrics", &[]).body;
+    let after = interrupt_samples(&node_exporter.scrape());
+    let (before, ours) = (
+        interrupt_samples(&before_body),
+        interrupt_samples(&ours_body),
+    );
+    let mut problems = declaration_differences(&before_body, &ours_body, "node_interrupts_");
+    assert!(
+        before.len() > 10,
+        "node_exporter read too little: {before:?}"
+    );
+    let keys = |map: &BTreeMap<Vec<(String, String)>, f64>| -> Vec<Vec<(String, String)>> {
+        map.keys().cloned().collect()
+    };
+    if keys(&ours) != keys(&before) {
+        problems.push(format!(
+            "series differ: warden {:?}, node_exporter {:?}",
+            keys(&ours),
+            keys(&before)
+        ));
+    }
+    for (labels, got) in &ours {
+        let (Some(low), Some(high)) = (before.get(labels), after.get(labels)) else {
+            continue;
+        };
+        if got < low || got > high {
+            problems.push(format!(
+                "{labels:?}: warden {got}, node_exporter {low} before and {high} after"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -37,6 +37,8 @@ pub mod filesystem;
 #[cfg(target_os = "linux")]
 mod infiniband;
 #[cfg(target_os = "linux")]
+mod interrupts;
+#[cfg(target_os = "linux")]
 mod loadavg;
 #[cfg(target_os = "linux")]
 mod meminfo;
@@ -51,6 +53,8 @@ mod portable;
 #[cfg(target_os = "linux")]
 mod pressure;
 #[cfg(target_os = "linux")]
+mod processes;
+#[cfg(target_os = "linux")]
 mod procfiles;
 #[cfg(target_os = "linux")]
 mod procfs;
@@ -60,8 +64,12 @@ mod sockstat;
 mod softnet;
 #[cfg(target_os = "linux")]
 mod stat;
+#[cfg(target_os = "linux")]
+mod tcpstat;
 mod textfile;
 mod time;
+#[cfg(target_os = "linux")]
+mod timex;
 #[cfg(target_os = "linux")]
 mod udp_queues;
 mod uname;
@@ -85,17 +93,21 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("filefd", true),
     ("filesystem", true),
     ("infiniband", true),
+    ("interrupts", false),
     ("loadavg", true),
     ("meminfo", true),
     ("netclass", true),
     ("netdev", true),
     ("netstat", true),
     ("pressure", true),
+    ("processes", false),
     ("sockstat", true),
     ("softnet", true),
     ("stat", true),
+    ("tcpstat", false),
     ("textfile", true),
     ("time", true),
+    ("timex", true),
     ("udp_queues", true),
     ("uname", true),
     ("vmstat", true),
@@ -147,6 +159,15 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FileCollector::arc("loadavg", timeout, proc("loadavg"), loadavg::parse),
         FileCollector::arc("stat", timeout, proc("stat"), stat::parse),
         Arc::new(time::Time::new(timeout)),
+        Arc::new(timex::TimexCollector::new(timeout)),
+        FilesCollector::arc("tcpstat", timeout, config.procfs.clone(), tcpstat::collect),
+        FilesCollector::arc(
+            "processes",
+            timeout,
+            config.procfs.clone(),
+            processes::collect,
+        ),
+        FileCollector::arc("interrupts", timeout, proc("interrupts"), interrupts::parse),
         Arc::new(uname::Uname::new(timeout)),
         Arc::new(pressure::Pressure::new(&config.procfs, timeout)),
         FileCollector::arc("filefd", timeout, proc("sys/fs/file-nr"), filefd::parse),
@@ -243,6 +264,10 @@ mod tests {
                 "loadavg",
                 "stat",
                 "time",
+                "timex",
+                "tcpstat",
+                "processes",
+                "interrupts",
                 "uname",
                 "pressure",
                 "filefd",
@@ -284,6 +309,10 @@ mod tests {
             "node_load1",
             "node_boot_time_seconds",
             "node_time_seconds",
+            "node_timex_tick_seconds",
+            "node_tcp_connection_states",
+            "node_processes_pids",
+            "node_interrupts_total",
             "node_uname_info",
             "node_pressure_io_stalled_seconds_total",
             "node_filefd_maximum",
@@ -341,7 +370,7 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile"
+                "time" | "timex" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile"
                 | "netclass" | "bonding" | "infiniband" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
