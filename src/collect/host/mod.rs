@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -49,6 +49,8 @@ mod procfiles;
 #[cfg(target_os = "linux")]
 mod procfs;
 #[cfg(target_os = "linux")]
+mod schedstat;
+#[cfg(target_os = "linux")]
 mod sockstat;
 #[cfg(target_os = "linux")]
 mod softnet;
@@ -82,6 +84,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("netdev", true),
     ("netstat", true),
     ("pressure", true),
+    ("schedstat", true),
     ("sockstat", true),
     ("softnet", true),
     ("stat", true),
@@ -156,6 +159,12 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             timeout,
             config.procfs.clone(),
             udp_queues::collect,
+        ),
+        FilesCollector::arc(
+            "schedstat",
+            timeout,
+            config.procfs.clone(),
+            schedstat::collect,
         ),
     ]
 }
@@ -233,6 +242,7 @@ mod tests {
                 "entropy",
                 "conntrack",
                 "udp_queues",
+                "schedstat",
                 "textfile",
             ]
         );
@@ -271,6 +281,7 @@ mod tests {
             "node_entropy_pool_size_bits",
             "node_nf_conntrack_stat_early_drop",
             "node_udp_queues",
+            "node_schedstat_running_seconds_total",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -313,7 +324,8 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile" => {
+                "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "schedstat"
+                | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

@@ -72,6 +72,7 @@ impl Exporter {
             "entropy",
             "conntrack",
             "udp_queues",
+            "schedstat",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
