@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -24,6 +24,8 @@ mod arp;
 mod conntrack;
 #[cfg(target_os = "linux")]
 mod cpu;
+#[cfg(target_os = "linux")]
+mod cpufreq;
 #[cfg(target_os = "linux")]
 mod diskstats;
 #[cfg(target_os = "linux")]
@@ -75,6 +77,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("arp", true),
     ("conntrack", true),
     ("cpu", true),
+    ("cpufreq", true),
     ("diskstats", true),
     ("entropy", true),
     ("filefd", true),
@@ -166,6 +169,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             config.procfs.clone(),
             schedstat::collect,
         ),
+        FilesCollector::arc("cpufreq", timeout, config.sysfs.clone(), cpufreq::collect),
     ]
 }
 
@@ -243,6 +247,7 @@ mod tests {
                 "conntrack",
                 "udp_queues",
                 "schedstat",
+                "cpufreq",
                 "textfile",
             ]
         );
@@ -282,6 +287,7 @@ mod tests {
             "node_nf_conntrack_stat_early_drop",
             "node_udp_queues",
             "node_schedstat_running_seconds_total",
+            "node_cpu_scaling_frequency_hertz",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -325,7 +331,7 @@ mod tests {
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
                 "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "schedstat"
-                | "textfile" => {
+                | "cpufreq" | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

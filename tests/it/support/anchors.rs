@@ -73,6 +73,7 @@ impl Exporter {
             "conntrack",
             "udp_queues",
             "schedstat",
+            "cpufreq",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
