@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -59,6 +59,8 @@ mod softnet;
 #[cfg(target_os = "linux")]
 mod stat;
 mod textfile;
+#[cfg(target_os = "linux")]
+mod thermal_zone;
 mod time;
 #[cfg(target_os = "linux")]
 mod udp_queues;
@@ -92,6 +94,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("softnet", true),
     ("stat", true),
     ("textfile", true),
+    ("thermal_zone", true),
     ("time", true),
     ("udp_queues", true),
     ("uname", true),
@@ -170,6 +173,12 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             schedstat::collect,
         ),
         FilesCollector::arc("cpufreq", timeout, config.sysfs.clone(), cpufreq::collect),
+        FilesCollector::arc(
+            "thermal_zone",
+            timeout,
+            config.sysfs.clone(),
+            thermal_zone::collect,
+        ),
     ]
 }
 
@@ -248,6 +257,7 @@ mod tests {
                 "udp_queues",
                 "schedstat",
                 "cpufreq",
+                "thermal_zone",
                 "textfile",
             ]
         );
@@ -288,6 +298,8 @@ mod tests {
             "node_udp_queues",
             "node_schedstat_running_seconds_total",
             "node_cpu_scaling_frequency_hertz",
+            "node_thermal_zone_temp",
+            "node_cooling_device_max_state",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -331,7 +343,7 @@ mod tests {
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
                 "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "schedstat"
-                | "cpufreq" | "textfile" => {
+                | "cpufreq" | "thermal_zone" | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

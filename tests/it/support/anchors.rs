@@ -74,6 +74,7 @@ impl Exporter {
             "udp_queues",
             "schedstat",
             "cpufreq",
+            "thermal_zone",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
