@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`, `hwmon`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -34,6 +34,8 @@ mod entropy;
 mod filefd;
 #[cfg(target_os = "linux")]
 pub mod filesystem;
+#[cfg(target_os = "linux")]
+mod hwmon;
 #[cfg(target_os = "linux")]
 mod loadavg;
 #[cfg(target_os = "linux")]
@@ -84,6 +86,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("entropy", true),
     ("filefd", true),
     ("filesystem", true),
+    ("hwmon", true),
     ("loadavg", true),
     ("meminfo", true),
     ("netdev", true),
@@ -179,6 +182,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             config.sysfs.clone(),
             thermal_zone::collect,
         ),
+        FilesCollector::arc("hwmon", timeout, config.sysfs.clone(), hwmon::collect),
     ]
 }
 
@@ -258,6 +262,7 @@ mod tests {
                 "schedstat",
                 "cpufreq",
                 "thermal_zone",
+                "hwmon",
                 "textfile",
             ]
         );
@@ -300,6 +305,7 @@ mod tests {
             "node_cpu_scaling_frequency_hertz",
             "node_thermal_zone_temp",
             "node_cooling_device_max_state",
+            "node_hwmon_temp_celsius",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -343,7 +349,7 @@ mod tests {
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
                 "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "schedstat"
-                | "cpufreq" | "thermal_zone" | "textfile" => {
+                | "cpufreq" | "thermal_zone" | "hwmon" | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

@@ -122,6 +122,18 @@ impl ProcFiles {
     }
 }
 
+impl ProcFiles {
+    /// The path `relative` names with every symlink resolved, when it exists.
+    pub(super) fn canonical(&self, relative: &str) -> Option<PathBuf> {
+        std::fs::canonicalize(self.root.join(relative)).ok()
+    }
+
+    /// Whether `relative` is a directory, or a symlink to one.
+    pub(super) fn is_dir(&self, relative: &str) -> bool {
+        self.root.join(relative).is_dir()
+    }
+}
+
 /// Parses a sysfs number (`u64`, `i64`, `f64`, ...), saying which attribute was wrong otherwise.
 pub(super) fn parse_number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
     text.parse()
@@ -235,6 +247,8 @@ pub(super) mod tests {
             std::fs::create_dir(dir.path().join(name)).expect("mkdir");
         }
         assert_eq!(files.numbered(".", "cpu").expect("lists"), ["2", "10"]);
+        assert!(files.is_dir("cpu2") && !files.is_dir("temp") && !files.is_dir("missing"));
+        assert!(files.canonical("cpu2").is_some() && files.canonical("missing").is_none());
         assert!(files.numbered("missing", "cpu").expect("absent").is_empty());
     }
 

@@ -75,6 +75,7 @@ impl Exporter {
             "schedstat",
             "cpufreq",
             "thermal_zone",
+            "hwmon",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
