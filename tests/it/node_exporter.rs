@@ -309,6 +309,7 @@ const HARDWARE_PREFIXES: &[&str] = &[
     "node_thermal_zone_",
     "node_cooling_device_",
     "node_hwmon_",
+    "node_power_supply_",
 ];
 
 /// node_exporter and warden read the same fixture procfs and sysfs (src/collect/host/fixtures):
@@ -318,7 +319,13 @@ fn hardware_collectors_match_node_exporter_on_the_fixture_trees() {
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/collect/host/fixtures");
     let (proc, sys) = (fixtures.join("proc"), fixtures.join("sys"));
-    let collectors = ["schedstat", "cpufreq", "thermal_zone", "hwmon"];
+    let collectors = [
+        "schedstat",
+        "cpufreq",
+        "thermal_zone",
+        "hwmon",
+        "powersupplyclass",
+    ];
     let mut args = vec![
         "--collector.disable-defaults".to_owned(),
         format!("--path.procfs={}", proc.display()),

@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`, `hwmon`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`, `hwmon`, `powersupplyclass`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -46,6 +46,8 @@ mod netdev;
 mod netstat;
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod portable;
+#[cfg(target_os = "linux")]
+mod powersupplyclass;
 #[cfg(target_os = "linux")]
 mod pressure;
 #[cfg(target_os = "linux")]
@@ -91,6 +93,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("meminfo", true),
     ("netdev", true),
     ("netstat", true),
+    ("powersupplyclass", true),
     ("pressure", true),
     ("schedstat", true),
     ("sockstat", true),
@@ -183,6 +186,12 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             thermal_zone::collect,
         ),
         FilesCollector::arc("hwmon", timeout, config.sysfs.clone(), hwmon::collect),
+        FilesCollector::arc(
+            "powersupplyclass",
+            timeout,
+            config.sysfs.clone(),
+            powersupplyclass::collect,
+        ),
     ]
 }
 
@@ -263,6 +272,7 @@ mod tests {
                 "cpufreq",
                 "thermal_zone",
                 "hwmon",
+                "powersupplyclass",
                 "textfile",
             ]
         );
@@ -306,6 +316,7 @@ mod tests {
             "node_thermal_zone_temp",
             "node_cooling_device_max_state",
             "node_hwmon_temp_celsius",
+            "node_power_supply_info",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -349,7 +360,7 @@ mod tests {
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
                 "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "schedstat"
-                | "cpufreq" | "thermal_zone" | "hwmon" | "textfile" => {
+                | "cpufreq" | "thermal_zone" | "hwmon" | "powersupplyclass" | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

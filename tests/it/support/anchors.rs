@@ -76,6 +76,7 @@ impl Exporter {
             "cpufreq",
             "thermal_zone",
             "hwmon",
+            "powersupplyclass",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
