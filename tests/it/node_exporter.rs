@@ -310,6 +310,7 @@ const HARDWARE_PREFIXES: &[&str] = &[
     "node_cooling_device_",
     "node_hwmon_",
     "node_power_supply_",
+    "node_edac_",
 ];
 
 /// node_exporter and warden read the same fixture procfs and sysfs (src/collect/host/fixtures):
@@ -325,6 +326,7 @@ fn hardware_collectors_match_node_exporter_on_the_fixture_trees() {
         "thermal_zone",
         "hwmon",
         "powersupplyclass",
+        "edac",
     ];
     let mut args = vec![
         "--collector.disable-defaults".to_owned(),

@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`, `hwmon`, `powersupplyclass`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`, `hwmon`, `powersupplyclass`, `edac`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -28,6 +28,8 @@ mod cpu;
 mod cpufreq;
 #[cfg(target_os = "linux")]
 mod diskstats;
+#[cfg(target_os = "linux")]
+mod edac;
 #[cfg(target_os = "linux")]
 mod entropy;
 #[cfg(target_os = "linux")]
@@ -85,6 +87,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("cpu", true),
     ("cpufreq", true),
     ("diskstats", true),
+    ("edac", true),
     ("entropy", true),
     ("filefd", true),
     ("filesystem", true),
@@ -192,6 +195,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             config.sysfs.clone(),
             powersupplyclass::collect,
         ),
+        FilesCollector::arc("edac", timeout, config.sysfs.clone(), edac::collect),
     ]
 }
 
@@ -273,6 +277,7 @@ mod tests {
                 "thermal_zone",
                 "hwmon",
                 "powersupplyclass",
+                "edac",
                 "textfile",
             ]
         );
@@ -317,6 +322,7 @@ mod tests {
             "node_cooling_device_max_state",
             "node_hwmon_temp_celsius",
             "node_power_supply_info",
+            "node_edac_correctable_errors_total",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -360,7 +366,8 @@ mod tests {
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
                 "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "schedstat"
-                | "cpufreq" | "thermal_zone" | "hwmon" | "powersupplyclass" | "textfile" => {
+                | "cpufreq" | "thermal_zone" | "hwmon" | "powersupplyclass" | "edac"
+                | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

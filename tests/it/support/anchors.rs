@@ -77,6 +77,7 @@ impl Exporter {
             "thermal_zone",
             "hwmon",
             "powersupplyclass",
+            "edac",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
