@@ -311,6 +311,7 @@ const HARDWARE_PREFIXES: &[&str] = &[
     "node_hwmon_",
     "node_power_supply_",
     "node_edac_",
+    "node_md_",
 ];
 
 /// node_exporter and warden read the same fixture procfs and sysfs (src/collect/host/fixtures):
@@ -327,6 +328,7 @@ fn hardware_collectors_match_node_exporter_on_the_fixture_trees() {
         "hwmon",
         "powersupplyclass",
         "edac",
+        "mdadm",
     ];
     let mut args = vec![
         "--collector.disable-defaults".to_owned(),

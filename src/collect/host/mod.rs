@@ -2,7 +2,7 @@
 //!
 //! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
 //! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`, `hwmon`, `powersupplyclass`, `edac`), so `warden_collector_success{collector}` reads like
+//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `schedstat`, `cpufreq`, `thermal_zone`, `hwmon`, `powersupplyclass`, `edac`, `mdadm`), so `warden_collector_success{collector}` reads like
 //! `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
@@ -40,6 +40,8 @@ pub mod filesystem;
 mod hwmon;
 #[cfg(target_os = "linux")]
 mod loadavg;
+#[cfg(target_os = "linux")]
+mod mdadm;
 #[cfg(target_os = "linux")]
 mod meminfo;
 #[cfg(target_os = "linux")]
@@ -93,6 +95,7 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("filesystem", true),
     ("hwmon", true),
     ("loadavg", true),
+    ("mdadm", true),
     ("meminfo", true),
     ("netdev", true),
     ("netstat", true),
@@ -196,6 +199,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             powersupplyclass::collect,
         ),
         FilesCollector::arc("edac", timeout, config.sysfs.clone(), edac::collect),
+        FilesCollector::arc("mdadm", timeout, config.procfs.clone(), mdadm::collect),
     ]
 }
 
@@ -278,6 +282,7 @@ mod tests {
                 "hwmon",
                 "powersupplyclass",
                 "edac",
+                "mdadm",
                 "textfile",
             ]
         );
@@ -323,6 +328,7 @@ mod tests {
             "node_hwmon_temp_celsius",
             "node_power_supply_info",
             "node_edac_correctable_errors_total",
+            "node_md_disks",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -366,7 +372,7 @@ mod tests {
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
                 "time" | "uname" | "pressure" | "sockstat" | "conntrack" | "schedstat"
-                | "cpufreq" | "thermal_zone" | "hwmon" | "powersupplyclass" | "edac"
+                | "cpufreq" | "thermal_zone" | "hwmon" | "powersupplyclass" | "edac" | "mdadm"
                 | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }

@@ -78,6 +78,7 @@ impl Exporter {
             "hwmon",
             "powersupplyclass",
             "edac",
+            "mdadm",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
