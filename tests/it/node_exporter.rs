@@ -376,4 +376,11 @@ fn hardware_collectors_match_node_exporter_on_the_fixture_trees() {
             .collect()
     };
     assert_eq!(described(&ours), described(&theirs));
+    let promtool = require_tool("promtool", "prometheus");
+    let accepted: BTreeSet<String> = promtool_check(&promtool, &theirs).into_iter().collect();
+    let extra: Vec<String> = promtool_check(&promtool, &ours)
+        .into_iter()
+        .filter(|p| hardware(p) && !accepted.contains(p))
+        .collect();
+    assert!(extra.is_empty(), "promtool: {extra:#?}");
 }

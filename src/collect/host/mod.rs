@@ -7,8 +7,9 @@
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
 //!
-//! On Linux every collector reads procfs under [`HostConfig::procfs`] (never `/proc` directly,
-//! so tests point it at `fixtures/proc`). They are [`BlockingCollector`]s: a scrape runs them in
+//! On Linux every collector reads procfs under [`HostConfig::procfs`] or sysfs under
+//! [`HostConfig::sysfs`] (never `/proc` or `/sys` directly, so tests point them at
+//! `fixtures/proc` and `fixtures/sys`). They are [`BlockingCollector`]s: a scrape runs them in
 //! order on one blocking thread (`collect::batch`). Parsers work on the file text with plain
 //! string splitting and reuse one read buffer per collector.
 //!
