@@ -662,3 +662,87 @@ fn interrupts_values_match_node_exporter_within_one_scrape() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The hardware collectors' families, which this VM lacks the hardware for.
+const HARDWARE_PREFIXES: &[&str] = &[
+    "node_schedstat_",
+    "node_cpu_frequency_",
+    "node_cpu_scaling_frequency_",
+    "node_thermal_zone_",
+    "node_cooling_device_",
+    "node_hwmon_",
+    "node_power_supply_",
+    "node_edac_",
+    "node_md_",
+];
+
+/// node_exporter and warden read the same fixture procfs and sysfs (src/collect/host/fixtures):
+/// the hardware collectors give the same samples, types and help texts.
+#[test]
+fn hardware_collectors_match_node_exporter_on_the_fixture_trees() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/collect/host/fixtures");
+    let (proc, sys) = (fixtures.join("proc"), fixtures.join("sys"));
+    let collectors = [
+        "schedstat",
+        "cpufreq",
+        "thermal_zone",
+        "hwmon",
+        "powersupplyclass",
+        "edac",
+        "mdadm",
+    ];
+    let mut args = vec![
+        "--collector.disable-defaults".to_owned(),
+        format!("--path.procfs={}", proc.display()),
+        format!("--path.sysfs={}", sys.display()),
+    ];
+    args.extend(collectors.iter().map(|c| format!("--collector.{c}")));
+    let node_exporter = Exporter::start(
+        require_tool("prometheus-node-exporter", "prometheus-node-exporter"),
+        &args,
+        &[],
+    );
+    let warden = Warden::start(&format!(
+        "host:\n  procfs: '{}'\n  sysfs: '{}'\n",
+        proc.display(),
+        sys.display()
+    ));
+    let (theirs, ours) = (node_exporter.scrape(), warden.get("/metrics", &[]).body);
+    let hardware = |name: &str| HARDWARE_PREFIXES.iter().any(|p| name.starts_with(p));
+    let samples = |body: &str| -> BTreeSet<String> {
+        support::samples(body)
+            .into_iter()
+            .filter(|(name, _, _)| hardware(name))
+            .map(|(name, mut labels, value)| {
+                labels.sort();
+                format!("{name}{labels:?} {value:?}")
+            })
+            .collect()
+    };
+    let their_samples = samples(&theirs);
+    assert!(
+        their_samples.len() > 60,
+        "node_exporter read too little:\n{theirs}"
+    );
+    assert_eq!(samples(&ours), their_samples);
+    let described = |body: &str| -> BTreeMap<String, (String, Option<String>)> {
+        let helps = helps(body);
+        support::types(body)
+            .into_iter()
+            .filter(|(name, _)| hardware(name))
+            .map(|(name, kind)| {
+                let help = helps.get(&name).cloned();
+                (name, (kind, help))
+            })
+            .collect()
+    };
+    assert_eq!(described(&ours), described(&theirs));
+    let promtool = require_tool("promtool", "prometheus");
+    let accepted: BTreeSet<String> = promtool_check(&promtool, &theirs).into_iter().collect();
+    let extra: Vec<String> = promtool_check(&promtool, &ours)
+        .into_iter()
+        .filter(|p| hardware(p) && !accepted.contains(p))
+        .collect();
+    assert!(extra.is_empty(), "promtool: {extra:#?}");
+}

@@ -1,14 +1,13 @@
 //! Host metrics with node_exporter's names, types and labels.
 //!
-//! One collector per node_exporter collector name (`cpu`, `meminfo`, `filesystem`,
-//! `diskstats`, `netdev`, `loadavg`, `stat`, `time`, `uname`, `pressure`, `filefd`, `vmstat`,
-//! `netstat`, `sockstat`, `softnet`, `arp`, `entropy`, `conntrack`, `udp_queues`, `netclass`, `bonding`, `infiniband`), so `warden_collector_success{collector}` reads like
-//! `node_scrape_collector_success`. The families, types, label names and help texts follow
+//! One collector per node_exporter collector name (the list and defaults are [`COLLECTORS`]),
+//! so `warden_collector_success{collector}` reads like `node_scrape_collector_success`. The families, types, label names and help texts follow
 //! node_exporter as Debian ships it (1.5), which the comparison tests run against; the default
 //! device and filesystem filters are upstream's newer ones (README, "Metrics").
 //!
-//! On Linux every collector reads procfs under [`HostConfig::procfs`] (never `/proc` directly,
-//! so tests point it at `fixtures/proc`). They are [`BlockingCollector`]s: a scrape runs them in
+//! On Linux every collector reads procfs under [`HostConfig::procfs`] or sysfs under
+//! [`HostConfig::sysfs`] (never `/proc` or `/sys` directly, so tests point them at
+//! `fixtures/proc` and `fixtures/sys`). They are [`BlockingCollector`]s: a scrape runs them in
 //! order on one blocking thread (`collect::batch`). Parsers work on the file text with plain
 //! string splitting and reuse one read buffer per collector.
 //!
@@ -27,7 +26,11 @@ mod conntrack;
 #[cfg(target_os = "linux")]
 mod cpu;
 #[cfg(target_os = "linux")]
+mod cpufreq;
+#[cfg(target_os = "linux")]
 mod diskstats;
+#[cfg(target_os = "linux")]
+mod edac;
 #[cfg(target_os = "linux")]
 mod entropy;
 #[cfg(target_os = "linux")]
@@ -35,11 +38,15 @@ mod filefd;
 #[cfg(target_os = "linux")]
 pub mod filesystem;
 #[cfg(target_os = "linux")]
+mod hwmon;
+#[cfg(target_os = "linux")]
 mod infiniband;
 #[cfg(target_os = "linux")]
 mod interrupts;
 #[cfg(target_os = "linux")]
 mod loadavg;
+#[cfg(target_os = "linux")]
+mod mdadm;
 #[cfg(target_os = "linux")]
 mod meminfo;
 #[cfg(target_os = "linux")]
@@ -51,6 +58,8 @@ mod netstat;
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod portable;
 #[cfg(target_os = "linux")]
+mod powersupplyclass;
+#[cfg(target_os = "linux")]
 mod pressure;
 #[cfg(target_os = "linux")]
 mod processes;
@@ -58,6 +67,8 @@ mod processes;
 mod procfiles;
 #[cfg(target_os = "linux")]
 mod procfs;
+#[cfg(target_os = "linux")]
+mod schedstat;
 #[cfg(target_os = "linux")]
 mod sockstat;
 #[cfg(target_os = "linux")]
@@ -67,6 +78,8 @@ mod stat;
 #[cfg(target_os = "linux")]
 mod tcpstat;
 mod textfile;
+#[cfg(target_os = "linux")]
+mod thermal_zone;
 mod time;
 #[cfg(target_os = "linux")]
 mod timex;
@@ -88,24 +101,31 @@ pub const COLLECTORS: &[(&str, bool)] = &[
     ("bonding", true),
     ("conntrack", true),
     ("cpu", true),
+    ("cpufreq", true),
     ("diskstats", true),
+    ("edac", true),
     ("entropy", true),
     ("filefd", true),
     ("filesystem", true),
+    ("hwmon", true),
     ("infiniband", true),
     ("interrupts", false),
     ("loadavg", true),
+    ("mdadm", true),
     ("meminfo", true),
     ("netclass", true),
     ("netdev", true),
     ("netstat", true),
+    ("powersupplyclass", true),
     ("pressure", true),
     ("processes", false),
+    ("schedstat", true),
     ("sockstat", true),
     ("softnet", true),
     ("stat", true),
     ("tcpstat", false),
     ("textfile", true),
+    ("thermal_zone", true),
     ("time", true),
     ("timex", true),
     ("udp_queues", true),
@@ -199,6 +219,28 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             config.sysfs.clone(),
             infiniband::collect,
         ),
+        FilesCollector::arc(
+            "schedstat",
+            timeout,
+            config.procfs.clone(),
+            schedstat::collect,
+        ),
+        FilesCollector::arc("cpufreq", timeout, config.sysfs.clone(), cpufreq::collect),
+        FilesCollector::arc(
+            "thermal_zone",
+            timeout,
+            config.sysfs.clone(),
+            thermal_zone::collect,
+        ),
+        FilesCollector::arc("hwmon", timeout, config.sysfs.clone(), hwmon::collect),
+        FilesCollector::arc(
+            "powersupplyclass",
+            timeout,
+            config.sysfs.clone(),
+            powersupplyclass::collect,
+        ),
+        FilesCollector::arc("edac", timeout, config.sysfs.clone(), edac::collect),
+        FilesCollector::arc("mdadm", timeout, config.procfs.clone(), mdadm::collect),
     ]
 }
 
@@ -282,6 +324,13 @@ mod tests {
                 "netclass",
                 "bonding",
                 "infiniband",
+                "schedstat",
+                "cpufreq",
+                "thermal_zone",
+                "hwmon",
+                "powersupplyclass",
+                "edac",
+                "mdadm",
                 "textfile",
             ]
         );
@@ -328,6 +377,14 @@ mod tests {
             "node_network_mtu_bytes",
             "node_bonding_active",
             "node_infiniband_port_data_received_bytes_total",
+            "node_schedstat_running_seconds_total",
+            "node_cpu_scaling_frequency_hertz",
+            "node_thermal_zone_temp",
+            "node_cooling_device_max_state",
+            "node_hwmon_temp_celsius",
+            "node_power_supply_info",
+            "node_edac_correctable_errors_total",
+            "node_md_disks",
         ] {
             assert!(names.contains(expected), "missing {expected}");
         }
@@ -370,8 +427,9 @@ mod tests {
             let result = collector.collect();
             match collector.name() {
                 // Not read from procfs, or not applicable without it.
-                "time" | "timex" | "uname" | "pressure" | "sockstat" | "conntrack" | "textfile"
-                | "netclass" | "bonding" | "infiniband" => {
+                "time" | "timex" | "uname" | "pressure" | "sockstat" | "conntrack"
+                | "schedstat" | "cpufreq" | "thermal_zone" | "hwmon" | "powersupplyclass"
+                | "edac" | "mdadm" | "netclass" | "bonding" | "infiniband" | "textfile" => {
                     assert!(result.is_ok(), "{}", collector.name())
                 }
                 name => assert!(

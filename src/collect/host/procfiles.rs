@@ -74,6 +74,72 @@ impl ProcFiles {
     }
 }
 
+/// Reading sysfs attributes: one value per file, kernel ABI in Documentation/ABI.
+impl ProcFiles {
+    /// Attribute `relative`'s text without surrounding whitespace, parsed with `parse`;
+    /// `None` when it does not exist or this user may not read it (`cpuinfo_cur_freq` is
+    /// root's only), which node_exporter skips too.
+    ///
+    /// # Errors
+    /// Any other read error, or `parse`'s.
+    pub(super) fn attribute<T>(
+        &self,
+        relative: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, Error> {
+        match self.required(relative, |text| parse(text.trim())) {
+            Ok(value) => Ok(Some(value)),
+            Err(Error::Read { source, .. })
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The numbers `N` of the entries `<prefix>N` in directory `relative` (`cpu0`,
+    /// `thermal_zone3`), in numeric order; none when the directory does not exist.
+    ///
+    /// # Errors
+    /// As [`Self::entries`].
+    pub(super) fn numbered(&self, relative: &str, prefix: &str) -> Result<Vec<String>, Error> {
+        let mut numbers: Vec<String> = self
+            .entries(relative)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|name| {
+                let number = name.strip_prefix(prefix)?;
+                let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+                digits.then(|| number.to_owned())
+            })
+            .collect();
+        numbers.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
+        Ok(numbers)
+    }
+}
+
+impl ProcFiles {
+    /// The path `relative` names with every symlink resolved, when it exists.
+    pub(super) fn canonical(&self, relative: &str) -> Option<PathBuf> {
+        std::fs::canonicalize(self.root.join(relative)).ok()
+    }
+
+    /// Whether `relative` is a directory, or a symlink to one.
+    pub(super) fn is_dir(&self, relative: &str) -> bool {
+        self.root.join(relative).is_dir()
+    }
+}
+
+/// Parses a sysfs number (`u64`, `i64`, `f64`, ...), saying which attribute was wrong otherwise.
+pub(super) fn parse_number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{what}: {text:?} is not a number"))
+}
+
 /// A collector named `name` whose `collect` reads what it needs through [`ProcFiles`].
 pub(super) struct FilesCollector<C> {
     name: &'static str,
@@ -160,6 +226,30 @@ pub(super) mod tests {
             files.optional("a", |_| Err::<(), _>("bad".to_owned())),
             Err(Error::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn attributes_are_trimmed_and_none_when_absent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("temp"), " 45000\n").expect("write");
+        let files = files_in(dir.path());
+        let number = |t: &str| parse_number::<i64>(t, "temp");
+        assert_eq!(
+            files.attribute("temp", number).expect("reads"),
+            Some(45_000)
+        );
+        assert_eq!(files.attribute("missing", number).expect("absent"), None);
+        assert!(matches!(
+            files.attribute("temp", |t| parse_number::<u8>(t, "temp")),
+            Err(Error::Parse { .. })
+        ));
+        for name in ["cpu10", "cpu2", "cpufreq", "cpu", "cpu1x", "zone0"] {
+            std::fs::create_dir(dir.path().join(name)).expect("mkdir");
+        }
+        assert_eq!(files.numbered(".", "cpu").expect("lists"), ["2", "10"]);
+        assert!(files.is_dir("cpu2") && !files.is_dir("temp") && !files.is_dir("missing"));
+        assert!(files.canonical("cpu2").is_some() && files.canonical("missing").is_none());
+        assert!(files.numbered("missing", "cpu").expect("absent").is_empty());
     }
 
     #[test]

@@ -79,6 +79,13 @@ impl Exporter {
             "netclass",
             "bonding",
             "infiniband",
+            "schedstat",
+            "cpufreq",
+            "thermal_zone",
+            "hwmon",
+            "powersupplyclass",
+            "edac",
+            "mdadm",
             "textfile",
         ] {
             args.push(format!("--collector.{collector}"));
