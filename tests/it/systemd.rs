@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::serve::promtool_check;
 use crate::support::anchors::Exporter;
 use crate::support::{self, Launch, Warden, require_tool, value, wait_for};
 
@@ -261,6 +262,16 @@ fn systemd_families_match_node_exporter_on_a_real_systemd() {
         .collect();
     assert!(differences.is_empty(), "{differences:#?}");
     assert_eq!(systemd_metadata(&ours), systemd_metadata(&theirs));
+    // promtool finds nothing in the systemd families beyond what it finds in node_exporter's
+    // (both declare `node_systemd_socket_refused_connections_total` a gauge).
+    let promtool = require_tool("promtool", "prometheus");
+    let accepted: std::collections::BTreeSet<String> =
+        promtool_check(&promtool, &theirs).into_iter().collect();
+    let extra: Vec<String> = promtool_check(&promtool, &ours)
+        .into_iter()
+        .filter(|p| p.contains("node_systemd_") && !accepted.contains(p))
+        .collect();
+    assert!(extra.is_empty(), "{extra:#?}");
 
     // What the comparison covered: every default family, with the test's own units in it.
     let families: std::collections::BTreeSet<&str> =
