@@ -85,6 +85,14 @@ pub enum Error {
     /// The collection did not finish within its timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A service on D-Bus (systemd, for the `systemd` collector) could not be queried.
+    #[error("D-Bus at {address}: {reason}")]
+    Bus {
+        /// The bus address, e.g. `unix:path=/run/dbus/system_bus_socket`.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
     /// warden's state store could not be read.
     #[error("cannot read the state store")]
     Store(#[source] crate::store::StoreError),

@@ -25,4 +25,5 @@ mod serve;
 mod sqlite;
 mod status_page;
 mod support;
+mod systemd;
 mod web;
