@@ -29,8 +29,9 @@ const POSTGRES_OVERVIEW: &str = include_str!("../fixtures/dashboards/postgres-ov
 /// [`Prometheus::start`] scrapes every second.
 const RATE_INTERVAL: &str = "4s";
 
-/// node_exporter's opt-in collectors that Node Exporter Full reads, turned on on both sides.
-const OPT_IN: &[&str] = &["tcpstat", "processes", "interrupts"];
+/// node_exporter's opt-in collectors that Node Exporter Full reads, turned on on both sides
+/// (systemd answers only where a system bus is; on both sides alike).
+const OPT_IN: &[&str] = &["tcpstat", "processes", "interrupts", "systemd"];
 
 /// The fewest Node Exporter Full queries warden must answer with data. Measured on a Debian 12
 /// VM (2 CPUs, one virtio disk, PSI on, no swap), with [`OPT_IN`] on both sides: see

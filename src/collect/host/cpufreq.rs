@@ -47,8 +47,13 @@ const FREQUENCIES: [(&str, &str, &str); 6] = [
 pub(super) fn collect(files: &ProcFiles) -> Result<Vec<Family>, Error> {
     let mut families = FREQUENCIES.map(|(_, name, help)| Family::gauge(name, help));
     for cpu in files.numbered("devices/system/cpu", "cpu")? {
+        // One look for the directory rather than a failed open per attribute (most VMs).
+        let directory = format!("devices/system/cpu/cpu{cpu}/cpufreq");
+        if !files.is_dir(&directory) {
+            continue;
+        }
         for ((attribute, _, _), family) in FREQUENCIES.iter().zip(&mut families) {
-            let path = format!("devices/system/cpu/cpu{cpu}/cpufreq/{attribute}");
+            let path = format!("{directory}/{attribute}");
             if let Some(khz) = files.attribute(&path, |t| parse_number::<u64>(t, attribute))? {
                 family.push([("cpu", cpu.clone())], khz as f64 * 1000.0);
             }
