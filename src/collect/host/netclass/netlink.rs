@@ -180,15 +180,19 @@ fn read_at(dir: &OwnedFd, name: &str, buffer: &mut Vec<u8>) -> io::Result<Option
     }
 }
 
-/// Reads file `name` of directory `dir` into `buffer`, replacing its content.
+/// Reads sysfs attribute `name` of directory `dir` into `buffer`, replacing its content. A read
+/// shorter than asked is the end: a sysfs attribute is one page at most, all of which the first
+/// read of a page returns, so one read suffices (a second, to see end of file, would cost as
+/// much again on a machine where system calls are dear).
 fn read_into(dir: &OwnedFd, name: &str, buffer: &mut Vec<u8>) -> rustix::io::Result<()> {
     let file = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     buffer.clear();
     loop {
-        if buffer.len() == buffer.capacity() {
+        if buffer.capacity() - buffer.len() < 4096 {
             buffer.reserve(4096);
         }
-        if rustix::io::read(&file, rustix::buffer::spare_capacity(&mut *buffer))? == 0 {
+        let asked = buffer.capacity() - buffer.len();
+        if rustix::io::read(&file, rustix::buffer::spare_capacity(&mut *buffer))? < asked {
             return Ok(());
         }
     }
