@@ -123,6 +123,11 @@ impl ProcFiles {
 }
 
 impl ProcFiles {
+    /// The root the files are read under (`host.procfs` or `host.sysfs`).
+    pub(super) fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// The path `relative` names with every symlink resolved, when it exists.
     pub(super) fn canonical(&self, relative: &str) -> Option<PathBuf> {
         std::fs::canonicalize(self.root.join(relative)).ok()

@@ -9,6 +9,8 @@
 //! are not devices. Devices matching `host.network.device_exclude` are skipped (node_exporter's
 //! `--collector.netclass.ignored-devices`).
 
+mod netlink;
+
 use std::io;
 
 use regex::Regex;
@@ -53,8 +55,70 @@ const ATTRIBUTES: [Attribute; 16] = [
 
 const SPEED: Attribute = attribute!("speed", "speed_bytes", Gauge);
 
-/// Reads every device under `class/net` not matching `exclude`.
+/// One device's attributes as sysfs reports them: the text ones (empty when unreported) and the
+/// numbers of [`ATTRIBUTES`] then `speed` (Mbit/s), `None` when unreported.
+#[derive(Debug, Clone, PartialEq)]
+struct Device {
+    name: String,
+    operstate: String,
+    address: String,
+    broadcast: String,
+    duplex: String,
+    ifalias: String,
+    values: [Option<i64>; ATTRIBUTES.len() + 1],
+}
+
+impl Device {
+    fn new(name: String) -> Self {
+        Device {
+            name,
+            operstate: String::new(),
+            address: String::new(),
+            broadcast: String::new(),
+            duplex: String::new(),
+            ifalias: String::new(),
+            values: [None; ATTRIBUTES.len() + 1],
+        }
+    }
+
+    /// Sets numeric attribute `file` (a name of [`ATTRIBUTES`] or `speed`).
+    fn set(&mut self, file: &str, value: Option<i64>) {
+        if let Some(slot) = ATTRIBUTES
+            .iter()
+            .chain([&SPEED])
+            .position(|(name, ..)| *name == file)
+        {
+            self.values[slot] = value;
+        }
+    }
+}
+
+/// Reads every device under `class/net` not matching `exclude`: through one rtnetlink dump plus
+/// the few attributes netlink lacks when `files` is the live `/sys` (see [`netlink`]), every
+/// attribute from sysfs otherwise (another root is a fixture or another host's sysfs, which
+/// this process's netlink does not describe) or when netlink fails (no `NETLINK_ROUTE`, a
+/// sandbox refusing the socket).
 pub(super) fn collect(files: &ProcFiles, exclude: Option<&Regex>) -> Result<Vec<Family>, Error> {
+    let Some(mut names) = files.entries("class/net")? else {
+        return Ok(Vec::new());
+    };
+    names.retain(|name| !exclude.is_some_and(|re| re.is_match(name)));
+    let devices = if files.root() == std::path::Path::new(netlink::LIVE_SYSFS) {
+        match netlink::devices(files.root(), names.clone()) {
+            Ok(devices) => devices,
+            Err(err) => {
+                tracing::debug!(error = %err, "netclass: netlink failed, reading sysfs only");
+                from_sysfs(files, names)?
+            }
+        }
+    } else {
+        from_sysfs(files, names)?
+    };
+    Ok(families(&devices))
+}
+
+/// The families of `devices`, in node_exporter's order; families without samples are left out.
+fn families(devices: &[Device]) -> Vec<Family> {
     let mut up = Family::gauge(
         "node_network_up",
         "Value is 1 if operstate is 'up', 0 otherwise.",
@@ -68,14 +132,49 @@ pub(super) fn collect(files: &ProcFiles, exclude: Option<&Regex>) -> Result<Vec<
         .chain([&SPEED])
         .map(|(_, name, help, kind)| Family::new(*name, *help, *kind))
         .collect();
-    let Some(devices) = files.entries("class/net")? else {
-        return Ok(Vec::new());
-    };
     for device in devices {
-        if exclude.is_some_and(|re| re.is_match(&device)) {
-            continue;
+        up.push(
+            [("device", device.name.clone())],
+            if device.operstate == "up" { 1.0 } else { 0.0 },
+        );
+        info.push(
+            [
+                ("device", device.name.clone()),
+                ("address", device.address.clone()),
+                ("broadcast", device.broadcast.clone()),
+                ("duplex", device.duplex.clone()),
+                ("operstate", device.operstate.clone()),
+                ("ifalias", device.ifalias.clone()),
+            ],
+            1.0,
+        );
+        for ((family, (file, ..)), value) in numeric
+            .iter_mut()
+            .zip(ATTRIBUTES.iter().chain([&SPEED]))
+            .zip(device.values)
+        {
+            let Some(mut value) = value else {
+                continue;
+            };
+            if *file == "speed" {
+                // Mbit/s to bytes/s, in node_exporter's integer arithmetic: -1 (unknown)
+                // becomes -125000.
+                value = value.wrapping_mul(1000 * 1000) / 8;
+            }
+            family.push([("device", device.name.clone())], value as f64);
         }
-        let dir = format!("class/net/{device}");
+    }
+    let mut families = vec![up, info];
+    families.extend(numeric);
+    families.retain(|family| !family.samples.is_empty());
+    families
+}
+
+/// Every attribute of the devices `names` from sysfs, one file each.
+fn from_sysfs(files: &ProcFiles, names: Vec<String>) -> Result<Vec<Device>, Error> {
+    let mut devices = Vec::with_capacity(names.len());
+    for name in names {
+        let dir = format!("class/net/{name}");
         // Every net device has `operstate`: its read tells a device from a regular file, and
         // from a device removed since the listing.
         let operstate = match read(files, &dir, "operstate", |t| Some(t.to_owned())) {
@@ -89,41 +188,18 @@ pub(super) fn collect(files: &ProcFiles, exclude: Option<&Regex>) -> Result<Vec<
             continue;
         }
         let text = |name| read(files, &dir, name, |t| Some(t.to_owned()));
-        let address = text("address")?.unwrap_or_default();
-        let broadcast = text("broadcast")?.unwrap_or_default();
-        let duplex = text("duplex")?.unwrap_or_default();
-        let ifalias = text("ifalias")?.unwrap_or_default();
-        up.push(
-            [("device", device.clone())],
-            if operstate == "up" { 1.0 } else { 0.0 },
-        );
-        info.push(
-            [
-                ("device", device.clone()),
-                ("address", address),
-                ("broadcast", broadcast),
-                ("duplex", duplex),
-                ("operstate", operstate),
-                ("ifalias", ifalias),
-            ],
-            1.0,
-        );
-        for (family, (file, ..)) in numeric.iter_mut().zip(ATTRIBUTES.iter().chain([&SPEED])) {
-            let Some(mut value) = read(files, &dir, file, parse_int)? else {
-                continue;
-            };
-            if *file == "speed" {
-                // Mbit/s to bytes/s, in node_exporter's integer arithmetic: -1 (unknown)
-                // becomes -125000.
-                value = value.wrapping_mul(1000 * 1000) / 8;
-            }
-            family.push([("device", device.clone())], value as f64);
+        let mut device = Device::new(name.clone());
+        device.operstate = operstate;
+        device.address = text("address")?.unwrap_or_default();
+        device.broadcast = text("broadcast")?.unwrap_or_default();
+        device.duplex = text("duplex")?.unwrap_or_default();
+        device.ifalias = text("ifalias")?.unwrap_or_default();
+        for (slot, (file, ..)) in ATTRIBUTES.iter().chain([&SPEED]).enumerate() {
+            device.values[slot] = read(files, &dir, file, parse_int)?;
         }
+        devices.push(device);
     }
-    let mut families = vec![up, info];
-    families.extend(numeric);
-    families.retain(|family| !family.samples.is_empty());
-    Ok(families)
+    Ok(devices)
 }
 
 /// Attribute `name` of the device at `dir`, trimmed and parsed with `parse`; `None` when the
