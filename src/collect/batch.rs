@@ -258,6 +258,7 @@ mod tests {
         name: &'static str,
         gate: Option<Mutex<mpsc::Receiver<()>>>,
         panics: bool,
+        timeout: Duration,
     }
 
     impl BlockingCollector for Probe {
@@ -265,7 +266,7 @@ mod tests {
             self.name
         }
         fn timeout(&self) -> Duration {
-            Duration::from_millis(300)
+            self.timeout
         }
         fn collect(&self) -> Result<Vec<Family>, Error> {
             if self.panics {
@@ -283,6 +284,7 @@ mod tests {
             name,
             gate: None,
             panics: false,
+            timeout: Duration::from_millis(300),
         })
     }
 
@@ -304,6 +306,9 @@ mod tests {
             name: "bad",
             gate: None,
             panics: true,
+            // Printing the panic's backtrace on a loaded machine can outlast half of a short
+            // timeout, which would mark the collector stuck instead.
+            timeout: Duration::from_secs(10),
         });
         let batch = Batch::new(vec![panicking, probe("good")]);
         let outcomes = batch.run(Duration::from_secs(5)).await;
@@ -318,6 +323,7 @@ mod tests {
             name: "hung",
             gate: Some(Mutex::new(gate)),
             panics: false,
+            timeout: Duration::from_millis(300),
         });
         let batch = Batch::new(vec![probe("before"), hung, probe("after")]);
 

@@ -155,13 +155,34 @@ const NETSTAT_VALUES: &[(&str, bool)] = &[
     ("node_netstat_Icmp_InMsgs", true),
 ];
 
+/// node_exporter's scrape just before warden's, warden's, and node_exporter's just after: a
+/// value both read from the same file lies between node_exporter's two.
+struct Bracketed {
+    before: String,
+    ours: String,
+    after: String,
+}
+
+fn bracketed(node_exporter: &Exporter, warden: &Warden) -> Bracketed {
+    let before = node_exporter.scrape();
+    let ours = warden.get("/metrics", &[]).body;
+    let after = node_exporter.scrape();
+    Bracketed {
+        before,
+        ours,
+        after,
+    }
+}
+
 #[test]
 fn netstat_values_match_node_exporter_within_one_scrape() {
     let node_exporter = Exporter::node();
     let warden = Warden::start("");
-    let before = node_exporter.scrape();
-    let ours = warden.get("/metrics", &[]).body;
-    let after = node_exporter.scrape();
+    let Bracketed {
+        before,
+        ours,
+        after,
+    } = bracketed(&node_exporter, &warden);
     let mut problems = Vec::new();
     for &(name, grows) in NETSTAT_VALUES {
         let (Some(low), Some(got), Some(high)) = (
@@ -213,9 +234,10 @@ fn netclass_samples(body: &str) -> BTreeMap<(String, Vec<(String, String)>), f64
 fn netclass_values_match_node_exporter() {
     let node_exporter = Exporter::node();
     let warden = Warden::start("");
-    let before = netclass_samples(&node_exporter.scrape());
-    let ours = netclass_samples(&warden.get("/metrics", &[]).body);
-    let after = netclass_samples(&node_exporter.scrape());
+    let scrapes = bracketed(&node_exporter, &warden);
+    let before = netclass_samples(&scrapes.before);
+    let ours = netclass_samples(&scrapes.ours);
+    let after = netclass_samples(&scrapes.after);
     for name in [
         "node_network_up",
         "node_network_mtu_bytes",
@@ -438,9 +460,11 @@ const TIMEX_DRIFTING: &[(&str, f64)] = &[
 fn timex_values_match_node_exporter_within_one_scrape() {
     let node_exporter = Exporter::node();
     let warden = Warden::start("");
-    let before = node_exporter.scrape();
-    let ours = warden.get("/metrics", &[]).body;
-    let after = node_exporter.scrape();
+    let Bracketed {
+        before,
+        ours,
+        after,
+    } = bracketed(&node_exporter, &warden);
     let mut problems = Vec::new();
     let tolerances = TIMEX_EXACT
         .iter()
@@ -571,9 +595,11 @@ fn tcpstat_values_match_node_exporter_within_one_scrape() {
 fn processes_values_match_node_exporter_within_one_scrape() {
     let node_exporter = Exporter::node();
     let warden = Warden::start("host:\n  collectors: {processes: true}\n");
-    let before = node_exporter.scrape();
-    let ours = warden.get("/metrics", &[]).body;
-    let after = node_exporter.scrape();
+    let Bracketed {
+        before,
+        ours,
+        after,
+    } = bracketed(&node_exporter, &warden);
     let mut problems = Vec::new();
     for name in [
         "node_processes_max_processes",
@@ -628,14 +654,13 @@ fn interrupt_samples(body: &str) -> BTreeMap<Vec<(String, String)>, f64> {
 fn interrupts_values_match_node_exporter_within_one_scrape() {
     let node_exporter = Exporter::node();
     let warden = Warden::start("host:\n  collectors: {interrupts: true}\n");
-    let before_body = node_exporter.scrape();
-    let ours_body = warden.get("/metrics", &[]).body;
-    let after = interrupt_samples(&node_exporter.scrape());
-    let (before, ours) = (
-        interrupt_samples(&before_body),
-        interrupt_samples(&ours_body),
+    let scrapes = bracketed(&node_exporter, &warden);
+    let (before, ours, after) = (
+        interrupt_samples(&scrapes.before),
+        interrupt_samples(&scrapes.ours),
+        interrupt_samples(&scrapes.after),
     );
-    let mut problems = declaration_differences(&before_body, &ours_body, "node_interrupts_");
+    let mut problems = declaration_differences(&scrapes.before, &scrapes.ours, "node_interrupts_");
     assert!(
         before.len() > 10,
         "node_exporter read too little: {before:?}"
