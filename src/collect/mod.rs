@@ -2,8 +2,9 @@
 //!
 //! A source implements [`Collector`] (async, for network sources) or [`BlockingCollector`]
 //! (short blocking reads such as procfs). A scrape runs the async collectors in parallel, each
-//! under its own timeout, and all blocking collectors one after another on one blocking thread
-//! (see [`batch`] for why, and how a hung read is contained). Timeouts shrink to fit Prometheus'
+//! under its own timeout, and the blocking collectors one after another on one blocking thread
+//! per lane: two lanes, each half of the list in order, where there are two CPUs or more (see
+//! [`batch`] for why one thread per lane, and how a hung read is contained). Timeouts shrink to fit Prometheus'
 //! scrape timeout when the scraper sends one. What they return is merged into one
 //! [`Snapshot`]. A collector that fails, panics or hangs costs only its own families: it reports
 //! `warden_collector_success{collector} 0` and every other collector still answers. Nothing here
@@ -123,7 +124,9 @@ const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 
 /// The set of configured collectors and their last status.
 pub struct Collectors {
-    blocking: Batch,
+    /// The blocking collectors in two lanes run at once, the first half of the list and the
+    /// second (empty on a single CPU): a scrape waits for the slower half, not the sum.
+    blocking: [Batch; 2],
     list: Vec<Arc<dyn Collector>>,
     status: Mutex<HashMap<String, Status>>,
     /// The collectors also reported as node_exporter reports its own
@@ -141,9 +144,18 @@ impl std::fmt::Debug for Collectors {
 
 impl Collectors {
     /// A framework running the given blocking and async collectors.
-    pub fn new(blocking: Vec<Arc<dyn BlockingCollector>>, list: Vec<Arc<dyn Collector>>) -> Self {
+    pub fn new(
+        mut blocking: Vec<Arc<dyn BlockingCollector>>,
+        list: Vec<Arc<dyn Collector>>,
+    ) -> Self {
+        let parallel = std::thread::available_parallelism().map_or(1, usize::from) > 1;
+        let second = if parallel {
+            blocking.split_off(blocking.len().div_ceil(2))
+        } else {
+            Vec::new()
+        };
         Collectors {
-            blocking: Batch::new(blocking),
+            blocking: [Batch::new(blocking), Batch::new(second)],
             list,
             status: Mutex::new(HashMap::new()),
             node_scrape: HashSet::new(),
@@ -166,8 +178,7 @@ impl Collectors {
 
     /// The collectors' names, in output order: blocking collectors first.
     pub fn names(&self) -> Vec<String> {
-        self.blocking
-            .names()
+        self.blocking_names()
             .chain(self.list.iter().map(|c| c.name()))
             .map(str::to_owned)
             .collect()
@@ -175,7 +186,14 @@ impl Collectors {
 
     /// The collectors whose last call has not returned.
     pub fn stuck(&self) -> Vec<String> {
-        self.blocking.stuck()
+        let mut names: Vec<String> = self.blocking.iter().flat_map(Batch::stuck).collect();
+        names.sort();
+        names
+    }
+
+    /// The blocking collectors' names, in list order (the first lane's, then the second's).
+    fn blocking_names(&self) -> impl Iterator<Item = &str> {
+        self.blocking.iter().flat_map(Batch::names)
     }
 
     /// The last status of each collector that has run.
@@ -191,8 +209,10 @@ impl Collectors {
     pub async fn gather(&self, scrape_timeout: Option<Duration>) -> Snapshot {
         let budget = scrape_timeout.map(|t| t.saturating_sub(SCRAPE_TIMEOUT_OFFSET.min(t / 10)));
         let within = |timeout: Duration| budget.map_or(timeout, |b| b.min(timeout));
-        let (blocking, concurrent) = tokio::join!(
-            self.blocking.run(within(self.blocking.timeout())),
+        let [first, second] = &self.blocking;
+        let (first, second, concurrent) = tokio::join!(
+            first.run(within(first.timeout())),
+            second.run(within(second.timeout())),
             self.run_concurrent(within)
         );
 
@@ -214,10 +234,10 @@ impl Collectors {
             "node_exporter: Duration of a collector scrape.",
         );
         let names = self
-            .blocking
-            .names()
+            .blocking_names()
             .chain(self.list.iter().map(|c| c.name()));
-        for (name, (elapsed, result)) in names.zip(blocking.into_iter().chain(concurrent)) {
+        let outcomes = first.into_iter().chain(second).chain(concurrent);
+        for (name, (elapsed, result)) in names.zip(outcomes) {
             let ok = result.is_ok();
             let value = if ok { 1.0 } else { 0.0 };
             success.push([("collector", name.to_owned())], value);
