@@ -360,3 +360,71 @@ impl std::fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A blocking collector returning one gauge named after itself; with a rendezvous, it first
+    /// signals its partner and waits for the partner's signal, which only a collector running
+    /// at the same time can send.
+    struct Named {
+        name: &'static str,
+        rendezvous: Option<Mutex<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+    }
+
+    impl BlockingCollector for Named {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(10)
+        }
+        fn collect(&self) -> Result<Vec<Family>, Error> {
+            if let Some(rendezvous) = &self.rendezvous {
+                let rendezvous = rendezvous.lock().expect("unpoisoned");
+                rendezvous.0.send(()).expect("partner alive");
+                if rendezvous.1.recv_timeout(Duration::from_secs(2)).is_err() {
+                    return Err(Error::Timeout(Duration::from_secs(2)));
+                }
+            }
+            Ok(vec![Family::single_gauge(self.name, "test", 1.0)])
+        }
+    }
+
+    #[tokio::test]
+    async fn blocking_lanes_keep_the_list_order_and_run_at_once() {
+        let (to_d, from_a) = mpsc::channel();
+        let (to_a, from_d) = mpsc::channel();
+        let mut pairs = [Some((to_d, from_d)), Some((to_a, from_a))].into_iter();
+        let names = ["a", "b", "c", "d", "e"];
+        // "a" opens the first lane and "d" the second (halves of five: three and two).
+        let blocking = names
+            .iter()
+            .map(|&name| {
+                let rendezvous = matches!(name, "a" | "d")
+                    .then(|| pairs.next().flatten().map(Mutex::new))
+                    .flatten();
+                Arc::new(Named { name, rendezvous }) as Arc<dyn BlockingCollector>
+            })
+            .collect();
+        let collectors = Collectors::new(blocking, Vec::new());
+        assert_eq!(collectors.names(), names);
+        let snapshot = collectors.gather(None).await;
+        let order: Vec<&str> = snapshot
+            .families()
+            .iter()
+            .map(|f| f.name.as_ref())
+            .filter(|name| names.contains(name))
+            .collect();
+        if std::thread::available_parallelism().map_or(1, usize::from) > 1 {
+            // Both lanes ran at once ("a" and "d" met), and the output keeps the list order.
+            assert_eq!(order, names);
+        } else {
+            // One lane: "a" waits in vain for "d", which runs after it (and finds a's signal).
+            assert_eq!(order, ["b", "c", "d", "e"]);
+        }
+    }
+}
