@@ -4,8 +4,8 @@
 //! (short blocking reads such as procfs). A scrape runs the async collectors in parallel, each
 //! under its own timeout, and the blocking collectors one after another on one blocking thread
 //! per lane: two lanes, each half of the list in order, where there are two CPUs or more (see
-//! [`batch`] for why one thread per lane, and how a hung read is contained). Timeouts shrink to fit Prometheus'
-//! scrape timeout when the scraper sends one. What they return is merged into one
+//! [`batch`] for why one thread per lane, and how a hung read is contained). Timeouts shrink
+//! to fit Prometheus' scrape timeout when the scraper sends one. What they return is merged into one
 //! [`Snapshot`]. A collector that fails, panics or hangs costs only its own families: it reports
 //! `warden_collector_success{collector} 0` and every other collector still answers. Nothing here
 //! spawns long-lived tasks; work runs per scrape.
