@@ -208,21 +208,14 @@ fn netstat_values_match_node_exporter_within_one_scrape() {
 }
 
 /// The netclass collector's samples (`node_network_*` families that are not netdev's
-/// statistics), keyed by name and sorted labels.
-fn netclass_samples(body: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
-    support::samples(body)
-        .into_iter()
-        .filter(|(name, _, _)| {
-            (name.starts_with("node_network_")
-                && !name.starts_with("node_network_receive_")
-                && !name.starts_with("node_network_transmit_"))
-                || name == "node_network_transmit_queue_length"
-        })
-        .map(|(name, mut labels, value)| {
-            labels.sort();
-            ((name, labels), value)
-        })
-        .collect()
+/// statistics).
+fn netclass_samples(body: &str) -> support::Series {
+    support::series(body, |name| {
+        (name.starts_with("node_network_")
+            && !name.starts_with("node_network_receive_")
+            && !name.starts_with("node_network_transmit_"))
+            || name == "node_network_transmit_queue_length"
+    })
 }
 
 /// netclass reads the same sysfs attributes as node_exporter: every series node_exporter
@@ -636,16 +629,9 @@ fn processes_values_match_node_exporter_within_one_scrape() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// `node_interrupts_total` from one exporter's output: sorted labels → value.
-fn interrupt_samples(body: &str) -> BTreeMap<Vec<(String, String)>, f64> {
-    support::samples(body)
-        .into_iter()
-        .filter(|(name, _, _)| name == "node_interrupts_total")
-        .map(|(_, mut labels, value)| {
-            labels.sort();
-            (labels, value)
-        })
-        .collect()
+/// `node_interrupts_total` from one exporter's output.
+fn interrupt_samples(body: &str) -> support::Series {
+    support::series(body, |name| name == "node_interrupts_total")
 }
 
 /// Both exporters read /proc/interrupts into the same series (labels equal), each count
@@ -665,8 +651,8 @@ fn interrupts_values_match_node_exporter_within_one_scrape() {
         before.len() > 10,
         "node_exporter read too little: {before:?}"
     );
-    let keys = |map: &BTreeMap<Vec<(String, String)>, f64>| -> Vec<Vec<(String, String)>> {
-        map.keys().cloned().collect()
+    let keys = |map: &support::Series| -> Vec<Vec<(String, String)>> {
+        map.keys().map(|(_, labels)| labels.clone()).collect()
     };
     if keys(&ours) != keys(&before) {
         problems.push(format!(
@@ -675,10 +661,11 @@ fn interrupts_values_match_node_exporter_within_one_scrape() {
             keys(&before)
         ));
     }
-    for (labels, got) in &ours {
-        let (Some(low), Some(high)) = (before.get(labels), after.get(labels)) else {
+    for (key, got) in &ours {
+        let (Some(low), Some(high)) = (before.get(key), after.get(key)) else {
             continue;
         };
+        let labels = &key.1;
         if got < low || got > high {
             problems.push(format!(
                 "{labels:?}: warden {got}, node_exporter {low} before and {high} after"

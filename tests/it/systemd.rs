@@ -10,7 +10,6 @@
 //! The manager loads three units of the test's: a oneshot service that fails (so the system
 //! state is `degraded`), and a timer with the service it triggers.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -181,16 +180,9 @@ fn node_exporter_on(address: &str) -> Exporter {
     )
 }
 
-/// The `node_systemd_*` samples, keyed by name and sorted labels.
-fn systemd_samples(body: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
-    support::samples(body)
-        .into_iter()
-        .filter(|(name, _, _)| name.starts_with("node_systemd_"))
-        .map(|(name, mut labels, value)| {
-            labels.sort();
-            ((name, labels), value)
-        })
-        .collect()
+/// The `node_systemd_*` samples.
+fn systemd_samples(body: &str) -> support::Series {
+    support::series(body, |name| name.starts_with("node_systemd_"))
 }
 
 /// `# HELP` and `# TYPE` lines of the `node_systemd_*` families.

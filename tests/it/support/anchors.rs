@@ -48,47 +48,17 @@ impl Exporter {
         exporter
     }
 
-    /// node_exporter restricted to the collectors warden implements, as node_exporter.rs runs it.
+    /// node_exporter restricted to the collectors warden implements (`host::COLLECTORS`), as
+    /// node_exporter.rs runs it.
     pub fn node() -> Exporter {
         let binary = require_tool("prometheus-node-exporter", "prometheus-node-exporter");
         let mut args = vec!["--collector.disable-defaults".to_owned()];
-        for collector in [
-            "cpu",
-            "meminfo",
-            "filesystem",
-            "diskstats",
-            "netdev",
-            "loadavg",
-            "stat",
-            "time",
-            "timex",
-            "tcpstat",
-            "processes",
-            "interrupts",
-            "uname",
-            "pressure",
-            "filefd",
-            "vmstat",
-            "netstat",
-            "sockstat",
-            "softnet",
-            "arp",
-            "entropy",
-            "conntrack",
-            "udp_queues",
-            "netclass",
-            "bonding",
-            "infiniband",
-            "schedstat",
-            "cpufreq",
-            "thermal_zone",
-            "hwmon",
-            "powersupplyclass",
-            "edac",
-            "mdadm",
-            "textfile",
-        ] {
-            args.push(format!("--collector.{collector}"));
+        // Every host collector warden has, opt-in ones included (their tests turn them on in
+        // warden), except systemd: it needs a system bus, so systemd.rs gives it one.
+        for (collector, _) in warden::collect::host::COLLECTORS {
+            if *collector != "systemd" {
+                args.push(format!("--collector.{collector}"));
+            }
         }
         args.push(format!("--collector.netstat.fields={NETSTAT_FIELDS}"));
         Exporter::start(binary, &args, &[])

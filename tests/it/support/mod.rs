@@ -230,6 +230,21 @@ pub fn samples(body: &str) -> Vec<Sample> {
         .collect()
 }
 
+/// Samples keyed by name and sorted labels, for comparing two expositions series by series.
+pub type Series = std::collections::BTreeMap<(String, Vec<(String, String)>), f64>;
+
+/// The samples of the families `keep` accepts (by sample name), as [`Series`].
+pub fn series(body: &str, keep: impl Fn(&str) -> bool) -> Series {
+    samples(body)
+        .into_iter()
+        .filter(|(name, _, _)| keep(name))
+        .map(|(name, mut labels, value)| {
+            labels.sort();
+            ((name, labels), value)
+        })
+        .collect()
+}
+
 /// The `# TYPE` of each family.
 pub fn types(body: &str) -> std::collections::BTreeMap<String, String> {
     body.lines()
