@@ -139,7 +139,10 @@ fn token_file(dir: &Path) -> PathBuf {
 }
 
 /// Starts Alertmanager on the shipped routing and Prometheus on the shipped rules around
-/// `warden`, then waits for `alertname` to fire and resolve; returns the time between the two.
+/// `warden`, then waits for `alertname` to fire and resolve, and for Alertmanager to tell
+/// warden of the resolution (`send_resolved` in the shipped file); returns the time between
+/// firing and resolving. Alertmanager and Prometheus live until the resolved notification has
+/// arrived: stopping them as soon as Prometheus drops the alert raced that notification.
 fn close_loop(
     dir: &Path,
     warden: &Warden,
@@ -152,7 +155,25 @@ fn close_loop(
         token_file,
     ));
     let prometheus = prometheus(dir, warden, &alertmanager);
-    fired_then_resolved(&prometheus, &alertmanager, warden, alertname, label)
+    let took = fired_then_resolved(&prometheus, &alertmanager, warden, alertname, label);
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("Authorization", auth.as_str())];
+    wait_for(
+        Duration::from_secs(60),
+        "warden to receive the resolved notification",
+        || {
+            let body = warden.get("/metrics", &headers).body;
+            (value(
+                &body,
+                "warden_webhook_alerts_total",
+                &[("status", "resolved")],
+            )
+            .unwrap_or(0.0)
+                >= 1.0)
+                .then_some(())
+        },
+    );
+    took
 }
 
 /// Waits for an alert to fire and then to resolve, and returns the time between the two.
@@ -264,22 +285,6 @@ fn stale_backup_alert_makes_warden_back_up_and_then_resolves() {
         .unwrap_or(0.0)
             >= 1.0,
         "{body}"
-    );
-    // Alertmanager told warden about the resolution too (send_resolved in the shipped file).
-    wait_for(
-        Duration::from_secs(30),
-        "warden to receive the resolved notification",
-        || {
-            let body = warden.get("/metrics", &headers).body;
-            (value(
-                &body,
-                "warden_webhook_alerts_total",
-                &[("status", "resolved")],
-            )
-            .unwrap_or(0.0)
-                >= 1.0)
-                .then_some(())
-        },
     );
     let rejected = value(
         &warden.get("/metrics", &headers).body,
