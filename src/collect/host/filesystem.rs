@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use super::procfs::{read_error, read_into};
+use super::procfs::{Reader, read_error};
 use crate::collect::{BlockingCollector, Error, Family};
 use crate::config::{FilesystemConfig, HostConfig};
 
@@ -80,7 +80,7 @@ struct State {
     stat: StatFn,
     /// Mount points whose `statvfs` has not returned; shared with the helper threads.
     stuck: Arc<Mutex<HashSet<String>>>,
-    buffer: Mutex<String>,
+    reader: Mutex<Reader>,
 }
 
 impl Filesystem {
@@ -116,7 +116,7 @@ impl Filesystem {
                 stat_timeout: *stat_timeout,
                 stat,
                 stuck: Arc::default(),
-                buffer: Mutex::default(),
+                reader: Mutex::default(),
             }),
         }
     }
@@ -160,16 +160,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl State {
     fn collect(&self) -> Result<Vec<Family>, Error> {
         let mounts = {
-            let mut buf = lock(&self.buffer);
-            match read_into(&self.mounts, &mut buf) {
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    read_into(&self.mounts_fallback, &mut buf)
-                        .map_err(|source| read_error(&self.mounts_fallback, source))?;
-                }
+            let mut reader = lock(&self.reader);
+            let text = match reader.read(&self.mounts) {
+                Ok(text) => text,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => reader
+                    .read(&self.mounts_fallback)
+                    .map_err(|source| read_error(&self.mounts_fallback, source))?,
                 Err(source) => return Err(read_error(&self.mounts, source)),
-                Ok(()) => {}
-            }
-            self.select(&buf)
+            };
+            self.select(text)
         };
 
         // Stuck mounts are reported without being touched. Local filesystems are stat'ed here;
