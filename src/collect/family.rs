@@ -187,6 +187,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// An empty snapshot with room for `families` families.
+    pub fn with_capacity(families: usize) -> Self {
+        Snapshot {
+            families: Vec::with_capacity(families),
+            index: HashMap::with_capacity_and_hasher(families, BuildHasherDefault::default()),
+        }
+    }
+
     /// Adds families, appending samples to an existing family of the same name. A family whose
     /// type differs from the existing one's is dropped (the first collector's wins, as
     /// client_golang's registry keeps the first): merged, it would make the exposition invalid.

@@ -28,6 +28,7 @@ pub mod sqlite;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -132,6 +133,9 @@ pub struct Collectors {
     /// The collectors also reported as node_exporter reports its own
     /// (`node_scrape_collector_*`): the host collectors, which carry node_exporter's names.
     node_scrape: HashSet<String>,
+    /// How many families the last scrape had: the next snapshot's index is sized for them
+    /// rather than grown (and rehashed) family by family.
+    families_hint: AtomicUsize,
 }
 
 impl std::fmt::Debug for Collectors {
@@ -159,6 +163,7 @@ impl Collectors {
             list,
             status: Mutex::new(HashMap::new()),
             node_scrape: HashSet::new(),
+            families_hint: AtomicUsize::new(0),
         }
     }
 
@@ -216,7 +221,7 @@ impl Collectors {
             self.run_concurrent(within)
         );
 
-        let mut snapshot = Snapshot::default();
+        let mut snapshot = Snapshot::with_capacity(self.families_hint.load(Ordering::Relaxed));
         let mut success = Family::gauge(
             "warden_collector_success",
             "Whether the collector's last run succeeded (1) or failed (0).",
@@ -259,6 +264,8 @@ impl Collectors {
         if !self.node_scrape.is_empty() {
             snapshot.extend([node_duration, node_success]);
         }
+        self.families_hint
+            .store(snapshot.families().len(), Ordering::Relaxed);
         snapshot
     }
 
@@ -316,15 +323,19 @@ impl Collectors {
             None if !was_ok => tracing::info!(collector = name, "Collector recovered."),
             None => {}
         }
-        status.insert(
-            name.to_owned(),
-            Status {
-                success: error.is_none(),
-                duration: elapsed,
-                finished_at: SystemTime::now(),
-                error: error.map(|e| ErrorChain(&e).to_string()),
-            },
-        );
+        let now = Status {
+            success: error.is_none(),
+            duration: elapsed,
+            finished_at: SystemTime::now(),
+            error: error.map(|e| ErrorChain(&e).to_string()),
+        };
+        // Replaced in place: the name is copied once, not on every scrape.
+        match status.get_mut(name) {
+            Some(last) => *last = now,
+            None => {
+                status.insert(name.to_owned(), now);
+            }
+        }
     }
 }
 
