@@ -212,8 +212,9 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             config.procfs.clone(),
             udp_queues::collect,
         ),
-        FilesCollector::arc("netclass", timeout, config.sysfs.clone(), move |files| {
-            netclass::collect(files, network_exclude.as_ref())
+        FilesCollector::arc("netclass", timeout, config.sysfs.clone(), {
+            let held = netclass::Held::default();
+            move |files| netclass::collect(files, network_exclude.as_ref(), &held)
         }),
         FilesCollector::arc("bonding", timeout, config.sysfs.clone(), bonding::collect),
         FilesCollector::arc(

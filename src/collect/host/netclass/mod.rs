@@ -11,6 +11,8 @@
 
 mod netlink;
 
+pub(in crate::collect::host) use netlink::Held;
+
 use std::io;
 
 use regex::Regex;
@@ -98,13 +100,17 @@ impl Device {
 /// attribute from sysfs otherwise (another root is a fixture or another host's sysfs, which
 /// this process's netlink does not describe) or when netlink fails (no `NETLINK_ROUTE`, a
 /// sandbox refusing the socket).
-pub(super) fn collect(files: &ProcFiles, exclude: Option<&Regex>) -> Result<Vec<Family>, Error> {
+pub(super) fn collect(
+    files: &ProcFiles,
+    exclude: Option<&Regex>,
+    held: &Held,
+) -> Result<Vec<Family>, Error> {
     let Some(mut names) = files.entries("class/net")? else {
         return Ok(Vec::new());
     };
     names.retain(|name| !exclude.is_some_and(|re| re.is_match(name)));
     let devices = if files.root() == std::path::Path::new(netlink::LIVE_SYSFS) {
-        match netlink::devices(files.root(), names.clone()) {
+        match netlink::devices(files.root(), names.clone(), held) {
             Ok(devices) => devices,
             Err(err) => {
                 tracing::debug!(error = %err, "netclass: netlink failed, reading sysfs only");
@@ -294,7 +300,8 @@ mod tests {
 
     #[test]
     fn reads_the_captured_and_the_hand_made_devices() {
-        let families = collect(&files_in(&fixture_sys()), None).expect("collects");
+        let families =
+            collect(&files_in(&fixture_sys()), None, &Held::default()).expect("collects");
         let names: Vec<&str> = families.iter().map(|f| f.name.as_ref()).collect();
         assert_eq!(
             names,
@@ -418,7 +425,8 @@ mod tests {
     #[test]
     fn excluded_devices_are_skipped() {
         let exclude = Regex::new("^(lo|ifb.*|bond.*)$").expect("valid regex");
-        let families = collect(&files_in(&fixture_sys()), Some(&exclude)).expect("collects");
+        let families =
+            collect(&files_in(&fixture_sys()), Some(&exclude), &Held::default()).expect("collects");
         let devices: Vec<&str> = families[0]
             .samples
             .iter()
@@ -432,9 +440,17 @@ mod tests {
     #[test]
     fn an_absent_class_directory_is_no_output() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(collect(&files_in(dir.path()), None).expect("ok").is_empty());
+        assert!(
+            collect(&files_in(dir.path()), None, &Held::default())
+                .expect("ok")
+                .is_empty()
+        );
         std::fs::create_dir_all(dir.path().join("class/net")).expect("mkdir");
-        assert!(collect(&files_in(dir.path()), None).expect("ok").is_empty());
+        assert!(
+            collect(&files_in(dir.path()), None, &Held::default())
+                .expect("ok")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -460,10 +476,10 @@ mod tests {
         std::fs::write(eth.join("address"), [0xff, 0xfe]).expect("write");
         // A directory where a value should be is a read failure, not a value.
         std::fs::create_dir(eth.join("duplex")).expect("mkdir");
-        assert!(collect(&files_in(dir.path()), None).is_err());
+        assert!(collect(&files_in(dir.path()), None, &Held::default()).is_err());
         std::fs::remove_dir(eth.join("duplex")).expect("rmdir");
 
-        let families = collect(&files_in(dir.path()), None).expect("collects");
+        let families = collect(&files_in(dir.path()), None, &Held::default()).expect("collects");
         for name in [
             "node_network_mtu_bytes",
             "node_network_flags",
