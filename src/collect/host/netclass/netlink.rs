@@ -138,9 +138,14 @@ const MAX_HELD_DEVICES: usize = 32;
 /// for another device (an open sysfs file follows its device across a rename). Entries of
 /// devices the dump no longer reports are closed; a held file whose read fails otherwise than by
 /// the kernel not reporting the value (`ENODEV` once its device is gone) is opened again.
+///
+/// The rtnetlink socket is kept too, with the sequence number of its last request; a dump that
+/// fails in any way closes it (whatever it left unread goes with it), and the next scrape opens
+/// another.
 #[derive(Debug, Default)]
 pub(in crate::collect::host) struct Held {
     devices: Mutex<HashMap<(i32, String), DeviceFiles>>,
+    socket: Mutex<Option<(OwnedFd, u32)>>,
 }
 
 /// One device's directory and the attribute files opened in it so far.
@@ -211,7 +216,13 @@ fn text(buffer: &[u8]) -> Option<String> {
 /// than by the kernel not reporting the attribute.
 pub(super) fn devices(sysfs: &Path, names: Vec<String>, held: &Held) -> Result<Vec<Device>, Error> {
     let dump_error = |source| read_error(Path::new("rtnetlink RTM_GETLINK"), source);
-    let links = dump().map_err(dump_error)?;
+    let links = {
+        let mut socket = held
+            .socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        dump(&mut socket).map_err(dump_error)?
+    };
     let by_name: HashMap<&str, &Link> = links.iter().map(|l| (l.name.as_str(), l)).collect();
     let class = sysfs.join("class/net");
     let mut class_dir = None;
@@ -378,26 +389,35 @@ fn mac(bytes: &[u8]) -> String {
     text
 }
 
-/// Every link of this network namespace, from one `RTM_GETLINK` dump.
+/// Every link of this network namespace, from one `RTM_GETLINK` dump over `socket` (with the
+/// sequence number of its last request), which is opened when there is none and closed when the
+/// dump fails.
 ///
 /// # Errors
 /// The socket's, or a reply that is malformed, an error, interrupted or truncated.
-pub(super) fn dump() -> io::Result<Vec<Link>> {
-    let socket = socket_with(
-        AddressFamily::NETLINK,
-        SocketType::RAW,
-        SocketFlags::CLOEXEC,
-        None, // NETLINK_ROUTE
-    )?;
-    set_socket_timeout(&socket, Timeout::Recv, Some(Duration::from_secs(2)))?;
-    const SEQ: u32 = 1;
+pub(super) fn dump(socket: &mut Option<(OwnedFd, u32)>) -> io::Result<Vec<Link>> {
+    let (fd, seq) = match socket.take() {
+        Some((fd, seq)) => (fd, seq.wrapping_add(1)),
+        None => {
+            let fd = socket_with(
+                AddressFamily::NETLINK,
+                SocketType::RAW,
+                SocketFlags::CLOEXEC,
+                None, // NETLINK_ROUTE
+            )?;
+            set_socket_timeout(&fd, Timeout::Recv, Some(Duration::from_secs(2)))?;
+            (fd, 1)
+        }
+    };
     sendto(
-        &socket,
-        &request(SEQ),
+        &fd,
+        &request(seq),
         SendFlags::empty(),
         &SocketAddrNetlink::new(0, 0),
     )?;
-    receive(socket.as_fd(), SEQ)
+    let links = receive(fd.as_fd(), seq)?;
+    *socket = Some((fd, seq));
+    Ok(links)
 }
 
 fn receive(socket: std::os::fd::BorrowedFd<'_>, seq: u32) -> io::Result<Vec<Link>> {
@@ -944,6 +964,38 @@ mod tests {
                 device
             })
             .collect()
+    }
+
+    /// The socket is used again with the next sequence number; one left with unread replies
+    /// fails its dump, is closed, and the next dump opens a clean one.
+    #[test]
+    fn the_socket_is_kept_and_a_confused_one_is_replaced() {
+        let mut socket = None;
+        let first = dump(&mut socket).expect("first dump");
+        let seq = socket.as_ref().map(|(_, seq)| *seq);
+        assert_eq!(seq, Some(1));
+        let second = dump(&mut socket).expect("second dump, same socket");
+        assert_eq!(socket.as_ref().map(|(_, seq)| *seq), Some(2));
+        let names = |links: &[Link]| links.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&first), names(&second));
+
+        // A request whose replies are never read, as a dump cut short would leave.
+        let (fd, seq) = socket.take().expect("kept");
+        sendto(
+            &fd,
+            &request(seq + 1),
+            SendFlags::empty(),
+            &SocketAddrNetlink::new(0, 0),
+        )
+        .expect("send");
+        socket = Some((fd, seq + 1));
+        let err = dump(&mut socket).expect_err("the old replies come first");
+        assert!(err.to_string().contains("reply to request"), "{err}");
+        assert!(socket.is_none(), "the confused socket is closed");
+        assert_eq!(
+            names(&dump(&mut socket).expect("a new socket")),
+            names(&first)
+        );
     }
 
     /// A held sysfs file reads the value of the moment: loopback's packet counter, read twice
