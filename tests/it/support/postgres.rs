@@ -35,11 +35,13 @@ const LOG_TAIL_LINES: usize = 40;
 /// `pg_stat_activity` can tell them apart from warden's.
 pub const PSQL_APPLICATION_NAME: &str = "warden-test-psql";
 
-/// Settings appended to `postgresql.conf`: loopback only, a private socket directory, and no
-/// durability (a test cluster is thrown away, so fsync only costs time).
+/// Settings appended to `postgresql.conf`: loopback only, a private socket directory, no
+/// durability (a test cluster is thrown away, so fsync only costs time), and passwords stored
+/// for scram-sha-256 (PostgreSQL 13 stores md5 hashes by default, which scram cannot check).
 const SETTINGS: &str = "
 # Added by warden's test harness (tests/it/support/postgres.rs).
 listen_addresses = '127.0.0.1'
+password_encryption = 'scram-sha-256'
 fsync = off
 full_page_writes = off
 synchronous_commit = off
