@@ -216,4 +216,17 @@ fn every_family_of_postgresql_15_is_exported_by_this_server_version() {
         "PostgreSQL {version} lacks {} of the families PostgreSQL 15 has: {missing:?}",
         missing.len()
     );
+    // A table larger than the bulk-write ring is written out by the backend that fills it:
+    // buffers_backend counts it on every version (from 17 read from pg_stat_io).
+    let before = value(&body, "pg_stat_bgwriter_buffers_backend_total", &[]).unwrap();
+    postgres.psql(
+        "app",
+        "CREATE TABLE bulk AS SELECT i, repeat('x', 100) AS pad FROM generate_series(1, 300000) i",
+    );
+    let after = wait_for(Duration::from_secs(20), "buffers_backend to grow", || {
+        let body = warden.get("/metrics", &[]).body;
+        let now = value(&body, "pg_stat_bgwriter_buffers_backend_total", &[])?;
+        (now > before).then_some(now)
+    });
+    eprintln!("PostgreSQL {version}: buffers_backend {before} -> {after}");
 }
