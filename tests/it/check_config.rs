@@ -123,6 +123,18 @@ fn connect_reports_every_live_problem_with_its_key_and_no_secret() {
     std::fs::write(&config, good).unwrap();
     let output = check(&config, true);
     let all = text(&output);
+    assert!(!all.contains(PASSWORD), "{all}");
+    // Against a server newer than pg_dump (the PostgreSQL matrix), that is the one problem left.
+    let (dump, server) = dump_and_server_majors(&pg);
+    if server > dump {
+        assert_eq!(output.status.code(), Some(64), "{all}");
+        let problem = dump_too_old("backups[0].source", "good", dump, server);
+        assert!(
+            all.contains("(1 problem)") && all.contains(&problem),
+            "{all}"
+        );
+        return;
+    }
     assert!(output.status.success(), "{all}");
     assert!(
         all.contains(
@@ -130,7 +142,6 @@ fn connect_reports_every_live_problem_with_its_key_and_no_secret() {
         ),
         "{all}"
     );
-    assert!(!all.contains(PASSWORD), "{all}");
 }
 
 #[test]
@@ -167,4 +178,62 @@ fn without_connect_nothing_is_contacted() {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
     assert!(!all.contains(PASSWORD), "{all}");
+}
+
+/// The major version of `pg_dump` (`pg_dump (PostgreSQL) 15.18` gives 15) and of the server.
+fn dump_and_server_majors(pg: &Postgres) -> (u32, u32) {
+    let pg_dump = crate::support::require_tool("pg_dump", "postgresql-client");
+    let output = Command::new(&pg_dump).arg("--version").output().unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    let major = |version: &str| -> u32 {
+        version
+            .split('.')
+            .next()
+            .and_then(|major| major.parse().ok())
+            .unwrap_or_else(|| panic!("no major version in {version:?}"))
+    };
+    let dump = major(shown.split_whitespace().last().unwrap_or_default());
+    let server = major(&pg.psql("postgres", "SHOW server_version"));
+    (dump, server)
+}
+
+/// The problem `check-config --connect` reports for a postgres backup when `pg_dump` is older
+/// than the server (it refuses to dump a newer one).
+fn dump_too_old(path: &str, source: &str, dump: u32, server: u32) -> String {
+    format!(
+        "{path}: pg_dump {dump} cannot back up postgres/{source}, a PostgreSQL {server} server (pg_dump refuses servers newer than itself); install PostgreSQL {server}'s client tools: apt-get install postgresql-client-{server}"
+    )
+}
+
+#[test]
+fn connect_reports_a_pg_dump_older_than_the_server() {
+    let pg = Postgres::start();
+    let (dump, server) = dump_and_server_majors(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("backup.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "postgres:\n  - {{name: main, dsn: '{}?sslmode=disable'}}\n\
+             backups:\n  - {{name: files, kind: files, paths: [{}], destination: {}/files}}\n\
+             \x20 - {{name: pg, kind: postgres, source: postgres/main, destination: {}/pg}}\n",
+            pg.dsn("postgres"),
+            config.display(),
+            dir.path().display(),
+            dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let output = check(&config, true);
+    let all = text(&output);
+    eprintln!("pg_dump {dump}, server {server}:\n{all}");
+    if server > dump {
+        assert_eq!(output.status.code(), Some(64), "{all}");
+        let problem = dump_too_old("backups[1].source", "main", dump, server);
+        assert!(all.contains(&problem), "missing {problem:?} in:\n{all}");
+        assert!(all.contains("(1 problem)"), "{all}");
+    } else {
+        assert!(output.status.success(), "{all}");
+        assert!(all.contains("1 source reachable"), "{all}");
+    }
 }

@@ -4,8 +4,9 @@
 //! covered without connecting to each. Counters postgres_exporter exports without `_total` keep
 //! their names and are declared untyped (see `collect::family`). Each family carries postgres_
 //! exporter's labels plus `server`. Views that changed across versions (PostgreSQL 14 added
-//! `active_time`; 17 moved the checkpoint columns to `pg_stat_checkpointer`) are read according
-//! to `server_version_num`.
+//! `active_time`; 17 moved the checkpoint columns to `pg_stat_checkpointer` and the backend
+//! writes to `pg_stat_io`) are read according to `server_version_num`; scripts/pg-matrix.sh
+//! runs the tests against PostgreSQL 13 to 18.
 
 use std::time::Duration;
 
@@ -677,12 +678,20 @@ fn unit_scale(unit: &str) -> (&'static str, f64) {
 
 /// Before PostgreSQL 17 everything is in pg_stat_bgwriter; from 17 the checkpoint columns are in
 /// pg_stat_checkpointer (read under the old names so dashboards keep working) and the backend
-/// columns are gone.
+/// columns are gone from it: their data is in pg_stat_io, whose writes and fsyncs of relation
+/// blocks by every process but the background writer and the checkpointer are what
+/// buffers_backend and buffers_backend_fsync counted (PostgreSQL 17's release notes call them
+/// redundant with it). Only the `relation` object: temporary relations use local buffers, which
+/// buffers_backend never counted, and 18's `wal` rows are not buffer writes.
 fn bgwriter_sql(version: u32) -> String {
     if version >= 170_000 {
         "SELECT c.num_timed, c.num_requested, c.write_time, c.sync_time, c.buffers_written, \
-                b.buffers_clean, b.maxwritten_clean, NULL, NULL, b.buffers_alloc, extract(epoch from b.stats_reset) \
-         FROM pg_stat_bgwriter b, pg_stat_checkpointer c"
+                b.buffers_clean, b.maxwritten_clean, io.writes, io.fsyncs, b.buffers_alloc, \
+                extract(epoch from b.stats_reset) \
+         FROM pg_stat_bgwriter b, pg_stat_checkpointer c, \
+              (SELECT sum(writes) AS writes, sum(fsyncs) AS fsyncs FROM pg_stat_io \
+               WHERE object = 'relation' \
+                 AND backend_type NOT IN ('background writer', 'checkpointer')) io"
             .to_owned()
     } else {
         "SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, \

@@ -1,5 +1,6 @@
 //! An ephemeral PostgreSQL cluster on a free loopback port, started with the system's `initdb`
-//! and `pg_ctl`.
+//! and `pg_ctl`, or those in `$WARDEN_TEST_PG_BIN` (the PostgreSQL matrix of
+//! scripts/pg-matrix.sh).
 //!
 //! Each test gets its own cluster in a temporary directory under `/tmp` (short enough for the
 //! Unix socket path limit and traversable by every user). PostgreSQL refuses to run as root, so
@@ -34,11 +35,13 @@ const LOG_TAIL_LINES: usize = 40;
 /// `pg_stat_activity` can tell them apart from warden's.
 pub const PSQL_APPLICATION_NAME: &str = "warden-test-psql";
 
-/// Settings appended to `postgresql.conf`: loopback only, a private socket directory, and no
-/// durability (a test cluster is thrown away, so fsync only costs time).
+/// Settings appended to `postgresql.conf`: loopback only, a private socket directory, no
+/// durability (a test cluster is thrown away, so fsync only costs time), and passwords stored
+/// for scram-sha-256 (PostgreSQL 13 stores md5 hashes by default, which scram cannot check).
 const SETTINGS: &str = "
 # Added by warden's test harness (tests/it/support/postgres.rs).
 listen_addresses = '127.0.0.1'
+password_encryption = 'scram-sha-256'
 fsync = off
 full_page_writes = off
 synchronous_commit = off
@@ -551,10 +554,24 @@ impl Drop for PsqlSession {
     }
 }
 
-/// The newest `/usr/lib/postgresql/<version>/bin` (Debian's layout), else a `PATH` directory
-/// holding both `initdb` and `pg_ctl`.
+/// The environment variable naming the directory of the server binaries to test against (the
+/// PostgreSQL matrix, scripts/pg-matrix.sh, sets it to each version in turn).
+pub const PG_BIN_ENV: &str = "WARDEN_TEST_PG_BIN";
+
+/// `$WARDEN_TEST_PG_BIN` when set, else the newest `/usr/lib/postgresql/<version>/bin` (Debian's
+/// layout), else a `PATH` directory holding both `initdb` and `pg_ctl`.
 fn server_bin_dir() -> PathBuf {
     let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os(PG_BIN_ENV).filter(|dir| !dir.is_empty()) {
+        let dir = PathBuf::from(dir);
+        assert!(
+            has_tools(&dir),
+            "{PG_BIN_ENV}={} holds no `initdb` and `pg_ctl`; install the versions of the \
+             PostgreSQL matrix with scripts/pg-versions.sh",
+            dir.display()
+        );
+        return dir;
+    }
     let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
