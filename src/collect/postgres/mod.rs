@@ -6,9 +6,11 @@
 //! transactions, reconnects with backoff when the connection drops, refreshes the statistics
 //! every `interval` (database sizes every `size_interval`, because `pg_database_size` reads
 //! every file of every database), and runs the user queries and run queues that target the
-//! server, one statement at a time. Scrapes never touch the database: they read the last
-//! snapshot, so they answer at once, and with `pg_up 0` while the server is down, and two
-//! Prometheus replicas do not double the load on the database.
+//! server, one statement at a time: each user statement must be one query returning rows, and
+//! runs in a read-only transaction with the session discarded after it (`run_job`). Scrapes
+//! never touch the database: they read the last snapshot, so they answer at once, and with
+//! `pg_up 0` while the server is down, and two Prometheus replicas do not double the load on
+//! the database.
 //!
 //! A statement past its timeout is cancelled on the server (a PostgreSQL cancel request), not
 //! just abandoned; `statement_timeout` backs that up.
@@ -571,8 +573,8 @@ pub enum ConnectError {
 
 /// One connection opened on demand, outside any server task, for a one-off check
 /// (`warden check-config --connect`). It has the collector's session settings, and runs
-/// statements exactly as the server task runs user queries: one at a time, cancelled at their
-/// timeout, the session reset after each.
+/// statements exactly as the server task runs user queries: one at a time, read-only,
+/// cancelled at their timeout, the session discarded after each.
 pub struct Session {
     client: tokio::sync::Mutex<Client>,
     tls: MakeRustlsConnect,
