@@ -5,6 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+/// The most rows an executor reads of a user query's result: one more than
+/// [`MAX_SERIES_PER_METRIC`](super::query::MAX_SERIES_PER_METRIC), so the query fails with
+/// "too many rows" without the rest of the result ever being held in memory. Executors stop
+/// reading there and drop (PostgreSQL: cancel) the rest.
+pub const MAX_ROWS: usize = super::query::MAX_SERIES_PER_METRIC + 1;
+
 /// One value of a result row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
@@ -46,6 +52,17 @@ pub enum QueryError {
     /// The database rejected or failed the query.
     #[error("{0}")]
     Database(String),
+    /// The SQL is not exactly one statement: several statements in one string could end the
+    /// read-only transaction and run the rest outside it, so they are refused before anything
+    /// runs.
+    #[error("the SQL holds more than one statement; user SQL must be exactly one query")]
+    NotOneStatement(#[source] super::postgres::error::PgError),
+    /// The SQL is one statement that returns no rows (`SET`, `BEGIN`, `CREATE ...`): refused
+    /// before it runs, since user SQL is a read-only query.
+    #[error(
+        "the SQL returns no rows (a command such as SET, BEGIN or CREATE); user SQL must be one query returning rows (SELECT, WITH, VALUES, TABLE or SHOW)"
+    )]
+    NotAQuery,
     /// PostgreSQL rejected or failed the query (its SQLSTATE and message, or the I/O cause).
     #[error(transparent)]
     Postgres(#[from] super::postgres::error::PgError),

@@ -765,6 +765,18 @@ fn validate_metric(raw: RawQueryMetric, path: &str, problems: &mut Problems) -> 
                 format!("list the known values of `{label}` too: zero-filling needs a value for every label"),
             );
         }
+        // Zero-filling makes a series of every combination: bound them like a result's rows.
+        let combinations = raw
+            .fill
+            .values()
+            .fold(1usize, |n, values| n.saturating_mul(values.len()));
+        let max = crate::collect::query::MAX_SERIES_PER_METRIC;
+        if combinations > max {
+            problems.push(
+                format!("{path}.fill"),
+                format!("{combinations} combinations of values; at most {max} series per metric"),
+            );
+        }
     }
     if raw.value.is_empty() {
         problems.push(format!("{path}.value"), "name the column holding the value");

@@ -263,6 +263,34 @@ fn database_sections_validate_into_typed_values() {
 }
 
 #[test]
+fn fill_combinations_beyond_the_series_cap_are_refused() {
+    // 101 × 100 = 10,100 zero-filled series: more than one metric may have.
+    let values = |n: usize| {
+        (0..n)
+            .map(|i| format!("v{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let config = |a: usize| {
+        format!(
+            "sqlite:\n  - {{name: db, path: /tmp/x.db}}\nqueries:\n  - name: q\n    target: sqlite/db\n    sql: SELECT 1\n    metrics:\n      - {{name: app_n, value: n, labels: [a, b], fill: {{a: [{}], b: [{}]}}}}\n",
+            values(a),
+            values(100)
+        )
+    };
+    let found = problems(&config(101));
+    assert!(
+        found.iter().any(|p| p.starts_with(
+            "queries[0].metrics[0].fill: 10100 combinations of values; at most 10000"
+        )),
+        "{}",
+        found.join("\n")
+    );
+    let fits = load(&config(100));
+    assert!(fits.is_ok(), "{fits:?}");
+}
+
+#[test]
 fn every_database_section_problem_is_reported_with_its_path() {
     let found = problems(
         r#"

@@ -64,6 +64,7 @@ fn connect_reports_every_live_problem_with_its_key_and_no_secret() {
          \x20 - {{name: runs, target: postgres/good, sql: 'SELECT count(*) AS n FROM runs', metrics: [{{name: app_runs, value: n}}]}}\n\
          \x20 - {{name: typo, target: postgres/good, sql: 'SELECT count(*) AS n FROM runz', metrics: [{{name: app_runz, value: n}}]}}\n\
          \x20 - {{name: shape, target: postgres/good, sql: 'SELECT count(*) AS n FROM runs', metrics: [{{name: app_s, value: total, labels: [kind]}}]}}\n\
+         \x20 - {{name: several, target: postgres/good, sql: 'SELECT 1 AS n; DROP TABLE runs', metrics: [{{name: app_several, value: n}}]}}\n\
          backups:\n\
          \x20 - {{name: unwritable, kind: files, paths: [{dir}/data.txt], destination: {dir}/a-file/backups}}\n\
          \x20 - {{name: creatable, kind: files, paths: [{dir}/data.txt], destination: {creatable}}}\n",
@@ -86,13 +87,14 @@ fn connect_reports_every_live_problem_with_its_key_and_no_secret() {
     assert_eq!(output.status.code(), Some(64), "{all}");
     assert!(started.elapsed() < Duration::from_secs(30), "{all}");
     for needle in [
-        "invalid configuration (7 problems)",
+        "invalid configuration (8 problems)",
         &format!(
             "postgres[1].dsn: cannot connect to postgres/bad at 127.0.0.1:{port} (database app, user checker): FATAL 28P01: password authentication failed for user \"checker\""
         ),
         "run_queues[0].table: ERROR 42P01: relation \"runz\" does not exist",
         "run_queues[1].status_column: column \"state\" does not exist in table runs (columns: id, status, created_at, started_at)",
         "queries[1].sql: ERROR 42P01: relation \"runz\" does not exist",
+        "queries[3].sql: the SQL holds more than one statement; user SQL must be exactly one query",
         "queries[2].metrics[0].value: column \"total\" is not in the query's result (columns: n)",
         "queries[2].metrics[0].labels[0]: column \"kind\" is not in the query's result (columns: n)",
         "backups[0].destination: cannot create",

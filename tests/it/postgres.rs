@@ -262,24 +262,138 @@ fn metrics_command_waits_for_the_first_refresh() {
     );
 }
 
+/// A `queries:` entry on postgres/main running every second, with one metric of column `v`
+/// (and labels, if any).
+fn query(name: &str, sql: &str, labels: &str) -> String {
+    format!(
+        "  - name: {name}\n    target: postgres/main\n    sql: {sql:?}\n    interval: 1s\n    timeout: 1s\n    metrics:\n      - {{name: app_{name}, value: v, labels: [{labels}]}}\n"
+    )
+}
+
 #[test]
-fn user_sql_cannot_leave_the_shared_session_in_a_transaction() {
+fn user_sql_is_one_read_only_query_and_leaves_nothing_on_the_session() {
     let pg = Postgres::start();
     pg.create_database("app");
-    let warden = warden_for(
-        &pg,
-        "queries:\n  - name: sloppy\n    target: postgres/main\n    sql: \"BEGIN; SET statement_timeout = 0; SELECT 1 AS n\"\n    interval: 1s\n    timeout: 1s\n    metrics:\n      - {name: app_sloppy, value: n}\n",
+    pg.psql(
+        "app",
+        "CREATE TABLE t (x int); CREATE SEQUENCE seq;
+         CREATE FUNCTION make_temp() RETURNS int LANGUAGE plpgsql AS
+           $$BEGIN CREATE TEMP TABLE IF NOT EXISTS escaped (x int); RETURN 1; END$$;",
     );
-    wait_for(Duration::from_secs(20), "the query to run", || {
-        (value(
-            &scrape(&warden),
-            "warden_query_success",
-            &[("query", "sloppy")],
-        ) == Some(1.0))
-        .then_some(())
-    });
-    // Between runs warden's one session is idle, not idle in a transaction, and keeps its own
-    // statement_timeout.
+    // Each way out of a read-only query; none may write or leave state on the shared session.
+    let escapes = [
+        (
+            "rw",
+            "BEGIN READ WRITE; CREATE TABLE pwned(x int); COMMIT; SELECT 1 AS v",
+        ),
+        ("multi", "SELECT 1 AS v; SELECT 2 AS v"),
+        ("nocols", "SELECT FROM t; SELECT 1 AS v"),
+        ("commit", "COMMIT"),
+        ("role", "SET ROLE pg_monitor"),
+        ("auth", "SET SESSION AUTHORIZATION pg_monitor"),
+        ("timeout", "SET statement_timeout = 0"),
+        ("temp", "CREATE TEMP TABLE escaped (x int)"),
+        ("listen", "LISTEN somewhere"),
+        (
+            "cte",
+            "WITH w AS (INSERT INTO t VALUES (1) RETURNING x) SELECT count(*) AS v FROM w",
+        ),
+        ("nextval", "SELECT nextval('seq') AS v"),
+        (
+            "readwrite",
+            "SELECT set_config('transaction_read_only', 'off', false) AS v",
+        ),
+        ("maketemp", "SELECT make_temp() AS v"),
+    ];
+    // Single queries that change the session and succeed: DISCARD ALL must undo each.
+    let session_changes = [
+        (
+            "setrole",
+            "SELECT 1 AS v, set_config('role', 'pg_monitor', false) AS r",
+        ),
+        (
+            "settimeout",
+            "SELECT 1 AS v, set_config('statement_timeout', '0', false) AS s",
+        ),
+        (
+            "defaultrw",
+            "SELECT 1 AS v, set_config('default_transaction_read_only', 'off', false) AS s",
+        ),
+        ("lock", "SELECT 1 AS v, pg_advisory_lock(42)::text AS l"),
+    ];
+    let mut config = String::from("queries:\n");
+    for (name, sql) in escapes.iter().chain(&session_changes) {
+        config.push_str(&query(name, sql, ""));
+    }
+    // Queries of other kinds that return rows still run.
+    config.push_str(
+        &query("show", "SHOW max_connections", "").replace("value: v", "value: max_connections"),
+    );
+    config.push_str(&query("values", "VALUES (1)", "").replace("value: v", "value: column1"));
+    // What the session looks like to the next query.
+    config.push_str(&query(
+        "probe",
+        "SELECT current_user AS who, current_setting('statement_timeout') AS st, \
+         current_setting('default_transaction_read_only') AS dro, \
+         (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) \
+         + (SELECT count(*) FROM pg_class WHERE relpersistence = 't') AS v",
+        "who, st, dro",
+    ));
+    let warden = warden_for(&pg, &config);
+    let superuser = pg.psql("postgres", "SELECT current_user");
+    let success = |body: &str, name: &str| value(body, "warden_query_success", &[("query", name)]);
+    let mut probes = 0;
+    wait_for(
+        Duration::from_secs(30),
+        "every query to run three times",
+        || {
+            let body = scrape(&warden);
+            for (name, _) in &escapes {
+                assert_ne!(success(&body, name), Some(1.0), "{name} ran: {body}");
+            }
+            if let Some(probe) = body.lines().find(|l| l.starts_with("app_probe{")) {
+                probes += 1;
+                // The session's own user, statement_timeout and read-only default, no lock held,
+                // no temporary table.
+                assert!(probe.contains(&format!("who=\"{superuser}\"")), "{probe}");
+                assert!(!probe.contains("st=\"0\""), "{probe}");
+                assert!(probe.contains("dro=\"on\""), "{probe}");
+                let held: f64 = probe.rsplit(' ').next().unwrap().parse().unwrap();
+                assert_eq!(held, 0.0, "{probe}");
+            }
+            let runs = |name: &str| value(&body, "warden_query_errors_total", &[("query", name)]);
+            let ran = escapes.iter().all(|(name, _)| runs(name) >= Some(3.0))
+                && session_changes
+                    .iter()
+                    .chain(&[("show", ""), ("values", "")])
+                    .all(|(name, _)| success(&body, name) == Some(1.0));
+            (ran && probes >= 3).then_some(())
+        },
+    );
+    let log = strip_ansi(&warden.stderr());
+    for expected in [
+        "the SQL holds more than one statement",
+        "the SQL returns no rows",
+        "query=\"cte\" error=ERROR 25006",
+        "cannot execute nextval() in a read-only transaction",
+        "transaction read-write mode must be set before any query",
+    ] {
+        assert!(log.contains(expected), "{expected:?} not in:\n{log}");
+    }
+    // The runner of a result with no columns failed its run rather than panicking.
+    assert!(!log.contains("panicked"), "{log}");
+    // Nothing was written, no temporary table or lock outlived its query, and warden's one
+    // session is idle rather than idle in a transaction.
+    assert_eq!(
+        pg.psql(
+            "app",
+            "SELECT to_regclass('pwned') IS NULL AND to_regclass('escaped') IS NULL \
+             AND NOT EXISTS (SELECT FROM t) AND NOT EXISTS (SELECT FROM pg_class WHERE relpersistence = 't') \
+             AND NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory')"
+        ),
+        "t"
+    );
+    assert_eq!(pg.psql("app", "SELECT last_value FROM seq"), "1");
     wait_for(
         Duration::from_secs(10),
         "warden's session to be idle",
@@ -289,6 +403,151 @@ fn user_sql_cannot_leave_the_shared_session_in_a_transaction() {
                 "SELECT state FROM pg_stat_activity WHERE application_name = 'warden'",
             );
             (state == "idle").then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_successful_query_commits_and_warns_nothing() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let warden = warden_for(
+        &pg,
+        &format!("queries:\n{}", query("one", "SELECT 1 AS v", "")),
+    );
+    let counts = || {
+        let line = pg.psql(
+            "postgres",
+            "SELECT xact_commit || ' ' || xact_rollback FROM pg_stat_database WHERE datname = 'app'",
+        );
+        let (commit, rollback) = line.split_once(' ').unwrap();
+        (
+            commit.parse::<u64>().unwrap(),
+            rollback.parse::<u64>().unwrap(),
+        )
+    };
+    wait_for(Duration::from_secs(20), "the query to run", || {
+        (value(
+            &scrape(&warden),
+            "warden_query_success",
+            &[("query", "one")],
+        ) == Some(1.0))
+        .then_some(())
+    });
+    let (commits, rollbacks) = counts();
+    // Statistics reach pg_stat_database when a session goes idle, at most about once a second.
+    wait_for(Duration::from_secs(30), "warden's commits to show", || {
+        (counts().0 >= commits + 10).then_some(())
+    });
+    assert_eq!(
+        counts().1,
+        rollbacks,
+        "warden's queries rolled back transactions"
+    );
+    let log = pg.log();
+    assert!(
+        !log.contains("there is no transaction in progress"),
+        "{log}"
+    );
+}
+
+/// The process whose command line names `dir` (warden's config file is in it).
+fn pid_of(dir: &std::path::Path) -> u32 {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&needle))
+        })
+        .expect("warden's process")
+}
+
+/// The peak resident set of a process, in kB (`VmHWM`).
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_huge_result_is_not_read_past_the_row_cap() {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE knob (n int); INSERT INTO knob VALUES (1)",
+    );
+    let warden = warden_for(
+        &pg,
+        &format!(
+            "queries:\n{}",
+            query(
+                "big",
+                "SELECT g AS v, g::text AS id FROM knob, generate_series(1, knob.n) g",
+                "id"
+            )
+            .replace("timeout: 1s", "timeout: 5s")
+            .replace("interval: 1s", "interval: 5s")
+        ),
+    );
+    let pid = pid_of(warden.dir.path());
+    let errors = || {
+        value(
+            &scrape(&warden),
+            "warden_query_errors_total",
+            &[("query", "big")],
+        )
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "the small query to succeed",
+        || (value(&scrape(&warden), "app_big", &[("id", "1")]) == Some(1.0)).then_some(()),
+    );
+    // A few scrapes, so the idle peak includes serving them.
+    for _ in 0..5 {
+        scrape(&warden);
+    }
+    let idle = peak_rss_kb(pid);
+    pg.psql("app", "UPDATE knob SET n = 2000000");
+    // The next run (within the 5s interval) reads the 2 million rows.
+    wait_for(Duration::from_secs(60), "the huge query to fail", || {
+        (errors() == Some(1.0)).then_some(())
+    });
+    let peak = peak_rss_kb(pid);
+    let log = strip_ansi(&warden.stderr());
+    assert!(
+        log.contains("metric app_big: the query returned more than 10000 rows"),
+        "{log}"
+    );
+    assert_eq!(
+        value(
+            &scrape(&warden),
+            "warden_query_success",
+            &[("query", "big")]
+        ),
+        Some(0.0)
+    );
+    eprintln!("peak RSS: {idle} kB idle, {peak} kB after the 2,000,000-row query");
+    assert!(
+        peak <= idle + 8 * 1024,
+        "peak RSS grew from {idle} kB to {peak} kB"
+    );
+    // The statement was cancelled, not left streaming rows to nobody.
+    wait_for(
+        Duration::from_secs(10),
+        "no generate_series left running",
+        || {
+            let active = pg.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden' \
+             AND state = 'active' AND query LIKE '%generate_series%'",
+            );
+            (active == "0").then_some(())
         },
     );
 }

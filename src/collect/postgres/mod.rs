@@ -6,9 +6,11 @@
 //! transactions, reconnects with backoff when the connection drops, refreshes the statistics
 //! every `interval` (database sizes every `size_interval`, because `pg_database_size` reads
 //! every file of every database), and runs the user queries and run queues that target the
-//! server, one statement at a time. Scrapes never touch the database: they read the last
-//! snapshot, so they answer at once, and with `pg_up 0` while the server is down, and two
-//! Prometheus replicas do not double the load on the database.
+//! server, one statement at a time: each user statement must be one query returning rows, and
+//! runs in a read-only transaction with the session discarded after it (`run_job`). Scrapes
+//! never touch the database: they read the last snapshot, so they answer at once, and with
+//! `pg_up 0` while the server is down, and two Prometheus replicas do not double the load on
+//! the database.
 //!
 //! A statement past its timeout is cancelled on the server (a PostgreSQL cancel request), not
 //! just abandoned; `statement_timeout` backs that up.
@@ -27,7 +29,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
-use super::sql::{Cell, Executor, QueryError, QueryFuture, Rows};
+use super::sql::{Cell, Executor, MAX_ROWS, QueryError, QueryFuture, Rows};
 use super::{CollectFuture, Collector, ErrorChain, Family};
 use crate::config::PostgresConfig;
 use error::{Endpoint, PgError, SessionError};
@@ -366,20 +368,14 @@ async fn run_statement(
     sql: &str,
     timeout: Duration,
 ) -> Result<Rows, QueryError> {
-    let query = client.simple_query(sql);
-    tokio::pin!(query);
-    let messages = match tokio::time::timeout(timeout, &mut query).await {
-        Ok(result) => result.map_err(|err| QueryError::Postgres(err.into()))?,
-        Err(_) => {
-            if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
-                tracing::warn!(error = %ErrorChain(&PgError::from(err)), "Cannot send a cancel request to PostgreSQL.");
-            }
-            // Wait for the cancelled statement to end so the next one does not queue behind it.
-            let _ = tokio::time::timeout(timeout, &mut query).await;
-            return Err(QueryError::Timeout(timeout));
-        }
+    let query = async {
+        client
+            .simple_query(sql)
+            .await
+            .map(rows)
+            .map_err(|err| QueryError::Postgres(err.into()))
     };
-    Ok(rows(messages))
+    cancel_at(client, tls, timeout, query).await
 }
 
 /// A connection's settings: the DSN plus warden's own (`application_name=warden`, the
@@ -393,7 +389,7 @@ fn session_config(
     let mut pg: tokio_postgres::Config = config.dsn.expose_secret().parse().unwrap_or_default();
     // warden's settings go after any `options` the DSN carries (search_path, say). ISO dates
     // in UTC are what the timestamp parser reads, whatever the server's defaults are; no
-    // notices (the ROLLBACK after each user query warns when no transaction is open).
+    // notices (user SQL may raise them; nothing reads them).
     let options = format!(
         "{} -c statement_timeout={} -c lock_timeout={} -c default_transaction_read_only=on \
          -c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c client_min_messages=error",
@@ -418,20 +414,141 @@ fn statement_timeout(config: &PostgresConfig, longest_timeout: Duration) -> Dura
     (config.timeout * stats::SIZE_TIMEOUT_FACTOR).max(longest_timeout) + Duration::from_secs(1)
 }
 
-/// Runs a user statement, then resets the session: user SQL may have opened a transaction or
-/// changed a setting, and neither may outlive it on a shared session (RESET ALL returns to the
-/// connection's own options).
+/// Runs user SQL read-only, then resets the session.
+///
+/// The SQL is first parsed and described as a prepared statement (the extended protocol),
+/// which refuses several statements in one string, and a statement without result columns
+/// (`SET ROLE`, `BEGIN`, `COMMIT`, `CREATE`, `LISTEN` ...) is refused before it runs. The one
+/// query then runs between `BEGIN READ ONLY` and `COMMIT` (`ROLLBACK` when it failed), its
+/// rows read as text up to [`MAX_ROWS`], and `DISCARD ALL` afterwards drops whatever functions
+/// it called left on the shared session: settings made with `set_config`, a role, advisory
+/// locks, temporary tables, prepared statements, `LISTEN`.
 async fn run_job(
     client: &Client,
     tls: &MakeRustlsConnect,
     sql: &str,
     timeout: Duration,
 ) -> Result<Rows, QueryError> {
-    let result = run_statement(client, tls, sql, timeout).await;
-    if let Err(err) = client.simple_query("ROLLBACK; RESET ALL").await {
+    let result = run_read_only(client, tls, sql, timeout).await;
+    if let Err(err) = client.batch_execute("DISCARD ALL").await {
         tracing::warn!(error = %ErrorChain(&PgError::from(err)), "Cannot reset the session after a query.");
     }
+    // DISCARD ALL also deallocated the driver's cached type-lookup statements.
+    client.clear_type_cache();
     result
+}
+
+/// `BEGIN READ ONLY`, the one query, `COMMIT` (or `ROLLBACK` after a failure).
+async fn run_read_only(
+    client: &Client,
+    tls: &MakeRustlsConnect,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Rows, QueryError> {
+    let pg = |err: tokio_postgres::Error| QueryError::Postgres(err.into());
+    client.batch_execute("BEGIN READ ONLY").await.map_err(pg)?;
+    let result = cancel_at(client, tls, timeout, read_query(client, tls, sql)).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    match client.batch_execute(end).await {
+        Ok(()) => result,
+        Err(err) if result.is_ok() => Err(pg(err)),
+        Err(err) => {
+            tracing::warn!(error = %ErrorChain(&PgError::from(err)), "Cannot roll back after a failed query.");
+            result
+        }
+    }
+}
+
+/// Runs `work` (statements on `client`) under `timeout`; past it, cancels the statement on
+/// the server and waits (up to `timeout` more) for it to end, so the next statement does not
+/// queue behind it.
+async fn cancel_at<T>(
+    client: &Client,
+    tls: &MakeRustlsConnect,
+    timeout: Duration,
+    work: impl Future<Output = Result<T, QueryError>>,
+) -> Result<T, QueryError> {
+    tokio::pin!(work);
+    match tokio::time::timeout(timeout, &mut work).await {
+        Ok(result) => result,
+        Err(_) => {
+            cancel(client, tls).await;
+            let _ = tokio::time::timeout(timeout, &mut work).await;
+            Err(QueryError::Timeout(timeout))
+        }
+    }
+}
+
+/// Sends a cancel request for whatever the session is running.
+async fn cancel(client: &Client, tls: &MakeRustlsConnect) {
+    if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
+        tracing::warn!(error = %ErrorChain(&PgError::from(err)), "Cannot send a cancel request to PostgreSQL.");
+    }
+}
+
+/// Checks that `sql` is one query returning rows, then runs it and reads at most
+/// [`MAX_ROWS`] rows; past that the statement is cancelled and the rest read and dropped, so a
+/// huge result never sits in memory (the caller's row check then fails the query).
+async fn read_query(
+    client: &Client,
+    tls: &MakeRustlsConnect,
+    sql: &str,
+) -> Result<Rows, QueryError> {
+    let statement = client.prepare(sql).await.map_err(|err| {
+        let multiple = err.as_db_error().is_some_and(|db| {
+            *db.code() == tokio_postgres::error::SqlState::SYNTAX_ERROR
+                && db.message().contains("multiple commands")
+        });
+        if multiple {
+            QueryError::NotOneStatement(err.into())
+        } else {
+            QueryError::Postgres(err.into())
+        }
+    })?;
+    if statement.columns().is_empty() {
+        return Err(QueryError::NotAQuery);
+    }
+    drop(statement);
+    // The simple-query protocol returns every value as text, which is what the value parser
+    // reads; the statement is known to be exactly one.
+    let stream = client
+        .simple_query_raw(sql)
+        .await
+        .map_err(|err| QueryError::Postgres(err.into()))?;
+    tokio::pin!(stream);
+    let mut next = async || {
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(stream.as_mut(), cx))
+            .await
+            .transpose()
+            .map_err(|err| QueryError::Postgres(err.into()))
+    };
+    let mut out = Rows::default();
+    while let Some(message) = next().await? {
+        match message {
+            SimpleQueryMessage::RowDescription(columns) => {
+                out.columns = columns.iter().map(|c| c.name().to_owned()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                if out.rows.len() == MAX_ROWS {
+                    // Enough to know the result is too large: stop the server, and read
+                    // (without keeping) what it sent before the cancel landed.
+                    cancel(client, tls).await;
+                    while let Ok(Some(_)) = next().await {}
+                    break;
+                }
+                out.rows.push(
+                    (0..row.len())
+                        .map(|i| {
+                            row.get(i)
+                                .map_or(Cell::Null, |text| Cell::Text(text.to_owned()))
+                        })
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Why a [`Session`] could not be opened.
@@ -456,8 +573,8 @@ pub enum ConnectError {
 
 /// One connection opened on demand, outside any server task, for a one-off check
 /// (`warden check-config --connect`). It has the collector's session settings, and runs
-/// statements exactly as the server task runs user queries: one at a time, cancelled at their
-/// timeout, the session reset after each.
+/// statements exactly as the server task runs user queries: one at a time, read-only,
+/// cancelled at their timeout, the session discarded after each.
 pub struct Session {
     client: tokio::sync::Mutex<Client>,
     tls: MakeRustlsConnect,

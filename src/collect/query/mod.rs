@@ -29,6 +29,11 @@ pub use run_queue::RunQueue;
 /// request would otherwise flood Prometheus (cardinality), so it fails loudly instead.
 pub const MAX_SERIES_PER_METRIC: usize = 10_000;
 
+/// The longest label value a query may produce, in bytes. Prometheus sets no limit of its own,
+/// but a label is an identifier (a state, a queue, a host), not a document: a longer value is
+/// almost surely a column mapped by mistake, and would be stored in every sample's series.
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+
 /// Why a run produced no metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -281,21 +286,49 @@ pub fn to_family(metric: &QueryMetric, rows: &Rows) -> Result<Family, String> {
         MetricType::Counter => Kind::Counter,
     };
     if rows.rows.len() > MAX_SERIES_PER_METRIC {
+        // Executors stop reading at MAX_ROWS (sql.rs), so how many more is not known.
         return Err(format!(
-            "metric {}: the query returned {} rows; at most {MAX_SERIES_PER_METRIC} series per metric \
-             (aggregate in SQL, or filter)",
-            metric.name,
-            rows.rows.len()
+            "metric {}: the query returned more than {MAX_SERIES_PER_METRIC} rows; at most \
+             {MAX_SERIES_PER_METRIC} series per metric (aggregate in SQL, or filter)",
+            metric.name
         ));
     }
     let mut family = Family::new(metric.name.clone(), metric.help.clone(), kind);
     let mut seen: HashSet<Vec<String>> = HashSet::new();
     for (n, row) in rows.rows.iter().enumerate() {
-        let label_values: Vec<String> = label_at.iter().map(|&i| value::label(&row[i])).collect();
+        // A row shorter than the column list (a driver quirk, a result of no columns) fails
+        // the metric rather than the runner.
+        let cell = |i: usize, column: &str| {
+            row.get(i).ok_or_else(|| {
+                format!(
+                    "metric {}: row {} has {} values, so none for column `{column}`",
+                    metric.name,
+                    n + 1,
+                    row.len()
+                )
+            })
+        };
+        let label_values: Vec<String> = label_at
+            .iter()
+            .zip(&metric.labels)
+            .map(|(&i, column)| {
+                let label = value::label(cell(i, column)?);
+                if label.len() > MAX_LABEL_VALUE_BYTES {
+                    return Err(format!(
+                        "metric {}: row {}: column `{column}` holds a label value of {} bytes; at most {MAX_LABEL_VALUE_BYTES}",
+                        metric.name,
+                        n + 1,
+                        label.len()
+                    ));
+                }
+                Ok(label)
+            })
+            .collect::<Result<_, _>>()?;
+        let value_cell = cell(value_at, &metric.value)?;
         let value = if metric.is_timestamp() {
-            value::timestamp(&row[value_at])
+            value::timestamp(value_cell)
         } else {
-            value::number(&row[value_at])
+            value::number(value_cell)
         }
         .map_err(|why| {
             format!(

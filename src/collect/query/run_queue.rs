@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::value;
-use super::{Job, RunError, RunFuture};
+use super::{Job, MAX_LABEL_VALUE_BYTES, RunError, RunFuture};
 use crate::collect::Family;
 use crate::collect::sql::{Cell, Executor};
 use crate::config::{RunQueueConfig, RunState};
@@ -76,6 +76,17 @@ impl RunQueue {
     }
 }
 
+/// The first two cells of a row of `what`; a shorter row fails the run, not the runner.
+fn cells<'r>(row: &'r [Cell], what: &str) -> Result<[&'r Cell; 2], RunError> {
+    match row {
+        [first, second, ..] => Ok([first, second]),
+        _ => Err(RunError::Shape(format!(
+            "a row of {what} has {} values, expected 2",
+            row.len()
+        ))),
+    }
+}
+
 /// A single-quoted SQL string literal.
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -106,9 +117,9 @@ impl Job for RunQueue {
             let mut per_state: BTreeMap<RunState, f64> =
                 RunState::ALL.iter().map(|s| (*s, 0.0)).collect();
             for row in &counts.rows {
-                let status = value::label(&row[0]);
-                let n = value::number(&row[1])
-                    .map_err(|why| RunError::Shape(format!("count {why}")))?;
+                let [status, n] = cells(row, "the counts")?;
+                let status = value::label(status);
+                let n = value::number(n).map_err(|why| RunError::Shape(format!("count {why}")))?;
                 if let Some(state) = c
                     .states
                     .iter()
@@ -162,9 +173,16 @@ impl Job for RunQueue {
                 );
                 let mut seen = std::collections::HashSet::new();
                 for row in &rows.rows {
-                    let at = value::timestamp(&row[1])
+                    let [run_id, since] = cells(row, "the running jobs")?;
+                    let at = value::timestamp(since)
                         .map_err(|why| RunError::Shape(format!("running since {why}")))?;
-                    let run_id = value::label(&row[0]);
+                    let run_id = value::label(run_id);
+                    if run_id.len() > MAX_LABEL_VALUE_BYTES {
+                        return Err(RunError::Shape(format!(
+                            "a run id of {} bytes; at most {MAX_LABEL_VALUE_BYTES} in a label",
+                            run_id.len()
+                        )));
+                    }
                     if !seen.insert(run_id.clone()) {
                         // Two series with one label set would make Prometheus reject the scrape.
                         return Err(RunError::Shape(format!(

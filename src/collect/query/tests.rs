@@ -331,3 +331,80 @@ async fn a_run_id_listed_twice_fails_the_run_instead_of_the_scrape() {
         "{err}"
     );
 }
+
+#[test]
+fn rows_shorter_than_the_columns_fail_the_metric_without_a_panic() {
+    // A result set of no columns followed by rows of another shape (once `SELECT FROM t;
+    // SELECT 1` on PostgreSQL), or any driver result with fewer cells than columns.
+    for (labels, data) in [
+        (&[][..], vec![vec![]]),
+        (&["transport"][..], vec![vec![text("http")]]),
+        (&["transport"][..], vec![vec![]]),
+    ] {
+        let err = to_family(&metric(labels, &[]), &rows(&["transport", "n"], data)).unwrap_err();
+        assert!(err.contains("row 1 has"), "{err}");
+    }
+}
+
+#[test]
+fn a_label_value_past_the_limit_fails_the_metric_naming_its_column() {
+    let long = "x".repeat(MAX_LABEL_VALUE_BYTES + 1);
+    let fits = "x".repeat(MAX_LABEL_VALUE_BYTES);
+    let result = |value: &str| rows(&["transport", "n"], vec![vec![text(value), Cell::Int(1)]]);
+    let err = to_family(&metric(&["transport"], &[]), &result(&long)).unwrap_err();
+    assert!(
+        err.starts_with("metric app_requests: row 1: column `transport` holds a label value of 1025 bytes; at most 1024"),
+        "{err}"
+    );
+    assert!(to_family(&metric(&["transport"], &[]), &result(&fits)).is_ok());
+}
+
+/// An executor answering every statement with one fixed result: a shape no real database
+/// returns any more, to check the run queue survives it.
+struct Fixed(Rows);
+
+impl Executor for Fixed {
+    fn query(&self, _sql: String, _timeout: Duration) -> crate::collect::sql::QueryFuture<'_> {
+        let rows = self.0.clone();
+        Box::pin(async move { Ok(rows) })
+    }
+}
+
+#[tokio::test]
+async fn a_run_queue_result_with_short_rows_fails_the_run_without_a_panic() {
+    let executor = Fixed(rows(&["status", "n"], vec![vec![text("running")]]));
+    let err = RunQueue::boxed(queue_config(5))
+        .run(&executor)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a row of the counts has 1 values, expected 2"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_id_past_the_label_limit_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE runs (run_id TEXT, status TEXT, created_at TEXT, start_time TEXT);
+             INSERT INTO runs VALUES (printf('%.2000c', 'r'), 'running', '2026-11-30 05:00:00', '2026-11-30 05:10:00');",
+        )
+        .unwrap();
+    let (_keep, mut db) = runs_db();
+    db.path = path;
+    let executor: Arc<dyn Executor> = SqliteExecutor::new(&db);
+    let err = RunQueue::boxed(queue_config(5))
+        .run(&*executor)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a run id of 2000 bytes; at most 1024"),
+        "{err}"
+    );
+}
