@@ -722,7 +722,17 @@ impl Backups {
             files: produced.files.as_ref(),
             compression: produced.compression.as_deref(),
         };
-        let (hashed, kind_checks) = hash_and_check(&staged_path, &expected, context);
+        // The flush to disk runs alongside the verification, which only reads what was written
+        // (a producer may leave its file unsynced for this; publishing syncs again, cheaply).
+        let (synced, (hashed, kind_checks)) = std::thread::scope(|scope| {
+            let sync = scope.spawn(|| std::fs::File::open(&staged_path)?.sync_all());
+            let verified = hash_and_check(&staged_path, &expected, context);
+            let synced = sync
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
+            (synced, verified)
+        });
+        synced.map_err(BackupError::io("sync", &staged_path))?;
         let (sha256, size) = hashed.map_err(BackupError::io("read back", &staged_path))?;
         if size == 0 {
             return Err(BackupError::NotVerified("the backup is empty".to_owned()));

@@ -52,6 +52,12 @@ impl Staged {
             .ok_or_else(|| io::Error::other("the staged file is closed"))
     }
 
+    /// Closes the file without flushing it, for a producer whose file is flushed while it is
+    /// verified (and again by [`Staged::publish`]).
+    pub fn close_unsynced(&mut self) {
+        self.file = None;
+    }
+
     /// Flushes the file to disk and closes it (another process, or SQLite, may then write
     /// the path itself).
     ///

@@ -267,9 +267,9 @@ pub(crate) fn copy(db: &SqliteConfig, context: &Context<'_>) -> Result<Produced,
         if restarts > 0 {
             tracing::info!(job = %job.name, restarts, "SQLite copy restarted after concurrent commits.");
         }
-        staged
-            .close()
-            .map_err(BackupError::io("sync", staged.path()))?;
+        // Flushed to disk while it is verified. Closed before SQLite opens it: closing any
+        // descriptor of a file drops the process's POSIX locks on it, SQLite's included.
+        staged.close_unsynced();
         format!(
             "SQLite {} file copy under a shared lock",
             rusqlite::version()
