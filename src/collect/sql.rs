@@ -5,6 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use super::query::MAX_SERIES_PER_METRIC;
+
+/// The most rows an executor reads of one result: one past the series cap, so the cap's check still fails the query.
+pub const MAX_ROWS: usize = MAX_SERIES_PER_METRIC + 1;
+
 /// One value of a result row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {

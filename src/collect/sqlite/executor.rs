@@ -8,7 +8,7 @@ use rusqlite::types::ValueRef;
 
 use super::connection::{self, CancelOnDrop, Canceller, Keeper, Unavailable, lock};
 use super::{BUSY_TIMEOUT_MAX, ErrorChain};
-use crate::collect::sql::{Cell, Executor, QueryError, QueryFuture, Rows};
+use crate::collect::sql::{Cell, Executor, MAX_ROWS, QueryError, QueryFuture, Rows};
 use crate::config::SqliteConfig;
 
 /// The statements a query may start with. `Statement::readonly` alone would admit `BEGIN`,
@@ -129,7 +129,9 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
-/// Prepares, checks and runs one statement, finalizing it before returning.
+/// Prepares, checks and runs one statement, finalizing it before returning. Stops stepping
+/// at [`MAX_ROWS`]: a larger result fails at the series cap anyway, and reading it whole
+/// would hold it all in memory first.
 fn query(conn: &rusqlite::Connection, sql: &str) -> Result<Rows, Failure> {
     // `prepare` rejects a second statement after the first (`MultipleStatement`).
     let mut statement = conn.prepare(sql)?;
@@ -146,7 +148,9 @@ fn query(conn: &rusqlite::Connection, sql: &str) -> Result<Rows, Failure> {
     let width = columns.len();
     let mut rows = Vec::new();
     let mut cursor = statement.query([])?;
-    while let Some(row) = cursor.next()? {
+    while rows.len() < MAX_ROWS
+        && let Some(row) = cursor.next()?
+    {
         let mut cells = Vec::with_capacity(width);
         for index in 0..width {
             cells.push(cell(row.get_ref(index)?));

@@ -685,3 +685,22 @@ async fn executor_on_an_exclusively_locked_file_is_unavailable() {
         .unwrap();
     assert_eq!(rows.rows, vec![vec![Cell::Int(2)]]);
 }
+
+#[tokio::test]
+async fn executor_stops_reading_at_the_row_cap() {
+    use crate::collect::sql::MAX_ROWS;
+    let dir = tempfile::tempdir().unwrap();
+    let (executor, _app) = executor(dir.path());
+    // Three million rows of 100-byte text: about 300 MB if all were kept.
+    let rows = executor
+        .query(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)
+             SELECT x, printf('%0100d', x) AS pad FROM c"
+                .to_owned(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows.len(), MAX_ROWS, "one past the cap, no more");
+    assert_eq!(rows.rows[MAX_ROWS - 1][0], Cell::Int(MAX_ROWS as i64));
+}
