@@ -62,6 +62,15 @@ pub(super) enum Unavailable {
         /// The database file.
         path: PathBuf,
     },
+    /// An earlier read has not returned and cannot be interrupted: blocked opening or reading
+    /// the file (a hung file system, a FIFO). Reads are refused until it returns.
+    #[error("an earlier read of {} is still stuck, since {running_for:?} ago (a hung file?); not queueing behind it", path.display())]
+    Stuck {
+        /// The database file.
+        path: PathBuf,
+        /// How long the stuck read has run.
+        running_for: Duration,
+    },
     /// SQLite failed otherwise (corruption, I/O error, cannot open).
     #[error("cannot read {}", path.display())]
     Sqlite {

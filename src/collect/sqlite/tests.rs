@@ -704,3 +704,116 @@ async fn executor_stops_reading_at_the_row_cap() {
     assert_eq!(rows.rows.len(), MAX_ROWS, "one past the cap, no more");
     assert_eq!(rows.rows[MAX_ROWS - 1][0], Cell::Int(MAX_ROWS as i64));
 }
+
+/// Threads of this process blocked opening a FIFO (nextest runs each test in its own process).
+fn threads_opening_a_fifo() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|task| {
+            let wchan = task.as_ref().unwrap().path().join("wchan");
+            std::fs::read_to_string(wchan).is_ok_and(|w| w.trim() == "wait_for_partner")
+        })
+        .count()
+}
+
+/// Ends the hang of a FIFO database when dropped, so a failing test does not leave a thread
+/// blocked forever (the runtime waits for its blocking threads on drop): a regular file takes
+/// the path, then the blocked reader gets a writer and end-of-file.
+struct EndsHang(PathBuf);
+
+impl Drop for EndsHang {
+    fn drop(&mut self) {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let Ok(meta) = std::fs::symlink_metadata(&self.0) else {
+            return;
+        };
+        if !meta.file_type().is_fifo() {
+            return;
+        }
+        // Succeeds only while a reader is blocked in open(2); never blocks.
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&self.0);
+        let regular = self.0.with_extension("regular");
+        std::fs::write(&regular, b"").unwrap();
+        std::fs::rename(&regular, &self.0).unwrap();
+        drop(writer);
+    }
+}
+
+#[tokio::test]
+async fn executor_on_a_hung_file_parks_one_thread_and_refuses_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    // Opening a FIFO with no writer blocks in open(2), where no interrupt reaches it: a real
+    // hang, like a file on a dead network mount.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let _ends_hang = EndsHang(path.clone());
+    let executor = SqliteExecutor::new(&config(&path));
+    let timeout = Duration::from_millis(100);
+    let query = || tokio::time::timeout(timeout, executor.query("SELECT 1".to_owned(), timeout));
+    let first = query().await;
+    assert!(
+        matches!(first, Ok(Err(QueryError::Timeout(_)))),
+        "{first:?}"
+    );
+    // Queries wait (holding no thread) until the hung call is past its limit and grace, then
+    // are refused at once.
+    let mut waited = 0;
+    loop {
+        match query().await {
+            Err(_) | Ok(Err(QueryError::Timeout(_))) if waited < 100 => waited += 1,
+            Ok(Err(QueryError::Unavailable(reason))) => {
+                assert!(reason.contains("is still stuck, since"), "{reason}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for _ in 0..20 {
+        match query().await {
+            Ok(Err(QueryError::Unavailable(reason))) => {
+                assert!(reason.contains("is still stuck, since"), "{reason}")
+            }
+            other => panic!("refused at once, not queued: {other:?}"),
+        }
+    }
+    assert_eq!(
+        threads_opening_a_fifo(),
+        1,
+        "one thread parked, not one per query"
+    );
+
+    // The hang ends: a real database takes the path, and the FIFO's reader gets a writer
+    // and end-of-file.
+    let writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let real = dir.path().join("real.db");
+    create(&real, 4096, "DELETE", 1);
+    std::fs::rename(&real, &path).unwrap();
+    drop(writer);
+    let mut answered = None;
+    for _ in 0..100 {
+        match executor
+            .query(
+                "SELECT count(*) FROM items".to_owned(),
+                Duration::from_secs(5),
+            )
+            .await
+        {
+            Ok(rows) => {
+                answered = Some(rows);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert_eq!(answered.unwrap().rows, vec![vec![Cell::Int(1)]]);
+}
