@@ -99,7 +99,7 @@ fn run(
             return Err(unavailable(err));
         }
     };
-    let conn = keeper.connection(&meta).map_err(unavailable)?;
+    let (conn, _) = keeper.connection(&meta).map_err(unavailable)?;
     let Some(running) = canceller.start(conn) else {
         return Err(QueryError::Timeout(timeout));
     };

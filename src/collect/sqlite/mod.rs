@@ -226,10 +226,11 @@ impl SqliteCollector {
         );
         // First the check's own connection and the journal mode, which sets the limit.
         let opened = tokio::task::spawn_blocking(move || open_for_check(&path, busy)).await;
-        let (conn, wal) = match opened {
+        let (conn, wal, idle) = match opened {
             Ok(Ok(opened)) => opened,
-            Ok(Err(err @ Unavailable::IdleWal { .. })) => {
+            Ok(Err(err @ Unavailable::UnrecoveredWal { .. })) => {
                 tracing::debug!(database, reason = %ErrorChain(&err), "SQLite integrity check postponed.");
+                self.check_failed(ErrorChain(&err).to_string());
                 return Checked::Unavailable;
             }
             Ok(Err(err)) => {
@@ -279,6 +280,24 @@ impl SqliteCollector {
                 return Checked::Abandoned;
             }
         };
+        // An immutable read assumed nothing wrote the file; a problem found while an
+        // application started writing may be that write, not corruption.
+        let healthy = matches!(&result, Ok(messages) if messages.len() == 1 && messages[0] == "ok");
+        if let Some(before) = idle
+            && !healthy
+        {
+            let path = self.config.path.clone();
+            let unchanged = tokio::task::spawn_blocking(move || still_idle(&path, &before))
+                .await
+                .unwrap_or(false);
+            if !unchanged {
+                tracing::debug!(
+                    database,
+                    "The database changed during its immutable integrity check; retrying soon."
+                );
+                return Checked::Unavailable;
+            }
+        }
         match result {
             Ok(messages) => {
                 let ok = messages.len() == 1 && messages[0] == "ok";
@@ -355,9 +374,12 @@ impl SqliteCollector {
         let busy = state.keeper.busy();
         let path = state.keeper.path().to_owned();
         let result = (|| {
-            if let Some(header) = connection::idle_wal(&path, meta.len())? {
-                // No application has it open; the header is current (module doc).
+            if let Some(idle) = connection::idle_wal(&path, meta.len())?
+                && idle.wal_bytes > 0
+            {
+                // Not opened (`Unavailable::UnrecoveredWal`): the main file's own header.
                 state.keeper.reset();
+                let header = idle.header;
                 return Ok(Reading {
                     page_count: header.page_count as i64,
                     page_size: i64::from(header.page_size),
@@ -366,7 +388,7 @@ impl SqliteCollector {
                     rows: Vec::new(),
                 });
             }
-            let conn = state.keeper.connection(meta)?;
+            let (conn, access) = state.keeper.connection(meta)?;
             let fail = |err| Unavailable::from_sqlite(&path, busy, limit, err);
             let Some(running) = canceller.start(conn) else {
                 return Err(Unavailable::Interrupted {
@@ -383,6 +405,11 @@ impl SqliteCollector {
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                 )
                 .map_err(fail)?;
+            // An immutable connection reports `delete`: it ignores the log, which is empty.
+            let journal_mode = match access {
+                connection::Access::Immutable => "wal".to_owned(),
+                connection::Access::Shared => journal_mode,
+            };
             let mut rows = Vec::with_capacity(self.config.row_counts.len());
             for table in &self.config.row_counts {
                 let sql = format!("SELECT count(*) FROM {}", quote_identifier(table));
@@ -452,23 +479,54 @@ enum Checked {
     Shutdown,
 }
 
-/// Opens the check's own connection and reads whether the database is in WAL mode.
+/// What an immutable read of an idle WAL database relied on staying as it was: the file's
+/// identity, size and modification time, with no `-shm` and an empty log.
+#[derive(Debug, Clone, PartialEq)]
+struct IdleFile {
+    identity: (u64, u64),
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl IdleFile {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        IdleFile {
+            identity: (meta.dev(), meta.ino()),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+}
+
+/// Whether `path` is still the idle WAL database `before` described. Blocking.
+fn still_idle(path: &Path, before: &IdleFile) -> bool {
+    connection::stat(path).is_ok_and(|meta| {
+        IdleFile::of(&meta) == *before
+            && matches!(
+                connection::Access::of(path, meta.len()),
+                Ok(connection::Access::Immutable)
+            )
+    })
+}
+
+/// Opens the check's own connection and reads whether the database is in WAL mode; for an
+/// idle WAL database (opened immutable), also what the read relies on staying unchanged.
 fn open_for_check(
     path: &Path,
     busy: Duration,
-) -> Result<(rusqlite::Connection, bool), Unavailable> {
+) -> Result<(rusqlite::Connection, bool, Option<IdleFile>), Unavailable> {
     let meta = connection::stat(path)?;
-    if connection::idle_wal(path, meta.len())?.is_some() {
-        return Err(Unavailable::IdleWal {
-            path: path.to_owned(),
-        });
-    }
+    let access = connection::Access::of(path, meta.len())?;
     let fail = |err| Unavailable::from_sqlite(path, busy, Duration::ZERO, err);
-    let conn = connection::open(path, busy).map_err(fail)?;
+    let conn = connection::open(path, busy, access).map_err(fail)?;
+    if access == connection::Access::Immutable {
+        return Ok((conn, true, Some(IdleFile::of(&meta))));
+    }
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .map_err(fail)?;
-    Ok((conn, mode.eq_ignore_ascii_case("wal")))
+    Ok((conn, mode.eq_ignore_ascii_case("wal"), None))
 }
 
 /// Runs the check; its result rows (`ok` alone when healthy). Blocking.

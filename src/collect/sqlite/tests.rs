@@ -85,7 +85,8 @@ fn wal_database_metrics() {
     let size = std::fs::metadata(&path).unwrap().len() as f64;
     assert_eq!(size, (pages * 4096) as f64, "checkpointed: file = pages");
 
-    // No application has it open: read from the header, creating no -wal/-shm file.
+    // No application has it open, its log checkpointed: read immutable, creating no -wal/-shm
+    // file.
     let collector = SqliteCollector::new(config(&path));
     assert_eq!(collector.name(), "sqlite/app");
     let families = collector.collect().unwrap();
@@ -106,9 +107,11 @@ fn wal_database_metrics() {
     );
     assert_eq!(
         value(&families, "warden_sqlite_table_rows", &[("table", "items")]),
-        None,
-        "row counts need SQLite"
+        Some(7.0),
+        "read immutable"
     );
+    assert!(!dir.path().join("app.db-shm").exists());
+    assert!(!dir.path().join("app.db-wal").exists());
     assert_eq!(
         value(
             &families,
@@ -384,15 +387,14 @@ async fn integrity_of_a_healthy_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.db");
     create(&path, 4096, "WAL", 500);
+    // No application has it open: checked immutable, creating no file.
     let collector = SqliteCollector::new(config(&path));
-    assert!(
-        matches!(
-            collector.check_once(&CancellationToken::new()).await,
-            Checked::Unavailable
-        ),
-        "not opened while no application has it open"
-    );
-    assert!(!dir.path().join("app.db-shm").exists());
+    assert!(matches!(
+        collector.check_once(&CancellationToken::new()).await,
+        Checked::Finished
+    ));
+    assert_eq!(integrity(&collector).0, Some(1.0));
+    assert_eq!(listing(dir.path()), ["app.db"]);
     let _app = Connection::open(&path).unwrap();
     _app.query_row("SELECT 1", [], |_| Ok(())).unwrap();
     for kind in [IntegrityCheck::Quick, IntegrityCheck::Full] {
@@ -407,6 +409,23 @@ async fn integrity_of_a_healthy_file() {
         assert_eq!(ok, Some(1.0));
         assert!(timestamp.unwrap() > 1.7e9);
     }
+}
+
+#[tokio::test]
+async fn integrity_of_an_unrecovered_wal_says_why_it_did_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unrecovered_wal(dir.path());
+    let collector = SqliteCollector::new(config(&path));
+    assert!(matches!(
+        collector.check_once(&CancellationToken::new()).await,
+        Checked::Unavailable
+    ));
+    let (_, reason) = collector.health().last_error.unwrap();
+    assert!(
+        reason.contains("bytes of changes in its -wal file"),
+        "{reason}"
+    );
+    assert!(!dir.path().join("app.db-shm").exists());
 }
 
 /// Creates a healthy database of many pages and returns a copy with one interior page
@@ -640,16 +659,71 @@ async fn executor_on_a_missing_file_is_unavailable() {
     assert!(!path.exists());
 }
 
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[tokio::test]
-async fn executor_does_not_open_an_idle_wal_database() {
+async fn executor_reads_an_idle_wal_database_without_creating_files() {
     let dir = tempfile::tempdir().unwrap();
     let (executor, app) = executor(dir.path());
     drop(app);
+    assert_eq!(listing(dir.path()), ["app.db"], "closed cleanly");
+    for _ in 0..2 {
+        let rows = executor
+            .query(
+                "SELECT count(*) FROM logs".to_owned(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.rows, vec![vec![Cell::Int(1)]]);
+        assert_eq!(listing(dir.path()), ["app.db"], "no -wal or -shm created");
+    }
+    // The application opens it again and writes: the next query sees the write.
+    let app = Connection::open(dir.path().join("app.db")).unwrap();
+    app.execute("INSERT INTO logs (id) VALUES (2)", []).unwrap();
+    let rows = executor
+        .query(
+            "SELECT count(*) FROM logs".to_owned(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, vec![vec![Cell::Int(2)]]);
+}
+
+/// A WAL database whose last application died before checkpointing: the database and its
+/// non-empty `-wal`, copied while the application had them open, without the `-shm`.
+fn unrecovered_wal(dir: &Path) -> PathBuf {
+    let live = dir.join("live");
+    std::fs::create_dir(&live).unwrap();
+    let (_, app) = executor(&live);
+    app.execute_batch("PRAGMA wal_autocheckpoint = 0; INSERT INTO logs (id) VALUES (2);")
+        .unwrap();
+    let path = dir.join("app.db");
+    std::fs::copy(live.join("app.db"), &path).unwrap();
+    std::fs::copy(live.join("app.db-wal"), dir.join("app.db-wal")).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn executor_refuses_an_unrecovered_wal_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unrecovered_wal(dir.path());
+    let executor = SqliteExecutor::new(&config(&path));
     let result = executor
         .query("SELECT 1".to_owned(), Duration::from_secs(5))
         .await;
     assert!(
-        matches!(&result, Err(QueryError::Unavailable(reason)) if reason.contains("-shm")),
+        matches!(&result, Err(QueryError::Unavailable(reason))
+            if reason.contains("bytes of changes in its -wal file and no -shm file")),
         "{result:?}"
     );
     assert!(!dir.path().join("app.db-shm").exists());
