@@ -11,6 +11,11 @@
 //! scrape. Whatever is unfinished at the deadline reports a timeout. Later scrapes skip a stuck
 //! collector (reporting [`Error::Stalled`]) until its call returns and clears the mark, so a
 //! hung source parks one thread and never delays the others again.
+//!
+//! [`OwnThread`] runs a collector on its own thread instead, and the SQLite executor runs its
+//! queries the same way; both go through `OneAtATime`, the same rule for one source: a
+//! call stuck past its limit parks its thread, later callers are refused at once until it
+//! returns.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -33,7 +38,7 @@ pub trait BlockingCollector: Send + Sync + 'static {
 /// the others rather than in the batch: for database files, whose locks must not hold up the
 /// host collectors.
 ///
-/// One call runs at a time ([`OneAtATime`]): a scrape that finds the last call running waits
+/// One call runs at a time (`OneAtATime`): a scrape that finds the last call running waits
 /// for it without holding a thread, and one that finds it running past the timeout (a hung
 /// file) reports [`Error::Stalled`] at once, so a hung source parks one thread, not one per
 /// scrape.
@@ -80,7 +85,7 @@ impl<C: BlockingCollector> Collector for OwnThread<C> {
     }
 }
 
-/// How long past its limit a call may run before [`OneAtATime`] takes it for stuck: the time
+/// How long past its limit a call may run before `OneAtATime` takes it for stuck: the time
 /// an interrupted call gets to wind down. An interrupted SQLite statement returns within
 /// milliseconds; a second covers a loaded machine.
 pub(crate) const STUCK_GRACE: Duration = Duration::from_secs(1);

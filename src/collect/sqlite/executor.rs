@@ -23,7 +23,7 @@ const ALLOWED_FIRST_WORDS: &[&str] = &["SELECT", "WITH", "VALUES", "PRAGMA", "EX
 /// thread, their timeout running while they wait). At its timeout a query is interrupted with
 /// `sqlite3_interrupt`, so it stops rather than running on unobserved. A call that cannot be
 /// interrupted (blocked opening or reading a hung file) makes later queries fail at once with
-/// [`Unavailable::Stuck`] until it returns, rather than each parking a thread behind it.
+/// `Unavailable::Stuck` until it returns, rather than each parking a thread behind it.
 pub struct SqliteExecutor {
     keeper: Arc<Mutex<Keeper>>,
     calls: OneAtATime,

@@ -52,12 +52,23 @@
 //!   staleness alert shows. Use WAL for large databases.
 //!
 //! - **A WAL database no application has open** has no `-shm` file. SQLite would create the
-//!   `-shm` and `-wal` files to read it, owned by warden's user, which can lock a
-//!   differently-owned application out of its own database. So warden does not open it: the
-//!   scrape reads the page statistics from the 100-byte file header (current, as the last
-//!   connection checkpointed on close; no row counts), and user queries and the integrity
-//!   check report the database unavailable until the application opens it again. (A window
-//!   of microseconds remains between seeing the `-shm` file and opening it.)
+//!   `-shm` and `-wal` files to read it normally, owned by warden's user, which can lock a
+//!   differently-owned application out of its own database. So warden never opens it
+//!   normally. When its `-wal` is absent or empty (the last connection checkpointed on close,
+//!   so the file is current), it is opened `immutable=1` for one read at a time: no lock, no
+//!   side file; scrapes, row counts, queries and the integrity check all work. Should an
+//!   application open it meanwhile, the next read goes through SQLite's locks again; an
+//!   integrity problem found by an immutable check is kept only if the file did not change
+//!   during it. When the `-wal` still holds changes (the application died before
+//!   checkpointing), reading them would mean recovering the log into a new `-shm`, and
+//!   reading around them would be wrong: the scrape reads the page statistics from the
+//!   100-byte header, and queries and the integrity check report why they cannot run until
+//!   the application opens it again. (A window of microseconds remains between seeing the
+//!   `-shm` file and opening it.)
+//! - **A read that hangs** (a file on a dead mount, which no interrupt reaches) parks one
+//!   thread: the collector and the executor run one call at a time, and while a call is
+//!   stuck past its limit later scrapes report failure and queries fail at once
+//!   (`OneAtATime` in `collect::batch`), instead of each parking another thread behind it.
 //!
 //! # Timeouts
 //! Statements are stopped with `sqlite3_interrupt` (the private `Canceller`), so a
