@@ -236,7 +236,11 @@ impl SqliteCollector {
             self.config.timeout.min(BUSY_TIMEOUT_MAX),
         );
         // First the check's own connection and the journal mode, which sets the limit.
-        let opened = tokio::task::spawn_blocking(move || open_for_check(&path, busy)).await;
+        // Opening can hang on a dead mount, where no interrupt reaches: shutdown leaves it.
+        let opened = tokio::select! {
+            opened = tokio::task::spawn_blocking(move || open_for_check(&path, busy)) => opened,
+            () = shutdown.cancelled() => return Checked::Shutdown,
+        };
         let (conn, wal, idle) = match opened {
             Ok(Ok(opened)) => opened,
             Ok(Err(err @ Unavailable::UnrecoveredWal { .. })) => {

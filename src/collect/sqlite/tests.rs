@@ -891,3 +891,35 @@ async fn executor_on_a_hung_file_parks_one_thread_and_refuses_at_once() {
     }
     assert_eq!(answered.unwrap().rows, vec![vec![Cell::Int(1)]]);
 }
+
+#[tokio::test]
+async fn the_integrity_loop_stops_on_shutdown_while_opening_a_hung_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let _ends_hang = EndsHang(path.clone());
+    let mut config = config(&path);
+    config.integrity_interval = Duration::from_millis(50);
+    let collector = SqliteCollector::new(config);
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    collector.spawn_integrity(shutdown.clone(), &tracker);
+    tracker.close();
+    for _ in 0..500 {
+        if threads_opening_a_fifo() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(threads_opening_a_fifo(), 1, "the check is opening the file");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .expect("the loop stops on shutdown, leaving the hung open to its thread");
+}
