@@ -122,7 +122,7 @@ pub fn start(
         let collector = SqliteCollector::new(db.clone());
         collector.spawn_integrity(shutdown.child_token(), tracker);
         sqlite.push(Arc::clone(&collector));
-        concurrent.push(Arc::new(OwnThread(collector)));
+        concurrent.push(Arc::new(OwnThread::new(collector)));
         executors.insert(Target::Sqlite(db.name.clone()), SqliteExecutor::new(db));
     }
 
@@ -152,7 +152,7 @@ pub fn start(
     if let Some(backups) = backups.filter(|b| !b.jobs().is_empty()) {
         // Its own thread: the store may wait briefly on another process's write, which must
         // not hold up the host collectors.
-        concurrent.push(Arc::new(OwnThread(BackupCollector::new(
+        concurrent.push(Arc::new(OwnThread::new(BackupCollector::new(
             Arc::clone(backups),
             config.host.timeout,
         ))));
@@ -302,7 +302,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Er
     if let Some(actions) = &actions {
         started
             .collectors
-            .add(Arc::new(OwnThread(ActionCollector::new(
+            .add(Arc::new(OwnThread::new(ActionCollector::new(
                 Arc::clone(actions),
                 config.host.timeout,
             ))));

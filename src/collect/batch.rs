@@ -11,6 +11,11 @@
 //! scrape. Whatever is unfinished at the deadline reports a timeout. Later scrapes skip a stuck
 //! collector (reporting [`Error::Stalled`]) until its call returns and clears the mark, so a
 //! hung source parks one thread and never delays the others again.
+//!
+//! [`OwnThread`] runs a collector on its own thread instead, and the SQLite executor runs its
+//! queries the same way; both go through `OneAtATime`, the same rule for one source: a
+//! call stuck past its limit parks its thread, later callers are refused at once until it
+//! returns.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -32,23 +37,153 @@ pub trait BlockingCollector: Send + Sync + 'static {
 /// A blocking collector run on its own blocking thread, under its own timeout, in parallel with
 /// the others rather than in the batch: for database files, whose locks must not hold up the
 /// host collectors.
-pub struct OwnThread<C>(pub Arc<C>);
+///
+/// One call runs at a time (`OneAtATime`): a scrape that finds the last call running waits
+/// for it without holding a thread, and one that finds it running past the timeout (a hung
+/// file) reports [`Error::Stalled`] at once, so a hung source parks one thread, not one per
+/// scrape.
+pub struct OwnThread<C> {
+    collector: Arc<C>,
+    calls: OneAtATime,
+}
+
+impl<C: BlockingCollector> OwnThread<C> {
+    /// Runs `collector` on its own thread, one call at a time.
+    pub fn new(collector: Arc<C>) -> Self {
+        let calls = OneAtATime::new(collector.name());
+        OwnThread { collector, calls }
+    }
+}
 
 impl<C: BlockingCollector> Collector for OwnThread<C> {
     fn name(&self) -> &str {
-        self.0.name()
+        self.collector.name()
     }
 
     fn timeout(&self) -> Duration {
-        self.0.timeout()
+        self.collector.timeout()
     }
 
     fn collect(&self) -> CollectFuture<'_> {
-        let inner = Arc::clone(&self.0);
+        let inner = Arc::clone(&self.collector);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || inner.collect())
+            let turn = self
+                .calls
+                .enter(inner.timeout())
                 .await
-                .map_err(Error::Task)?
+                .map_err(|_| Error::Stalled {
+                    collector: inner.name().to_owned(),
+                })?;
+            tokio::task::spawn_blocking(move || {
+                let result = inner.collect();
+                drop(turn);
+                result
+            })
+            .await
+            .map_err(Error::Task)?
+        })
+    }
+}
+
+/// How long past its limit a call may run before `OneAtATime` takes it for stuck: the time
+/// an interrupted call gets to wind down. An interrupted SQLite statement returns within
+/// milliseconds; a second covers a loaded machine.
+pub(crate) const STUCK_GRACE: Duration = Duration::from_secs(1);
+
+/// Blocking calls on one source, one at a time, never queued behind a call that is stuck.
+///
+/// A caller waits (asynchronously, holding no thread) for the running call to return, but
+/// only until that call has run [`STUCK_GRACE`] past its own limit: then the call is taken for hung (a read
+/// blocked on a dead filesystem or a FIFO cannot be interrupted) and callers are refused at
+/// once until it returns. Without this, each caller would park a blocking thread on the
+/// source's lock, one more per scrape, until tokio's blocking pool ran out.
+pub(crate) struct OneAtATime {
+    /// What the log lines name.
+    name: String,
+    permit: Arc<tokio::sync::Semaphore>,
+    running: Arc<Mutex<Running>>,
+}
+
+/// The call in progress, if any.
+#[derive(Default)]
+struct Running {
+    /// When it started and how long it may take.
+    since: Option<(Instant, Duration)>,
+    /// Whether a caller was refused because of it (logged once, and its return logged).
+    refused: bool,
+}
+
+/// The right to run one call; dropping it (when the call returns) lets the next one run.
+pub(crate) struct Turn {
+    name: String,
+    running: Arc<Mutex<Running>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut running = lock(&self.running);
+        running.since = None;
+        if std::mem::take(&mut running.refused) {
+            tracing::info!(
+                source = %self.name,
+                "A stuck call returned; calling it again."
+            );
+        }
+    }
+}
+
+impl OneAtATime {
+    /// Calls on the source `name` (used in log lines).
+    pub(crate) fn new(name: &str) -> Self {
+        OneAtATime {
+            name: name.to_owned(),
+            permit: Arc::new(tokio::sync::Semaphore::new(1)),
+            running: Arc::default(),
+        }
+    }
+
+    /// Waits for the turn of a call that may take `limit`. `Err` with how long the running
+    /// call has run, at once, when that call is [`STUCK_GRACE`] past its own limit (stuck).
+    pub(crate) async fn enter(&self, limit: Duration) -> Result<Turn, Duration> {
+        let permit = loop {
+            if let Ok(permit) = Arc::clone(&self.permit).try_acquire_owned() {
+                break permit;
+            }
+            let since = lock(&self.running).since;
+            let Some((started, its_limit)) = since else {
+                // The running call is returning (its turn is being dropped).
+                match Arc::clone(&self.permit).acquire_owned().await {
+                    Ok(permit) => break permit,
+                    Err(_) => continue,
+                }
+            };
+            let stuck_at = started + its_limit + STUCK_GRACE;
+            if Instant::now() >= stuck_at {
+                let mut running = lock(&self.running);
+                if !std::mem::replace(&mut running.refused, true) {
+                    tracing::warn!(
+                        source = %self.name,
+                        running_for = ?started.elapsed(),
+                        "A blocking call has not returned; refusing calls until it does."
+                    );
+                }
+                return Err(started.elapsed());
+            }
+            tokio::select! {
+                acquired = Arc::clone(&self.permit).acquire_owned() => {
+                    if let Ok(permit) = acquired {
+                        break permit;
+                    }
+                }
+                () = tokio::time::sleep_until(stuck_at.into()) => {}
+            }
+        };
+        lock(&self.running).since = Some((Instant::now(), limit));
+        Ok(Turn {
+            name: self.name.clone(),
+            running: Arc::clone(&self.running),
+            _permit: permit,
         })
     }
 }
@@ -361,5 +496,75 @@ mod tests {
         release.send(()).unwrap();
         let third = batch.run(Duration::from_secs(5)).await;
         assert!(third.iter().all(|(_, r)| r.is_ok()));
+    }
+
+    /// A collector that counts its calls and blocks each until released.
+    struct Hung {
+        entered: std::sync::atomic::AtomicUsize,
+        gate: Mutex<mpsc::Receiver<()>>,
+    }
+
+    impl BlockingCollector for Hung {
+        fn name(&self) -> &str {
+            "hung"
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_millis(50)
+        }
+        fn collect(&self) -> Result<Vec<Family>, Error> {
+            self.entered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = lock(&self.gate).recv();
+            Ok(vec![Family::single_gauge("hung", "probe", 1.0)])
+        }
+    }
+
+    #[tokio::test]
+    async fn own_thread_parks_one_thread_on_a_hung_call_and_recovers() {
+        let (release, gate) = mpsc::channel();
+        let hung = Arc::new(Hung {
+            entered: Default::default(),
+            gate: Mutex::new(gate),
+        });
+        let own = OwnThread::new(Arc::clone(&hung));
+        // As `Collectors::gather` runs it: under the collector's timeout.
+        let scrape = || tokio::time::timeout(own.timeout(), own.collect());
+        assert!(scrape().await.is_err(), "the first call hangs: timed out");
+        // Scrapes wait (holding no thread) until the call is past its limit and grace, then
+        // are refused at once.
+        let mut waited = 0;
+        loop {
+            match scrape().await {
+                Err(_) if waited < 200 => waited += 1,
+                Ok(Err(Error::Stalled { collector })) => {
+                    assert_eq!(collector, "hung");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for _ in 0..20 {
+            match scrape().await {
+                Ok(Err(Error::Stalled { .. })) => {}
+                other => panic!("refused at once, not queued: {other:?}"),
+            }
+        }
+        let entered = || hung.entered.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(entered(), 1, "one thread parked, not one per scrape");
+
+        release.send(()).unwrap();
+        // The stuck call returns and the next scrape calls the collector again.
+        let mut again = None;
+        for _ in 0..200 {
+            release.send(()).unwrap();
+            match scrape().await {
+                Ok(Ok(families)) => {
+                    again = Some(families);
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        assert!(again.is_some(), "recovered after the call returned");
     }
 }

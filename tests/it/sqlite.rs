@@ -499,3 +499,196 @@ fn bad_queries_are_config_errors_with_key_paths() {
         "the valid query has no problems:\n{stderr}"
     );
 }
+
+/// The files in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A config watching `path` as `app`, checked every second, with one query counting users.
+fn idle_config(path: &Path) -> String {
+    format!(
+        "host: {{enabled: false}}\nsqlite:\n  - name: app\n    path: {}\n    timeout: 2s\n    row_counts: [users]\n    integrity_interval: 1s\n\
+         queries:\n  - name: users\n    target: sqlite/app\n    sql: SELECT count(*) AS n FROM users\n    interval: 1s\n    timeout: 1s\n    metrics:\n      - {{name: app_users, value: n}}\n",
+        path.display()
+    )
+}
+
+#[test]
+fn a_wal_database_closed_cleanly_is_queried_and_checked_without_creating_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let made = Command::new("sqlite3")
+        .arg(&path)
+        .arg(
+            "PRAGMA journal_mode = WAL; CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); \
+             INSERT INTO users (name) VALUES ('ada'), ('grace');",
+        )
+        .output()
+        .expect("the sqlite3 CLI");
+    assert!(made.status.success(), "{made:?}");
+    assert_eq!(
+        listing(dir.path()),
+        ["app.db"],
+        "the CLI checkpointed on close"
+    );
+
+    let warden = Warden::start(&idle_config(&path));
+    let body = wait_for(
+        Duration::from_secs(20),
+        "the query and the integrity check",
+        || {
+            let body = scrape(&warden);
+            (value(&body, "app_users", &[]).is_some()
+                && value(&body, "warden_sqlite_integrity_ok", &db("app")).is_some())
+            .then_some(body)
+        },
+    );
+    assert_eq!(value(&body, "app_users", &[]), Some(2.0));
+    assert_eq!(
+        value(&body, "warden_sqlite_integrity_ok", &db("app")),
+        Some(1.0)
+    );
+    assert_eq!(value(&body, "warden_sqlite_up", &db("app")), Some(1.0));
+    assert_eq!(
+        value(
+            &body,
+            "warden_sqlite_table_rows",
+            &[("database", "app"), ("table", "users")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "warden_sqlite_journal_mode_info",
+            &[("database", "app"), ("journal_mode", "wal")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(listing(dir.path()), ["app.db"], "no -wal or -shm created");
+}
+
+#[test]
+fn a_wal_database_with_unrecovered_changes_is_not_opened_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    // The application dies before checkpointing: its files as they are while it runs,
+    // without the -shm.
+    let app = create_tutorial_db(&live.join("app.db"), "WAL");
+    app.execute_batch("PRAGMA wal_autocheckpoint = 0; INSERT INTO users (name) VALUES ('alan');")
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let path = data.join("app.db");
+    std::fs::copy(live.join("app.db"), &path).unwrap();
+    std::fs::copy(live.join("app.db-wal"), data.join("app.db-wal")).unwrap();
+    drop(app);
+
+    let warden = Warden::start(&idle_config(&path));
+    let body = wait_for(Duration::from_secs(10), "the query's first run", || {
+        let body = scrape(&warden);
+        value(&body, "warden_query_success", &[("query", "users")]).map(|_| body)
+    });
+    assert_eq!(
+        value(&body, "warden_query_success", &[("query", "users")]),
+        Some(0.0)
+    );
+    let log = warden.stderr();
+    assert!(
+        log.contains("bytes of changes in its -wal file and no -shm file"),
+        "{log}"
+    );
+    assert_eq!(listing(&data), ["app.db", "app.db-wal"], "no -shm created");
+}
+
+/// Threads of process `pid` blocked opening a FIFO.
+fn threads_opening_a_fifo(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|task| {
+            let wchan = task.as_ref().unwrap().path().join("wchan");
+            std::fs::read_to_string(wchan).is_ok_and(|w| w.trim() == "wait_for_partner")
+        })
+        .count()
+}
+
+/// The pid of the warden whose state directory is `dir`.
+fn pid_of(warden: &Warden) -> u32 {
+    let needle = warden.dir.path().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&needle))
+        })
+        .expect("warden's process")
+}
+
+#[test]
+fn a_hung_database_file_parks_one_thread_per_reader_and_scrapes_still_answer() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    // Opening a FIFO with no writer blocks in open(2), as a file on a dead mount would.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let warden = Warden::start(&idle_config(&path));
+    let pid = pid_of(&warden);
+    let success = |body: &str| {
+        value(
+            body,
+            "warden_collector_success",
+            &[("collector", "sqlite/app")],
+        )
+    };
+    // The collector, the query and the integrity check each hang once, then are refused
+    // without another thread: the process's thread count stops growing.
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count()
+    };
+    let (mut opening, mut all) = (Vec::new(), Vec::new());
+    for _ in 0..12 {
+        let body = scrape(&warden);
+        assert_eq!(success(&body), Some(0.0));
+        opening.push(threads_opening_a_fifo(pid));
+        all.push(threads());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let most = opening.iter().copied().max().unwrap();
+    assert!(most <= 3, "one thread per reader at most: {opening:?}");
+    assert!(
+        all[11] <= all[5] + 1,
+        "threads kept growing (one parked per scrape or query): {all:?}"
+    );
+
+    // The hang ends: a writer opens the FIFO (never blocking), then a database takes the path.
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&path);
+    let real = dir.path().join("real.db");
+    drop(create_tutorial_db(&real, "DELETE"));
+    std::fs::rename(&real, &path).unwrap();
+    drop(writer);
+    wait_for(
+        Duration::from_secs(20),
+        "success 1 after the hang ends",
+        || (success(&scrape(&warden)) == Some(1.0)).then_some(()),
+    );
+}

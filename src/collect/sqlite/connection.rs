@@ -54,13 +54,33 @@ pub(super) enum Unavailable {
         /// The limit.
         limit: Duration,
     },
-    /// A WAL database no application has open: SQLite would have to create its `-shm` and
-    /// `-wal` files to read it (owned by warden's user, which could lock the application
-    /// out of them), so it is not opened until the application runs again.
-    #[error("{} is a WAL database no application has open; not opened, to avoid creating its -shm file", path.display())]
-    IdleWal {
+    /// A WAL database no application has open (no `-shm` file) whose `-wal` file still holds
+    /// changes: the last application crashed or was killed before checkpointing. Reading it
+    /// means recovering that log into a new `-shm` file, which would be created owned by
+    /// warden's user and could lock a differently-owned application out of its own database;
+    /// reading the main file alone would miss the changes. So it is not opened until the
+    /// application opens it again (and recovers the log).
+    #[error(
+        "{} is a WAL database with {wal_bytes} bytes of changes in its -wal file and no -shm \
+         file (no application has it open, and the last one did not checkpoint on exit); not \
+         opened, since reading it would create its -shm file and reading around the log would \
+         miss those changes; it is read again once the application opens it",
+        path.display()
+    )]
+    UnrecoveredWal {
         /// The database file.
         path: PathBuf,
+        /// The size of the `-wal` file.
+        wal_bytes: u64,
+    },
+    /// An earlier read has not returned and cannot be interrupted: blocked opening or reading
+    /// the file (a hung file system, a FIFO). Reads are refused until it returns.
+    #[error("an earlier read of {} is still stuck, since {running_for:?} ago (a hung file?); not queueing behind it", path.display())]
+    Stuck {
+        /// The database file.
+        path: PathBuf,
+        /// How long the stuck read has run.
+        running_for: Duration,
     },
     /// SQLite failed otherwise (corruption, I/O error, cannot open).
     #[error("cannot read {}", path.display())]
@@ -93,9 +113,9 @@ impl Unavailable {
     }
 }
 
-/// The `file:` URI of a path, read-only: every byte outside the URI-safe set is
-/// percent-encoded, so a path containing `?`, `#` or `%` still names that file.
-fn uri(path: &Path) -> String {
+/// The `file:` URI of a path, read-only (and `immutable` if asked): every byte outside the
+/// URI-safe set is percent-encoded, so a path containing `?`, `#` or `%` still names that file.
+fn uri(path: &Path, immutable: bool) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut uri = String::from("file:");
     for &byte in path.as_os_str().as_bytes() {
@@ -106,19 +126,26 @@ fn uri(path: &Path) -> String {
         }
     }
     uri.push_str("?mode=ro");
+    if immutable {
+        uri.push_str("&immutable=1");
+    }
     uri
 }
 
 /// Opens `path` read-only: never creates the file, never writes to it, and waits at most
 /// `busy` for a lock before failing with `SQLITE_BUSY`.
 ///
+/// [`Access::Immutable`] opens it with `immutable=1`: SQLite then takes no lock and opens no
+/// `-wal` or `-shm` file (so creates none), trusting that nothing changes the file while the
+/// connection is open. Such a connection is used for one read and closed.
+///
 /// `SQLITE_OPEN_NO_MUTEX`: each connection is used by one thread at a time (behind a mutex
 /// of ours), so SQLite's own per-connection mutex would be pure overhead.
-pub(super) fn open(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+pub(super) fn open(path: &Path, busy: Duration, access: Access) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(uri(path), flags)?;
+    let conn = Connection::open_with_flags(uri(path, access == Access::Immutable), flags)?;
     conn.busy_timeout(busy)?;
     Ok(conn)
 }
@@ -191,10 +218,45 @@ pub(super) fn side_file(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(side)
 }
 
-/// The header of a WAL database whose `-shm` file is absent (no application has it open),
-/// which SQLite must not open; `None` for any other database. Such a file has been fully
-/// checkpointed by its last connection, so its header is current.
-pub(super) fn idle_wal(path: &Path, len: u64) -> Result<Option<Header>, Unavailable> {
+/// A WAL database no application has open: its `-shm` file is absent.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct IdleWal {
+    /// Its header.
+    pub(super) header: Header,
+    /// The size of its `-wal` file (0 when absent). Empty: the last connection checkpointed
+    /// the log into the file on close, so the file and its header are current.
+    pub(super) wal_bytes: u64,
+}
+
+/// How a database is opened without creating a file beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Through SQLite's locks, sharing the application's `-shm` (WAL) or taking SHARED
+    /// (rollback journal): any database an application may be writing.
+    Shared,
+    /// `immutable=1`: a WAL database no application has open, whose log is empty. Opening
+    /// it normally would create its `-shm` and `-wal` files.
+    Immutable,
+}
+
+impl Access {
+    /// How to open `path` (of `len` bytes): [`Unavailable::UnrecoveredWal`] when it cannot
+    /// be read without creating files.
+    pub(super) fn of(path: &Path, len: u64) -> Result<Access, Unavailable> {
+        match idle_wal(path, len)? {
+            None => Ok(Access::Shared),
+            Some(idle) if idle.wal_bytes == 0 => Ok(Access::Immutable),
+            Some(idle) => Err(Unavailable::UnrecoveredWal {
+                path: path.to_owned(),
+                wal_bytes: idle.wal_bytes,
+            }),
+        }
+    }
+}
+
+/// The header and log size of a WAL database whose `-shm` file is absent (no application has
+/// it open), which SQLite must not open normally; `None` for any other database.
+pub(super) fn idle_wal(path: &Path, len: u64) -> Result<Option<IdleWal>, Unavailable> {
     use std::io::Read;
     if side_file(path, "-shm").exists() {
         return Ok(None);
@@ -213,15 +275,25 @@ pub(super) fn idle_wal(path: &Path, len: u64) -> Result<Option<Header>, Unavaila
             });
         }
     }
-    Ok(parse_header(&bytes, len).filter(|header| header.wal))
+    let Some(header) = parse_header(&bytes, len).filter(|header| header.wal) else {
+        return Ok(None);
+    };
+    let wal = side_file(path, "-wal");
+    let wal_bytes = match std::fs::metadata(&wal) {
+        Ok(meta) => meta.len(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(source) => return Err(Unavailable::Unreadable { path: wal, source }),
+    };
+    Ok(Some(IdleWal { header, wal_bytes }))
 }
 
 /// One read-only connection kept across reads, reopened when the file is replaced or after
-/// an error.
+/// an error. An [`Access::Immutable`] connection is never reused: the next read checks
+/// afresh whether an application has opened the database since.
 pub(super) struct Keeper {
     path: PathBuf,
     busy: Duration,
-    kept: Option<(Connection, (u64, u64))>,
+    kept: Option<(Connection, (u64, u64), Access)>,
 }
 
 impl Keeper {
@@ -244,33 +316,32 @@ impl Keeper {
         self.busy
     }
 
-    /// The kept connection to the file described by `meta` (from [`stat`]), opened if there
-    /// is none or the file was replaced.
-    pub(super) fn connection(&mut self, meta: &Metadata) -> Result<&Connection, Unavailable> {
+    /// The connection for one read of the file described by `meta` (from [`stat`]): the kept
+    /// one, or a new one if there is none, the file was replaced, or the last was immutable.
+    pub(super) fn connection(
+        &mut self,
+        meta: &Metadata,
+    ) -> Result<(&Connection, Access), Unavailable> {
         let identity = identity(meta);
         if self
             .kept
             .as_ref()
-            .is_some_and(|(_, kept)| *kept != identity)
+            .is_some_and(|(_, kept, access)| *kept != identity || *access == Access::Immutable)
         {
             self.kept = None;
         }
         let kept = match self.kept.take() {
             Some(kept) => kept,
             None => {
-                if idle_wal(&self.path, meta.len())?.is_some() {
-                    return Err(Unavailable::IdleWal {
-                        path: self.path.clone(),
-                    });
-                }
-                let conn = open(&self.path, self.busy).map_err(|err| {
+                let access = Access::of(&self.path, meta.len())?;
+                let conn = open(&self.path, self.busy, access).map_err(|err| {
                     Unavailable::from_sqlite(&self.path, self.busy, Duration::ZERO, err)
                 })?;
-                (conn, identity)
+                (conn, identity, access)
             }
         };
-        let (conn, _) = self.kept.insert(kept);
-        Ok(conn)
+        let (conn, _, access) = self.kept.insert(kept);
+        Ok((conn, *access))
     }
 
     /// Closes the kept connection (after an error, or when the file is gone).
@@ -379,9 +450,16 @@ mod tests {
     #[test]
     fn uri_escapes_special_bytes() {
         assert_eq!(
-            uri(Path::new("/var/lib/a b/x?y#z%.db")),
+            uri(Path::new("/var/lib/a b/x?y#z%.db"), false),
             "file:/var/lib/a%20b/x%3Fy%23z%25.db?mode=ro"
         );
-        assert_eq!(uri(Path::new("rel/app.db")), "file:rel/app.db?mode=ro");
+        assert_eq!(
+            uri(Path::new("rel/app.db"), false),
+            "file:rel/app.db?mode=ro"
+        );
+        assert_eq!(
+            uri(Path::new("rel/app.db"), true),
+            "file:rel/app.db?mode=ro&immutable=1"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! [`SqliteExecutor`]: user queries and run queues on an SQLite file.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,8 @@ use rusqlite::types::ValueRef;
 
 use super::connection::{self, CancelOnDrop, Canceller, Keeper, Unavailable, lock};
 use super::{BUSY_TIMEOUT_MAX, ErrorChain};
-use crate::collect::sql::{Cell, Executor, QueryError, QueryFuture, Rows};
+use crate::collect::batch::OneAtATime;
+use crate::collect::sql::{Cell, Executor, MAX_ROWS, QueryError, QueryFuture, Rows};
 use crate::config::SqliteConfig;
 
 /// The statements a query may start with. `Statement::readonly` alone would admit `BEGIN`,
@@ -17,11 +19,16 @@ const ALLOWED_FIRST_WORDS: &[&str] = &["SELECT", "WITH", "VALUES", "PRAGMA", "EX
 
 /// Runs read-only queries on one SQLite database over one kept read-only connection.
 ///
-/// Queries run on blocking threads, one at a time (later ones queue for the connection,
-/// their timeout running while they wait). At its timeout a query is interrupted with
-/// `sqlite3_interrupt`, so it stops rather than running on unobserved.
+/// Queries run on blocking threads, one at a time (later ones wait for their turn without a
+/// thread, their timeout running while they wait). At its timeout a query is interrupted with
+/// `sqlite3_interrupt`, so it stops rather than running on unobserved. A call that cannot be
+/// interrupted (blocked opening or reading a hung file) makes later queries fail at once with
+/// `Unavailable::Stuck` until it returns, rather than each parking a thread behind it.
 pub struct SqliteExecutor {
     keeper: Arc<Mutex<Keeper>>,
+    calls: OneAtATime,
+    /// The database file, for errors raised while the keeper is locked by a stuck call.
+    path: PathBuf,
 }
 
 impl SqliteExecutor {
@@ -30,6 +37,8 @@ impl SqliteExecutor {
         let busy = config.timeout.min(BUSY_TIMEOUT_MAX);
         Arc::new(SqliteExecutor {
             keeper: Arc::new(Mutex::new(Keeper::new(config.path.clone(), busy))),
+            calls: OneAtATime::new(&format!("sqlite/{} queries", config.name)),
+            path: config.path.clone(),
         })
     }
 }
@@ -39,11 +48,25 @@ impl Executor for SqliteExecutor {
         let keeper = Arc::clone(&self.keeper);
         Box::pin(async move {
             let deadline = Instant::now() + timeout;
+            let turn =
+                match tokio::time::timeout_at(deadline.into(), self.calls.enter(timeout)).await {
+                    Ok(Ok(turn)) => turn,
+                    Ok(Err(running_for)) => {
+                        let stuck = Unavailable::Stuck {
+                            path: self.path.clone(),
+                            running_for,
+                        };
+                        return Err(QueryError::Unavailable(ErrorChain(&stuck).to_string()));
+                    }
+                    Err(_) => return Err(QueryError::Timeout(timeout)),
+                };
             let canceller = Canceller::default();
             // Cancels the query when it times out and when this future is dropped early.
             let _stop = CancelOnDrop(canceller.clone());
             let job = tokio::task::spawn_blocking(move || {
-                run(&keeper, &sql, deadline, timeout, &canceller)
+                let result = run(&keeper, &sql, deadline, timeout, &canceller);
+                drop(turn);
+                result
             });
             match tokio::time::timeout_at(deadline.into(), job).await {
                 Ok(Ok(result)) => result,
@@ -76,7 +99,7 @@ fn run(
             return Err(unavailable(err));
         }
     };
-    let conn = keeper.connection(&meta).map_err(unavailable)?;
+    let (conn, _) = keeper.connection(&meta).map_err(unavailable)?;
     let Some(running) = canceller.start(conn) else {
         return Err(QueryError::Timeout(timeout));
     };
@@ -129,7 +152,9 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
-/// Prepares, checks and runs one statement, finalizing it before returning.
+/// Prepares, checks and runs one statement, finalizing it before returning. Stops stepping
+/// at [`MAX_ROWS`]: a larger result fails at the series cap anyway, and reading it whole
+/// would hold it all in memory first.
 fn query(conn: &rusqlite::Connection, sql: &str) -> Result<Rows, Failure> {
     // `prepare` rejects a second statement after the first (`MultipleStatement`).
     let mut statement = conn.prepare(sql)?;
@@ -146,7 +171,9 @@ fn query(conn: &rusqlite::Connection, sql: &str) -> Result<Rows, Failure> {
     let width = columns.len();
     let mut rows = Vec::new();
     let mut cursor = statement.query([])?;
-    while let Some(row) = cursor.next()? {
+    while rows.len() < MAX_ROWS
+        && let Some(row) = cursor.next()?
+    {
         let mut cells = Vec::with_capacity(width);
         for index in 0..width {
             cells.push(cell(row.get_ref(index)?));

@@ -52,12 +52,23 @@
 //!   staleness alert shows. Use WAL for large databases.
 //!
 //! - **A WAL database no application has open** has no `-shm` file. SQLite would create the
-//!   `-shm` and `-wal` files to read it, owned by warden's user, which can lock a
-//!   differently-owned application out of its own database. So warden does not open it: the
-//!   scrape reads the page statistics from the 100-byte file header (current, as the last
-//!   connection checkpointed on close; no row counts), and user queries and the integrity
-//!   check report the database unavailable until the application opens it again. (A window
-//!   of microseconds remains between seeing the `-shm` file and opening it.)
+//!   `-shm` and `-wal` files to read it normally, owned by warden's user, which can lock a
+//!   differently-owned application out of its own database. So warden never opens it
+//!   normally. When its `-wal` is absent or empty (the last connection checkpointed on close,
+//!   so the file is current), it is opened `immutable=1` for one read at a time: no lock, no
+//!   side file; scrapes, row counts, queries and the integrity check all work. Should an
+//!   application open it meanwhile, the next read goes through SQLite's locks again; an
+//!   integrity problem found by an immutable check is kept only if the file did not change
+//!   during it. When the `-wal` still holds changes (the application died before
+//!   checkpointing), reading them would mean recovering the log into a new `-shm`, and
+//!   reading around them would be wrong: the scrape reads the page statistics from the
+//!   100-byte header, and queries and the integrity check report why they cannot run until
+//!   the application opens it again. (A window of microseconds remains between seeing the
+//!   `-shm` file and opening it.)
+//! - **A read that hangs** (a file on a dead mount, which no interrupt reaches) parks one
+//!   thread: the collector and the executor run one call at a time, and while a call is
+//!   stuck past its limit later scrapes report failure and queries fail at once
+//!   (`OneAtATime` in `collect::batch`), instead of each parking another thread behind it.
 //!
 //! # Timeouts
 //! Statements are stopped with `sqlite3_interrupt` (the private `Canceller`), so a
@@ -225,11 +236,16 @@ impl SqliteCollector {
             self.config.timeout.min(BUSY_TIMEOUT_MAX),
         );
         // First the check's own connection and the journal mode, which sets the limit.
-        let opened = tokio::task::spawn_blocking(move || open_for_check(&path, busy)).await;
-        let (conn, wal) = match opened {
+        // Opening can hang on a dead mount, where no interrupt reaches: shutdown leaves it.
+        let opened = tokio::select! {
+            opened = tokio::task::spawn_blocking(move || open_for_check(&path, busy)) => opened,
+            () = shutdown.cancelled() => return Checked::Shutdown,
+        };
+        let (conn, wal, idle) = match opened {
             Ok(Ok(opened)) => opened,
-            Ok(Err(err @ Unavailable::IdleWal { .. })) => {
+            Ok(Err(err @ Unavailable::UnrecoveredWal { .. })) => {
                 tracing::debug!(database, reason = %ErrorChain(&err), "SQLite integrity check postponed.");
+                self.check_failed(ErrorChain(&err).to_string());
                 return Checked::Unavailable;
             }
             Ok(Err(err)) => {
@@ -279,6 +295,24 @@ impl SqliteCollector {
                 return Checked::Abandoned;
             }
         };
+        // An immutable read assumed nothing wrote the file; a problem found while an
+        // application started writing may be that write, not corruption.
+        let healthy = matches!(&result, Ok(messages) if messages.len() == 1 && messages[0] == "ok");
+        if let Some(before) = idle
+            && !healthy
+        {
+            let path = self.config.path.clone();
+            let unchanged = tokio::task::spawn_blocking(move || still_idle(&path, &before))
+                .await
+                .unwrap_or(false);
+            if !unchanged {
+                tracing::debug!(
+                    database,
+                    "The database changed during its immutable integrity check; retrying soon."
+                );
+                return Checked::Unavailable;
+            }
+        }
         match result {
             Ok(messages) => {
                 let ok = messages.len() == 1 && messages[0] == "ok";
@@ -355,9 +389,12 @@ impl SqliteCollector {
         let busy = state.keeper.busy();
         let path = state.keeper.path().to_owned();
         let result = (|| {
-            if let Some(header) = connection::idle_wal(&path, meta.len())? {
-                // No application has it open; the header is current (module doc).
+            if let Some(idle) = connection::idle_wal(&path, meta.len())?
+                && idle.wal_bytes > 0
+            {
+                // Not opened (`Unavailable::UnrecoveredWal`): the main file's own header.
                 state.keeper.reset();
+                let header = idle.header;
                 return Ok(Reading {
                     page_count: header.page_count as i64,
                     page_size: i64::from(header.page_size),
@@ -366,7 +403,7 @@ impl SqliteCollector {
                     rows: Vec::new(),
                 });
             }
-            let conn = state.keeper.connection(meta)?;
+            let (conn, access) = state.keeper.connection(meta)?;
             let fail = |err| Unavailable::from_sqlite(&path, busy, limit, err);
             let Some(running) = canceller.start(conn) else {
                 return Err(Unavailable::Interrupted {
@@ -383,6 +420,11 @@ impl SqliteCollector {
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                 )
                 .map_err(fail)?;
+            // An immutable connection reports `delete`: it ignores the log, which is empty.
+            let journal_mode = match access {
+                connection::Access::Immutable => "wal".to_owned(),
+                connection::Access::Shared => journal_mode,
+            };
             let mut rows = Vec::with_capacity(self.config.row_counts.len());
             for table in &self.config.row_counts {
                 let sql = format!("SELECT count(*) FROM {}", quote_identifier(table));
@@ -452,23 +494,54 @@ enum Checked {
     Shutdown,
 }
 
-/// Opens the check's own connection and reads whether the database is in WAL mode.
+/// What an immutable read of an idle WAL database relied on staying as it was: the file's
+/// identity, size and modification time, with no `-shm` and an empty log.
+#[derive(Debug, Clone, PartialEq)]
+struct IdleFile {
+    identity: (u64, u64),
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl IdleFile {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        IdleFile {
+            identity: (meta.dev(), meta.ino()),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+}
+
+/// Whether `path` is still the idle WAL database `before` described. Blocking.
+fn still_idle(path: &Path, before: &IdleFile) -> bool {
+    connection::stat(path).is_ok_and(|meta| {
+        IdleFile::of(&meta) == *before
+            && matches!(
+                connection::Access::of(path, meta.len()),
+                Ok(connection::Access::Immutable)
+            )
+    })
+}
+
+/// Opens the check's own connection and reads whether the database is in WAL mode; for an
+/// idle WAL database (opened immutable), also what the read relies on staying unchanged.
 fn open_for_check(
     path: &Path,
     busy: Duration,
-) -> Result<(rusqlite::Connection, bool), Unavailable> {
+) -> Result<(rusqlite::Connection, bool, Option<IdleFile>), Unavailable> {
     let meta = connection::stat(path)?;
-    if connection::idle_wal(path, meta.len())?.is_some() {
-        return Err(Unavailable::IdleWal {
-            path: path.to_owned(),
-        });
-    }
+    let access = connection::Access::of(path, meta.len())?;
     let fail = |err| Unavailable::from_sqlite(path, busy, Duration::ZERO, err);
-    let conn = connection::open(path, busy).map_err(fail)?;
+    let conn = connection::open(path, busy, access).map_err(fail)?;
+    if access == connection::Access::Immutable {
+        return Ok((conn, true, Some(IdleFile::of(&meta))));
+    }
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .map_err(fail)?;
-    Ok((conn, mode.eq_ignore_ascii_case("wal")))
+    Ok((conn, mode.eq_ignore_ascii_case("wal"), None))
 }
 
 /// Runs the check; its result rows (`ok` alone when healthy). Blocking.

@@ -85,7 +85,8 @@ fn wal_database_metrics() {
     let size = std::fs::metadata(&path).unwrap().len() as f64;
     assert_eq!(size, (pages * 4096) as f64, "checkpointed: file = pages");
 
-    // No application has it open: read from the header, creating no -wal/-shm file.
+    // No application has it open, its log checkpointed: read immutable, creating no -wal/-shm
+    // file.
     let collector = SqliteCollector::new(config(&path));
     assert_eq!(collector.name(), "sqlite/app");
     let families = collector.collect().unwrap();
@@ -106,9 +107,11 @@ fn wal_database_metrics() {
     );
     assert_eq!(
         value(&families, "warden_sqlite_table_rows", &[("table", "items")]),
-        None,
-        "row counts need SQLite"
+        Some(7.0),
+        "read immutable"
     );
+    assert!(!dir.path().join("app.db-shm").exists());
+    assert!(!dir.path().join("app.db-wal").exists());
     assert_eq!(
         value(
             &families,
@@ -384,15 +387,14 @@ async fn integrity_of_a_healthy_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.db");
     create(&path, 4096, "WAL", 500);
+    // No application has it open: checked immutable, creating no file.
     let collector = SqliteCollector::new(config(&path));
-    assert!(
-        matches!(
-            collector.check_once(&CancellationToken::new()).await,
-            Checked::Unavailable
-        ),
-        "not opened while no application has it open"
-    );
-    assert!(!dir.path().join("app.db-shm").exists());
+    assert!(matches!(
+        collector.check_once(&CancellationToken::new()).await,
+        Checked::Finished
+    ));
+    assert_eq!(integrity(&collector).0, Some(1.0));
+    assert_eq!(listing(dir.path()), ["app.db"]);
     let _app = Connection::open(&path).unwrap();
     _app.query_row("SELECT 1", [], |_| Ok(())).unwrap();
     for kind in [IntegrityCheck::Quick, IntegrityCheck::Full] {
@@ -407,6 +409,23 @@ async fn integrity_of_a_healthy_file() {
         assert_eq!(ok, Some(1.0));
         assert!(timestamp.unwrap() > 1.7e9);
     }
+}
+
+#[tokio::test]
+async fn integrity_of_an_unrecovered_wal_says_why_it_did_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unrecovered_wal(dir.path());
+    let collector = SqliteCollector::new(config(&path));
+    assert!(matches!(
+        collector.check_once(&CancellationToken::new()).await,
+        Checked::Unavailable
+    ));
+    let (_, reason) = collector.health().last_error.unwrap();
+    assert!(
+        reason.contains("bytes of changes in its -wal file"),
+        "{reason}"
+    );
+    assert!(!dir.path().join("app.db-shm").exists());
 }
 
 /// Creates a healthy database of many pages and returns a copy with one interior page
@@ -640,16 +659,71 @@ async fn executor_on_a_missing_file_is_unavailable() {
     assert!(!path.exists());
 }
 
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[tokio::test]
-async fn executor_does_not_open_an_idle_wal_database() {
+async fn executor_reads_an_idle_wal_database_without_creating_files() {
     let dir = tempfile::tempdir().unwrap();
     let (executor, app) = executor(dir.path());
     drop(app);
+    assert_eq!(listing(dir.path()), ["app.db"], "closed cleanly");
+    for _ in 0..2 {
+        let rows = executor
+            .query(
+                "SELECT count(*) FROM logs".to_owned(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.rows, vec![vec![Cell::Int(1)]]);
+        assert_eq!(listing(dir.path()), ["app.db"], "no -wal or -shm created");
+    }
+    // The application opens it again and writes: the next query sees the write.
+    let app = Connection::open(dir.path().join("app.db")).unwrap();
+    app.execute("INSERT INTO logs (id) VALUES (2)", []).unwrap();
+    let rows = executor
+        .query(
+            "SELECT count(*) FROM logs".to_owned(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, vec![vec![Cell::Int(2)]]);
+}
+
+/// A WAL database whose last application died before checkpointing: the database and its
+/// non-empty `-wal`, copied while the application had them open, without the `-shm`.
+fn unrecovered_wal(dir: &Path) -> PathBuf {
+    let live = dir.join("live");
+    std::fs::create_dir(&live).unwrap();
+    let (_, app) = executor(&live);
+    app.execute_batch("PRAGMA wal_autocheckpoint = 0; INSERT INTO logs (id) VALUES (2);")
+        .unwrap();
+    let path = dir.join("app.db");
+    std::fs::copy(live.join("app.db"), &path).unwrap();
+    std::fs::copy(live.join("app.db-wal"), dir.join("app.db-wal")).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn executor_refuses_an_unrecovered_wal_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unrecovered_wal(dir.path());
+    let executor = SqliteExecutor::new(&config(&path));
     let result = executor
         .query("SELECT 1".to_owned(), Duration::from_secs(5))
         .await;
     assert!(
-        matches!(&result, Err(QueryError::Unavailable(reason)) if reason.contains("-shm")),
+        matches!(&result, Err(QueryError::Unavailable(reason))
+            if reason.contains("bytes of changes in its -wal file and no -shm file")),
         "{result:?}"
     );
     assert!(!dir.path().join("app.db-shm").exists());
@@ -684,4 +758,168 @@ async fn executor_on_an_exclusively_locked_file_is_unavailable() {
         .await
         .unwrap();
     assert_eq!(rows.rows, vec![vec![Cell::Int(2)]]);
+}
+
+#[tokio::test]
+async fn executor_stops_reading_at_the_row_cap() {
+    use crate::collect::sql::MAX_ROWS;
+    let dir = tempfile::tempdir().unwrap();
+    let (executor, _app) = executor(dir.path());
+    // Three million rows of 100-byte text: about 300 MB if all were kept.
+    let rows = executor
+        .query(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)
+             SELECT x, printf('%0100d', x) AS pad FROM c"
+                .to_owned(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows.len(), MAX_ROWS, "one past the cap, no more");
+    assert_eq!(rows.rows[MAX_ROWS - 1][0], Cell::Int(MAX_ROWS as i64));
+}
+
+/// Threads of this process blocked opening a FIFO (nextest runs each test in its own process).
+fn threads_opening_a_fifo() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|task| {
+            let wchan = task.as_ref().unwrap().path().join("wchan");
+            std::fs::read_to_string(wchan).is_ok_and(|w| w.trim() == "wait_for_partner")
+        })
+        .count()
+}
+
+/// Ends the hang of a FIFO database when dropped, so a failing test does not leave a thread
+/// blocked forever (the runtime waits for its blocking threads on drop): a regular file takes
+/// the path, then the blocked reader gets a writer and end-of-file.
+struct EndsHang(PathBuf);
+
+impl Drop for EndsHang {
+    fn drop(&mut self) {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let Ok(meta) = std::fs::symlink_metadata(&self.0) else {
+            return;
+        };
+        if !meta.file_type().is_fifo() {
+            return;
+        }
+        // Succeeds only while a reader is blocked in open(2); never blocks.
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&self.0);
+        let regular = self.0.with_extension("regular");
+        std::fs::write(&regular, b"").unwrap();
+        std::fs::rename(&regular, &self.0).unwrap();
+        drop(writer);
+    }
+}
+
+#[tokio::test]
+async fn executor_on_a_hung_file_parks_one_thread_and_refuses_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    // Opening a FIFO with no writer blocks in open(2), where no interrupt reaches it: a real
+    // hang, like a file on a dead network mount.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let _ends_hang = EndsHang(path.clone());
+    let executor = SqliteExecutor::new(&config(&path));
+    let timeout = Duration::from_millis(100);
+    let query = || tokio::time::timeout(timeout, executor.query("SELECT 1".to_owned(), timeout));
+    let first = query().await;
+    assert!(
+        matches!(first, Ok(Err(QueryError::Timeout(_)))),
+        "{first:?}"
+    );
+    // Queries wait (holding no thread) until the hung call is past its limit and grace, then
+    // are refused at once.
+    let mut waited = 0;
+    loop {
+        match query().await {
+            Err(_) | Ok(Err(QueryError::Timeout(_))) if waited < 100 => waited += 1,
+            Ok(Err(QueryError::Unavailable(reason))) => {
+                assert!(reason.contains("is still stuck, since"), "{reason}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for _ in 0..20 {
+        match query().await {
+            Ok(Err(QueryError::Unavailable(reason))) => {
+                assert!(reason.contains("is still stuck, since"), "{reason}")
+            }
+            other => panic!("refused at once, not queued: {other:?}"),
+        }
+    }
+    assert_eq!(
+        threads_opening_a_fifo(),
+        1,
+        "one thread parked, not one per query"
+    );
+
+    // The hang ends: a real database takes the path, and the FIFO's reader gets a writer
+    // and end-of-file.
+    let writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let real = dir.path().join("real.db");
+    create(&real, 4096, "DELETE", 1);
+    std::fs::rename(&real, &path).unwrap();
+    drop(writer);
+    let mut answered = None;
+    for _ in 0..100 {
+        match executor
+            .query(
+                "SELECT count(*) FROM items".to_owned(),
+                Duration::from_secs(5),
+            )
+            .await
+        {
+            Ok(rows) => {
+                answered = Some(rows);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert_eq!(answered.unwrap().rows, vec![vec![Cell::Int(1)]]);
+}
+
+#[tokio::test]
+async fn the_integrity_loop_stops_on_shutdown_while_opening_a_hung_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let _ends_hang = EndsHang(path.clone());
+    let mut config = config(&path);
+    config.integrity_interval = Duration::from_millis(50);
+    let collector = SqliteCollector::new(config);
+    let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+    collector.spawn_integrity(shutdown.clone(), &tracker);
+    tracker.close();
+    for _ in 0..500 {
+        if threads_opening_a_fifo() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(threads_opening_a_fifo(), 1, "the check is opening the file");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .expect("the loop stops on shutdown, leaving the hung open to its thread");
 }
