@@ -93,3 +93,8 @@ echo "test.sh: cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "test.sh: cargo test"
 cargo test --locked --workspace
+# A short fuzz run of every parser of outside input (FUZZING.md): at most a second and 5,000
+# inputs per target, fixed seed; a panic fails the run and its input is kept in
+# target/fuzz-crashes/. The long run is documented in FUZZING.md.
+echo "test.sh: warden-fuzz (short run)"
+cargo run --locked -q -p warden-fuzz -- --iterations 5000 --seconds 1 --seed 12

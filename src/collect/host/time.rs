@@ -303,6 +303,17 @@ fn parse_fixed_rule(rule: &str) -> Option<LocalTime> {
     })
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): the bytes as TZif data (and the local time now
+/// and at the extremes), and as a POSIX TZ rule.
+pub(super) fn fuzz(data: &[u8]) -> Result<Vec<Family>, String> {
+    let rule = parse_fixed_rule(&String::from_utf8_lossy(data));
+    let zone = Zone::try_from_tzif(data).ok_or("not TZif")?;
+    for now in [i64::MIN, -1, 0, 1_700_000_000, i64::MAX] {
+        let _ = zone.at(now);
+    }
+    Ok(rule.map(|_| Vec::new()).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
