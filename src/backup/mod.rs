@@ -23,7 +23,7 @@
 //! - [`scheduler`]: cron schedules for runs and drills;
 //! - [`metrics`]: the `warden_backup_*` families.
 
-mod archive;
+pub(crate) mod archive;
 pub mod command;
 pub mod files;
 pub mod libpq;

@@ -30,6 +30,11 @@ fn parse(text: &str) -> Result<u64, String> {
     parse_u64(text.trim(), "value")
 }
 
+/// The fuzz driver's entry (`host::fuzzing`).
+pub(super) fn fuzz(text: &str) -> Result<u64, String> {
+    parse(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

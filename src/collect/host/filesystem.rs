@@ -444,6 +444,18 @@ fn families<'a>(mounts: impl Iterator<Item = (&'a Mount, Outcome)>) -> Vec<Famil
     vec![size, free, avail, files, files_free, readonly, device_error]
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): mounts text through the default filters and into
+/// the families (every mount as a device error, nothing is stat'ed).
+pub(super) fn fuzz(text: &str) -> Result<Vec<Family>, String> {
+    static DEFAULT: std::sync::OnceLock<Filesystem> = std::sync::OnceLock::new();
+    let filesystem =
+        DEFAULT.get_or_init(|| Filesystem::new(&crate::config::Config::default().host));
+    let mounts = filesystem.state.select(text);
+    Ok(families(
+        mounts.iter().map(|mount| (mount, Outcome::DeviceError)),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -352,6 +352,12 @@ fn parse_rate(text: &str) -> Result<u64, String> {
     Ok((f64::from(gigabits) * 125_000_000.0) as u64)
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): the text as a port state and as a port rate.
+pub(super) fn fuzz(text: &str) -> Result<u64, String> {
+    let state = parse_state(text);
+    parse_rate(text).or(state.map(u64::from))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -172,6 +172,12 @@ fn synced_blocks(progress: &str) -> Option<u64> {
     })
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): /proc/mdstat text through the parser and the
+/// families.
+pub(super) fn fuzz(text: &str) -> Result<Vec<Family>, String> {
+    parse(text).map(|arrays| families(&arrays))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

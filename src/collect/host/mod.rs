@@ -38,6 +38,9 @@ mod filefd;
 #[cfg(target_os = "linux")]
 pub mod filesystem;
 #[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(target_os = "linux")]
 mod hwmon;
 #[cfg(target_os = "linux")]
 mod infiniband;

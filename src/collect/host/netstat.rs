@@ -181,6 +181,15 @@ pub(super) fn collect(files: &ProcFiles) -> Result<Vec<Family>, Error> {
     Ok(stats.into_families())
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): the text as /proc/net/netstat (or snmp) and as
+/// /proc/net/snmp6, then the families.
+pub(super) fn fuzz(text: &str) -> Result<Vec<Family>, String> {
+    let mut stats = Stats::default();
+    let pairs = stats.parse_pairs(text);
+    stats.parse_snmp6(text).or(pairs)?;
+    Ok(stats.into_families())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

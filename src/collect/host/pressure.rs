@@ -172,6 +172,14 @@ fn parse(text: &str) -> Result<Totals, String> {
     Ok(totals)
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): one PSI file's text through the parser and the
+/// families of the first resource.
+pub(super) fn fuzz(text: &str) -> Result<Vec<Family>, String> {
+    let mut families = Vec::new();
+    push_totals(&RESOURCES[0], parse(text)?, &mut families);
+    Ok(families)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

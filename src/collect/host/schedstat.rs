@@ -64,6 +64,11 @@ fn parse(text: &str) -> Result<Vec<Family>, String> {
     Ok(vec![running, waiting, timeslices])
 }
 
+/// The fuzz driver's entry (`host::fuzzing`).
+pub(super) fn fuzz(text: &str) -> Result<Vec<Family>, String> {
+    parse(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

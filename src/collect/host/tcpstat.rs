@@ -98,6 +98,12 @@ fn parse(text: &str, stats: &mut Stats) -> Result<(), String> {
     Ok(())
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): one file's text through the parser and the family.
+pub(super) fn fuzz(text: &str) -> Result<Vec<Family>, String> {
+    let mut stats = Stats::default();
+    parse(text, &mut stats).map(|()| vec![family(&stats)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

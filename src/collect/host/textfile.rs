@@ -1090,5 +1090,25 @@ fn convert(family: TextFamily, out: &mut Vec<Converted>) -> Result<(), String> {
     Ok(())
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): `data` split at form feeds (`\x0c`) into files,
+/// each parsed and merged as the collector does, then the merged families.
+pub(super) fn fuzz(data: &[u8]) -> Result<Vec<Family>, String> {
+    let mut merged = Merged::default();
+    let mut problem = None;
+    for (index, text) in data.split(|&b| b == b'\x0c').enumerate() {
+        let added = parse(text)
+            .map_err(|err| err.to_string())
+            .and_then(|families| merged.add(&format!("fuzz{index}.prom"), families));
+        if let Err(err) = added {
+            problem.get_or_insert(err);
+        }
+    }
+    let families = merged.finish();
+    match problem {
+        Some(problem) if families.is_empty() => Err(problem),
+        _ => Ok(families),
+    }
+}
+
 #[cfg(test)]
 mod tests;

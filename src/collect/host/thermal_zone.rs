@@ -59,6 +59,11 @@ fn parse_i64(text: &str) -> Result<i64, String> {
     parse_number(text.trim(), "value")
 }
 
+/// The fuzz driver's entry (`host::fuzzing`).
+pub(super) fn fuzz(text: &str) -> Result<i64, String> {
+    parse_i64(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

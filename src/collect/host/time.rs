@@ -285,16 +285,33 @@ fn parse_fixed_rule(rule: &str) -> Option<LocalTime> {
         Some(b'+') => (-1, &rest[1..]),
         _ => (-1, rest),
     };
+    // Hours up to 167 (RFC 8536's extension of POSIX's 24), minutes and seconds below 60, so
+    // the sum fits an `i32` whatever the file says.
     let mut seconds = 0i32;
     for (i, part) in digits.split(':').enumerate() {
         let value: i32 = part.parse().ok()?;
-        seconds += value * [3600, 60, 1].get(i)?;
+        let (limit, unit) = [(168, 3600), (60, 60), (60, 1)].get(i)?;
+        if !(0..*limit).contains(&value) {
+            return None;
+        }
+        seconds += value * unit;
     }
     // POSIX offsets count west of Greenwich: `IST-5:30` is UTC+5:30.
     Some(LocalTime {
         offset: sign * seconds,
         abbreviation: name.to_owned(),
     })
+}
+
+/// The fuzz driver's entry (`host::fuzzing`): the bytes as TZif data (and the local time now
+/// and at the extremes), and as a POSIX TZ rule.
+pub(super) fn fuzz(data: &[u8]) -> Result<Vec<Family>, String> {
+    let rule = parse_fixed_rule(&String::from_utf8_lossy(data));
+    let zone = Zone::try_from_tzif(data).ok_or("not TZif")?;
+    for now in [i64::MIN, -1, 0, 1_700_000_000, i64::MAX] {
+        let _ = zone.at(now);
+    }
+    Ok(rule.map(|_| Vec::new()).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -345,6 +362,21 @@ mod tests {
         assert_eq!(rule("<-03>3"), Some((-10800, "-03".to_owned())));
         assert_eq!(rule("EST5EDT,M3.2.0,M11.1.0"), None);
         assert_eq!(rule("CET-1CEST,M3.5.0,M10.5.0/3"), None);
+    }
+
+    /// Found by fuzzing: an offset too large for `i32` seconds overflowed (a panic in debug
+    /// builds, a wrong offset in release ones).
+    #[test]
+    fn out_of_range_offsets_are_not_rules() {
+        let rule = |r: &str| parse_fixed_rule(r).map(|l| (l.offset, l.abbreviation));
+        assert_eq!(rule("<+0530>--2147483648:30"), None);
+        assert_eq!(rule("ABC-99999999"), None);
+        assert_eq!(rule("ABC596524"), None);
+        assert_eq!(rule("ABC1:-5"), None);
+        assert_eq!(rule("ABC1:60"), None);
+        // RFC 8536's extension allows hours up to 167.
+        assert_eq!(rule("<+167>-167"), Some((167 * 3600, "+167".to_owned())));
+        assert_eq!(rule("ABC168"), None);
     }
 
     #[test]

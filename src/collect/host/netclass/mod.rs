@@ -265,6 +265,11 @@ pub(super) fn parse_uint(text: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
+/// The fuzz driver's entry for the rtnetlink parser (`host::fuzzing`).
+pub(super) fn fuzz_netlink(bytes: &[u8]) -> Result<Vec<Family>, String> {
+    netlink::fuzz(bytes).map(|_| Vec::new())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -602,6 +602,15 @@ fn u32_at(bytes: &[u8], offset: usize) -> u32 {
     ])
 }
 
+/// The fuzz driver's entry (`host::fuzzing`): `bytes` as a dump reply to the request the first
+/// message answers.
+pub(super) fn fuzz(bytes: &[u8]) -> Result<usize, String> {
+    let seq = bytes.get(8..12).map_or(0, |_| u32_at(bytes, 8));
+    let mut links = Vec::new();
+    parse(bytes, seq, &mut links)?;
+    Ok(links.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
