@@ -816,21 +816,25 @@ impl Drop for EndsHang {
     }
 }
 
-#[tokio::test]
-async fn executor_on_a_hung_file_parks_one_thread_and_refuses_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    // Opening a FIFO with no writer blocks in open(2), where no interrupt reaches it: a real
-    // hang, like a file on a dead network mount.
+/// A FIFO at `path`: opening it with no writer blocks in open(2), where no interrupt reaches
+/// it, a real hang like a file on a dead network mount. The guard ends the hang when dropped.
+fn hung_file(path: &Path) -> EndsHang {
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &path,
+        path,
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
         0,
     )
     .unwrap();
-    let _ends_hang = EndsHang(path.clone());
+    EndsHang(path.to_owned())
+}
+
+#[tokio::test]
+async fn executor_on_a_hung_file_parks_one_thread_and_refuses_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let _ends_hang = hung_file(&path);
     let executor = SqliteExecutor::new(&config(&path));
     let timeout = Duration::from_millis(100);
     let query = || tokio::time::timeout(timeout, executor.query("SELECT 1".to_owned(), timeout));
@@ -896,15 +900,7 @@ async fn executor_on_a_hung_file_parks_one_thread_and_refuses_at_once() {
 async fn the_integrity_loop_stops_on_shutdown_while_opening_a_hung_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.db");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &path,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
-    let _ends_hang = EndsHang(path.clone());
+    let _ends_hang = hung_file(&path);
     let mut config = config(&path);
     config.integrity_interval = Duration::from_millis(50);
     let collector = SqliteCollector::new(config);
