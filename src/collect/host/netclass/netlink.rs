@@ -156,14 +156,43 @@ struct DeviceFiles {
 }
 
 impl DeviceFiles {
-    /// Attribute `name`'s text, trimmed (see [`read_at`]): through the held file when there is
-    /// one and it reads, else through a new one, which is then held when `hold` is set.
-    fn read(
-        &mut self,
-        name: &'static str,
-        buffer: &mut Vec<u8>,
-        hold: bool,
-    ) -> io::Result<Option<String>> {
+    /// Device `name`'s directory under `class` (opened once per scrape, on first need, into
+    /// `class_dir`), with no attribute open yet; `None` when it is no directory (gone since the
+    /// listing, or a regular file).
+    fn open(
+        class_dir: &mut Option<OwnedFd>,
+        class: &Path,
+        name: &str,
+    ) -> Result<Option<DeviceFiles>, Error> {
+        let class_dir = match class_dir {
+            Some(dir) => dir,
+            None => class_dir.insert(
+                rustix::fs::open(
+                    class,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|errno| read_error(class, errno.into()))?,
+            ),
+        };
+        match rustix::fs::openat(
+            &*class_dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(dir) => Ok(Some(DeviceFiles {
+                dir,
+                files: Vec::new(),
+            })),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+            Err(errno) => Err(read_error(&class.join(name), errno.into())),
+        }
+    }
+
+    /// Attribute `name`'s text, trimmed: through the file opened for it earlier when there is
+    /// one and it reads, else through a new one, kept with the others.
+    fn read(&mut self, name: &'static str, buffer: &mut Vec<u8>) -> io::Result<Option<String>> {
         if let Some(at) = self.files.iter().position(|(held, _)| *held == name) {
             match pread_all(&self.files[at].1, buffer) {
                 Ok(()) => return Ok(text(buffer)),
@@ -183,9 +212,7 @@ impl DeviceFiles {
             Err(errno) => return unreported_or(errno),
         };
         let read = pread_all(&file, buffer);
-        if hold {
-            self.files.push((name, file));
-        }
+        self.files.push((name, file));
         match read {
             Ok(()) => Ok(text(buffer)),
             Err(errno) => unreported_or(errno),
@@ -225,7 +252,7 @@ pub(super) fn devices(sysfs: &Path, names: Vec<String>, held: &Held) -> Result<V
     };
     let by_name: HashMap<&str, &Link> = links.iter().map(|l| (l.name.as_str(), l)).collect();
     let class = sysfs.join("class/net");
-    let mut class_dir = None;
+    let mut class_dir: Option<OwnedFd> = None;
     let mut held = held
         .devices
         .lock()
@@ -242,48 +269,26 @@ pub(super) fn devices(sysfs: &Path, names: Vec<String>, held: &Held) -> Result<V
             continue;
         };
         let key = (link.index, name);
-        let mut fresh = None;
-        let mut hold = true;
+        // Beyond the cap a device's files are opened for this scrape only, dropped after it.
+        let mut unheld;
         let files = match held.get_mut(&key) {
             Some(files) => files,
             None => {
-                let class_dir = match &mut class_dir {
-                    Some(dir) => dir,
-                    None => class_dir.insert(
-                        rustix::fs::open(
-                            &class,
-                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(|errno| read_error(&class, errno.into()))?,
-                    ),
-                };
-                let dir = match rustix::fs::openat(
-                    &*class_dir,
-                    key.1.as_str(),
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(dir) => dir,
-                    Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => continue,
-                    Err(errno) => return Err(read_error(&class.join(&key.1), errno.into())),
-                };
-                let files = DeviceFiles {
-                    dir,
-                    files: Vec::new(),
+                let Some(files) = DeviceFiles::open(&mut class_dir, &class, &key.1)? else {
+                    continue;
                 };
                 if held.len() < MAX_HELD_DEVICES {
                     held.entry(key.clone()).or_insert(files)
                 } else {
-                    hold = false;
-                    fresh.insert(files)
+                    unheld = files;
+                    &mut unheld
                 }
             }
         };
         let name = &key.1;
         let read = |attribute: &'static str| {
             files
-                .read(attribute, &mut buffer, hold)
+                .read(attribute, &mut buffer)
                 .map_err(|source| read_error(&class.join(name).join(attribute), source))
         };
         devices.push(device(name.clone(), link, read)?);
@@ -943,11 +948,7 @@ mod tests {
     /// same values (counters aside, which may move between the two readings).
     #[test]
     fn netlink_and_sysfs_agree_on_this_machine() {
-        let files = files_in(Path::new(LIVE_SYSFS));
-        let names = files
-            .entries("class/net")
-            .expect("lists")
-            .unwrap_or_default();
+        let (files, names) = live_devices();
         // Twice through one `Held`: opening the files, then reading the held ones again.
         let held = Held::default();
         let first = devices(files.root(), names.clone(), &held).expect("netlink dump");
@@ -960,6 +961,26 @@ mod tests {
         assert_eq!(strip_counters(first), strip_counters(by_netlink.clone()));
         assert!(!by_sysfs.is_empty());
         assert_eq!(strip_counters(by_netlink), strip_counters(by_sysfs));
+    }
+
+    /// The live sysfs and the entries of its `class/net`.
+    fn live_devices() -> (crate::collect::host::procfiles::ProcFiles, Vec<String>) {
+        let files = files_in(Path::new(LIVE_SYSFS));
+        let names = files
+            .entries("class/net")
+            .expect("lists")
+            .unwrap_or_default();
+        (files, names)
+    }
+
+    /// Loopback's sysfs directory, present on every Linux machine.
+    fn open_lo() -> OwnedFd {
+        rustix::fs::open(
+            "/sys/class/net/lo",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("open lo")
     }
 
     /// `devices` without the counters, which may move between two readings.
@@ -1011,12 +1032,7 @@ mod tests {
     /// through one descriptor with packets sent in between, moves.
     #[test]
     fn a_held_sysfs_file_reads_the_current_value() {
-        let dir = rustix::fs::open(
-            "/sys/class/net/lo",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("open lo");
+        let dir = open_lo();
         let mut files = DeviceFiles {
             dir,
             files: Vec::new(),
@@ -1024,7 +1040,7 @@ mod tests {
         let mut buffer = Vec::new();
         let mut packets = || -> u64 {
             files
-                .read("statistics/tx_packets", &mut buffer, true)
+                .read("statistics/tx_packets", &mut buffer)
                 .expect("read")
                 .expect("reported")
                 .parse()
@@ -1045,18 +1061,9 @@ mod tests {
     /// Entries of devices the dump does not report under that name and index are closed.
     #[test]
     fn held_files_of_gone_or_renumbered_devices_are_closed() {
-        let files = files_in(Path::new(LIVE_SYSFS));
-        let names = files
-            .entries("class/net")
-            .expect("lists")
-            .unwrap_or_default();
+        let (files, names) = live_devices();
         let held = Held::default();
-        let stale = rustix::fs::open(
-            "/sys/class/net/lo",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("open lo");
+        let stale = open_lo();
         // "lo" under an index it does not have, and a device that does not exist.
         for key in [(-7, "lo".to_owned()), (1_000_000, "gone0".to_owned())] {
             let dir = rustix::io::dup(&stale).expect("dup");
