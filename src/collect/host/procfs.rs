@@ -57,21 +57,18 @@ impl Reader {
     /// # Errors
     /// The open's or read's error; text that is not UTF-8 is `InvalidData`.
     pub(super) fn read(&mut self, path: &Path) -> io::Result<&str> {
-        let held = self.held.iter().position(|(held, _)| held == path);
-        let fresh = match held {
+        let read_again = match self.held.iter().position(|(held, _)| held == path) {
             Some(i) => {
                 let file = &self.held[i].1;
-                match read_all(&mut self.bytes, |buf, offset| file.read_at(buf, offset)) {
-                    Ok(()) => false,
-                    Err(_) => {
-                        self.held.swap_remove(i);
-                        true
-                    }
+                let read = read_all(&mut self.bytes, |buf, offset| file.read_at(buf, offset));
+                if read.is_err() {
+                    self.held.swap_remove(i);
                 }
+                read.is_ok()
             }
-            None => true,
+            None => false,
         };
-        if fresh {
+        if !read_again {
             let mut file = File::open(path)?;
             read_all(&mut self.bytes, |buf, _| file.read(buf))?;
             let procfs = rustix::fs::fstatfs(&file)
