@@ -1,18 +1,15 @@
 //! The metric model every collector produces: owned snapshots of metric families.
 //!
 //! Collectors read their source and return [`Family`] values; the scrape merges them and
-//! encodes the result through prometheus-client, in OpenMetrics or text format 0.0.4. Keeping
+//! [`encode`] writes the result in OpenMetrics or text format 0.0.4, byte for byte as
+//! prometheus-client 0.26 would (a test compares the two), but straight into one buffer:
+//! prometheus-client's formatter-based encoder cost about a tenth of a host scrape. Keeping
 //! the snapshot as plain data means a collector never touches the encoder and a slow source can
 //! be timed out without leaving half-written output behind.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 
 /// A label name: usually a static string, owned when it comes from user configuration.
 pub type LabelName = Cow<'static, str>;
@@ -159,21 +156,12 @@ impl Family {
             .map(|sample| sample.value)
     }
 
-    /// The name prometheus-client registers: counters without their `_total`, which the
-    /// encoder appends again.
+    /// The declared name: a counter's without its `_total` (OpenMetrics declares that one;
+    /// its samples, and text 0.0.4's declaration, append `_total` again).
     fn registered_name(&self) -> &str {
         match self.kind {
             Kind::Counter => self.name.strip_suffix("_total").unwrap_or(&self.name),
             Kind::Gauge | Kind::Untyped | Kind::Histogram => &self.name,
-        }
-    }
-
-    fn metric_type(&self) -> MetricType {
-        match self.kind {
-            Kind::Counter => MetricType::Counter,
-            Kind::Gauge => MetricType::Gauge,
-            Kind::Untyped => MetricType::Unknown,
-            Kind::Histogram => MetricType::Histogram,
         }
     }
 }
@@ -225,43 +213,6 @@ impl Snapshot {
     }
 }
 
-impl prometheus_client::collector::Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for family in &self.families {
-            if family.samples.is_empty() && family.histograms.is_empty() {
-                continue;
-            }
-            let mut metric = encoder.encode_descriptor(
-                family.registered_name(),
-                &family.help,
-                None,
-                family.metric_type(),
-            )?;
-            for sample in &family.samples {
-                let labels = sample.labels.as_slice();
-                let sample_encoder = metric.encode_family(&labels)?;
-                match family.kind {
-                    Kind::Counter => ConstCounter::new(sample.value).encode(sample_encoder)?,
-                    Kind::Gauge | Kind::Untyped | Kind::Histogram => {
-                        ConstGauge::new(sample.value).encode(sample_encoder)?
-                    }
-                }
-            }
-            for histogram in &family.histograms {
-                let labels = histogram.labels.as_slice();
-                let mut sample_encoder = metric.encode_family(&labels)?;
-                sample_encoder.encode_histogram::<NoLabelSet>(
-                    histogram.sum,
-                    histogram.count,
-                    &histogram.buckets,
-                    None,
-                )?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// FNV-1a: family names are short, trusted strings hashed once per family per scrape, where
 /// SipHash's DoS resistance buys nothing and costs a measurable share of a scrape.
 #[derive(Debug, Clone, Copy)]
@@ -305,12 +256,322 @@ impl Format {
 }
 
 /// Encodes a snapshot in the given format.
-pub fn encode(mut snapshot: Snapshot, format: Format) -> String {
-    if format == Format::OpenMetrics {
-        // prometheus-client escapes help texts in text 0.0.4 only; OpenMetrics needs a
-        // backslash, newline or double quote escaped too (textfiles' help texts may hold them).
-        for family in &mut snapshot.families {
-            if family.help.contains(['\\', '\n', '"']) {
+pub fn encode(snapshot: Snapshot, format: Format) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    let openmetrics = format == Format::OpenMetrics;
+    for family in &snapshot.families {
+        if family.samples.is_empty() && family.histograms.is_empty() {
+            continue;
+        }
+        encode_family(&mut out, family, openmetrics);
+    }
+    if openmetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+/// One family: its `# HELP` and `# TYPE` lines, then its samples.
+fn encode_family(out: &mut String, family: &Family, openmetrics: bool) {
+    let name = family.registered_name();
+    // A counter's samples end in `_total`; text 0.0.4 declares that name too, OpenMetrics
+    // declares the name without it.
+    let suffix = if family.kind == Kind::Counter {
+        "_total"
+    } else {
+        ""
+    };
+    let declared_suffix = if openmetrics { "" } else { suffix };
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push_str(declared_suffix);
+    out.push(' ');
+    if openmetrics {
+        escape(out, &family.help, &['\\', '\n', '"']);
+    } else {
+        escape(out, &family.help, &['\\', '\n']);
+    }
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push_str(declared_suffix);
+    out.push_str(match (family.kind, openmetrics) {
+        (Kind::Counter, _) => " counter\n",
+        (Kind::Gauge, _) => " gauge\n",
+        (Kind::Histogram, _) => " histogram\n",
+        (Kind::Untyped, true) => " unknown\n",
+        (Kind::Untyped, false) => " untyped\n",
+    });
+    for sample in &family.samples {
+        out.push_str(name);
+        out.push_str(suffix);
+        labels(out, &sample.labels, None);
+        out.push(' ');
+        float(out, sample.value, openmetrics);
+        out.push('\n');
+    }
+    for histogram in &family.histograms {
+        if openmetrics {
+            openmetrics_histogram(out, name, histogram);
+        } else {
+            text_histogram(out, name, histogram);
+        }
+    }
+}
+
+/// A histogram series in text 0.0.4: cumulative buckets (`le` after the series' labels, in
+/// Go's float notation, `+Inf` added when missing), then `_sum` and `_count`.
+fn text_histogram(out: &mut String, name: &str, histogram: &HistogramSample) {
+    let mut cumulative = 0u64;
+    let mut inf_seen = false;
+    let mut bound = String::new();
+    for &(upper_bound, count) in &histogram.buckets {
+        cumulative += count;
+        inf_seen |= upper_bound == f64::INFINITY;
+        bound.clear();
+        go_float(&mut bound, upper_bound);
+        series_line(
+            out,
+            name,
+            "_bucket",
+            &histogram.labels,
+            Some(&bound),
+            cumulative,
+        );
+    }
+    if !inf_seen {
+        series_line(
+            out,
+            name,
+            "_bucket",
+            &histogram.labels,
+            Some("+Inf"),
+            histogram.count,
+        );
+    }
+    out.push_str(name);
+    out.push_str("_sum");
+    labels(out, &histogram.labels, None);
+    out.push(' ');
+    float(out, histogram.sum, false);
+    out.push('\n');
+    series_line(
+        out,
+        name,
+        "_count",
+        &histogram.labels,
+        None,
+        histogram.count,
+    );
+}
+
+/// A histogram series in OpenMetrics: `_sum`, `_count`, then the cumulative buckets, with
+/// `le` before the series' labels (as prometheus-client writes them).
+fn openmetrics_histogram(out: &mut String, name: &str, histogram: &HistogramSample) {
+    out.push_str(name);
+    out.push_str("_sum");
+    labels(out, &histogram.labels, None);
+    out.push(' ');
+    float(out, histogram.sum, true);
+    out.push('\n');
+    series_line(
+        out,
+        name,
+        "_count",
+        &histogram.labels,
+        None,
+        histogram.count,
+    );
+    let mut cumulative = 0u64;
+    let mut buffer = dtoa::Buffer::new();
+    for &(upper_bound, count) in &histogram.buckets {
+        cumulative += count;
+        let bound = if upper_bound == f64::INFINITY {
+            "+Inf"
+        } else {
+            buffer.format(upper_bound)
+        };
+        out.push_str(name);
+        out.push_str("_bucket{le=\"");
+        out.push_str(bound);
+        out.push('"');
+        for (key, value) in &histogram.labels {
+            label(out, key, value);
+        }
+        out.push_str("} ");
+        out.push_str(itoa::Buffer::new().format(cumulative));
+        out.push('\n');
+    }
+}
+
+/// `name` + `suffix`, the labels (with `le` last when given), and an integer value.
+fn series_line(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    pairs: &[(LabelName, String)],
+    le: Option<&str>,
+    value: u64,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    labels(out, pairs, le);
+    out.push(' ');
+    out.push_str(itoa::Buffer::new().format(value));
+    out.push('\n');
+}
+
+/// `{a="x",b="y"}` (with `le` last when given); nothing when there are no labels.
+fn labels(out: &mut String, pairs: &[(LabelName, String)], le: Option<&str>) {
+    if pairs.is_empty() && le.is_none() {
+        return;
+    }
+    out.push('{');
+    for (index, (key, value)) in pairs.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push_str("=\"");
+        escape(out, value, &['\\', '"', '\n']);
+        out.push('"');
+    }
+    if let Some(le) = le {
+        if !pairs.is_empty() {
+            out.push(',');
+        }
+        out.push_str("le=\"");
+        out.push_str(le);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// `,key="value"`: a label after another.
+fn label(out: &mut String, key: &str, value: &str) {
+    out.push(',');
+    out.push_str(key);
+    out.push_str("=\"");
+    escape(out, value, &['\\', '"', '\n']);
+    out.push('"');
+}
+
+/// Appends `text` with each of `special` (backslash, newline, double quote) escaped.
+fn escape(out: &mut String, text: &str, special: &[char]) {
+    if !text.contains(special) {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\\' if special.contains(&c) => out.push_str("\\\\"),
+            '\n' if special.contains(&c) => out.push_str("\\n"),
+            '"' if special.contains(&c) => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A sample value: the shortest round-tripping decimal (`1.0`, `0.25`, `1e-7`); non-finite
+/// values as `NaN`, `+Inf`, `-Inf` in text 0.0.4 and `NaN`, `inf`, `-inf` in OpenMetrics
+/// (prometheus-client's spellings, which Prometheus parses in both).
+fn float(out: &mut String, value: f64, openmetrics: bool) {
+    if value.is_finite() {
+        out.push_str(dtoa::Buffer::new().format_finite(value));
+    } else if openmetrics {
+        out.push_str(dtoa::Buffer::new().format(value));
+    } else if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_sign_positive() {
+        out.push_str("+Inf");
+    } else {
+        out.push_str("-Inf");
+    }
+}
+
+/// A bucket bound as Go's `strconv.FormatFloat(v, 'g', -1, 64)` prints it, which text 0.0.4
+/// exporters use for `le`: whole numbers below 1e6 as integers, exponents as `e+06`.
+fn go_float(out: &mut String, value: f64) {
+    use std::fmt::Write;
+    if !value.is_finite() {
+        float(out, value, false);
+    } else if value.fract() == 0.0 && value.abs() < 1e6 {
+        out.push_str(itoa::Buffer::new().format(value as i64));
+    } else if (1e-4..1e6).contains(&value.abs()) {
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{value}");
+    } else {
+        let scientific = format!("{value:e}");
+        let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+        let exponent: i32 = exponent.parse().unwrap_or(0);
+        let _ = write!(out, "{mantissa}e{exponent:+03}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    /// A snapshot as prometheus-client 0.26 encodes it: the reference [`encode`] must match
+    /// byte for byte (it replaced this code).
+    struct Reference(Snapshot);
+
+    impl std::fmt::Debug for Reference {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Reference")
+        }
+    }
+
+    impl prometheus_client::collector::Collector for Reference {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            for family in &self.0.families {
+                if family.samples.is_empty() && family.histograms.is_empty() {
+                    continue;
+                }
+                let metric_type = match family.kind {
+                    Kind::Counter => MetricType::Counter,
+                    Kind::Gauge => MetricType::Gauge,
+                    Kind::Untyped => MetricType::Unknown,
+                    Kind::Histogram => MetricType::Histogram,
+                };
+                let mut metric = encoder.encode_descriptor(
+                    family.registered_name(),
+                    &family.help,
+                    None,
+                    metric_type,
+                )?;
+                for sample in &family.samples {
+                    let labels = sample.labels.as_slice();
+                    let sample_encoder = metric.encode_family(&labels)?;
+                    match family.kind {
+                        Kind::Counter => ConstCounter::new(sample.value).encode(sample_encoder)?,
+                        _ => ConstGauge::new(sample.value).encode(sample_encoder)?,
+                    }
+                }
+                for histogram in &family.histograms {
+                    let labels = histogram.labels.as_slice();
+                    let mut sample_encoder = metric.encode_family(&labels)?;
+                    sample_encoder.encode_histogram::<NoLabelSet>(
+                        histogram.sum,
+                        histogram.count,
+                        &histogram.buckets,
+                        None,
+                    )?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// What prometheus-client writes for `snapshot` (with help texts escaped for OpenMetrics
+    /// first, which it leaves to the caller).
+    fn reference(mut snapshot: Snapshot, format: Format) -> String {
+        if format == Format::OpenMetrics {
+            for family in &mut snapshot.families {
                 let escaped = family
                     .help
                     .replace('\\', "\\\\")
@@ -319,24 +580,130 @@ pub fn encode(mut snapshot: Snapshot, format: Format) -> String {
                 family.help = escaped.into();
             }
         }
-    }
-    let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(snapshot));
-    let mut out = String::with_capacity(64 * 1024);
-    // Writing into a String cannot fail, and every family above encodes infallibly.
-    let result = match format {
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
-        Format::Text004 => {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Reference(snapshot)));
+        let mut out = String::new();
+        match format {
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+            Format::Text004 => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+            }
         }
-    };
-    debug_assert!(result.is_ok(), "encoding into a String failed");
-    out
-}
+        .expect("encodes into a String");
+        out
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// A small deterministic generator (xorshift), so a failure is reproducible.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+        fn value(&mut self) -> f64 {
+            const SPECIAL: [f64; 16] = [
+                0.0,
+                -0.0,
+                1.0,
+                -1.0,
+                12.5,
+                1e6,
+                999_999.0,
+                1e-4,
+                9.9e-5,
+                1e21,
+                1.5e-7,
+                123_456_789_012.0,
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::MAX,
+            ];
+            match self.below(3) {
+                0 => SPECIAL[self.below(SPECIAL.len())],
+                1 => (self.next() % 10_000_000) as f64,
+                _ => f64::from_bits(self.next()),
+            }
+        }
+    }
+
+    fn random_snapshot(rng: &mut Rng) -> Snapshot {
+        const TEXT: [&str; 7] = [
+            "",
+            "eth0",
+            "a b",
+            "q\"uote",
+            "back\\slash",
+            "new\nline",
+            "é✓",
+        ];
+        const KEYS: [&str; 4] = ["device", "mode", "le_x", "collector"];
+        let mut snapshot = Snapshot::default();
+        for index in 0..(1 + rng.below(12)) {
+            let help = rng.pick(&TEXT).to_owned() + " help";
+            let mut family = match rng.below(4) {
+                0 => Family::counter(format!("f{index}_total"), help),
+                1 => Family::gauge(format!("f{index}"), help),
+                2 => Family::new(format!("f{index}"), help, Kind::Untyped),
+                _ => Family::histogram(format!("f{index}_seconds"), help),
+            };
+            for _ in 0..rng.below(4) {
+                let labels: Vec<(LabelName, String)> = (0..rng.below(3))
+                    .map(|k| (Cow::Borrowed(KEYS[k]), rng.pick(&TEXT).to_owned()))
+                    .collect();
+                if family.kind == Kind::Histogram {
+                    let mut buckets: Vec<(f64, u64)> = [0.005, 0.25, 1.0, 10.0, 2.5e6, 1e-5]
+                        .into_iter()
+                        .take(rng.below(6))
+                        .map(|bound| (bound, rng.next() % 100))
+                        .collect();
+                    if rng.below(2) == 0 {
+                        buckets.push((f64::INFINITY, rng.next() % 100));
+                    }
+                    let count = buckets.iter().map(|b| b.1).sum();
+                    family.histograms.push(HistogramSample {
+                        labels,
+                        buckets,
+                        sum: rng.value(),
+                        count,
+                    });
+                } else {
+                    let value = rng.value();
+                    family.push_labels(labels, value);
+                }
+            }
+            snapshot.extend([family]);
+        }
+        snapshot
+    }
+
+    fn clone_snapshot(snapshot: &Snapshot) -> Snapshot {
+        let mut copy = Snapshot::default();
+        copy.extend(snapshot.families().iter().cloned());
+        copy
+    }
+
+    #[test]
+    fn encodes_as_prometheus_client_does_byte_for_byte() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..2_000 {
+            let snapshot = random_snapshot(&mut rng);
+            for format in [Format::Text004, Format::OpenMetrics] {
+                let ours = encode(clone_snapshot(&snapshot), format);
+                let theirs = reference(clone_snapshot(&snapshot), format);
+                assert_eq!(ours, theirs, "round {round}, {format:?}");
+            }
+        }
+    }
 
     fn sample_snapshot() -> Snapshot {
         let mut snapshot = Snapshot::default();
