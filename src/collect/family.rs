@@ -42,11 +42,15 @@ pub struct HistogramSample {
     pub count: u64,
 }
 
+/// A sample's label pairs in output order. Two pairs are kept inline, which covers nearly every
+/// host series: a labelled sample costs no allocation beyond its values' strings.
+pub type Labels = smallvec::SmallVec<[(LabelName, String); 2]>;
+
 /// One sample: its label pairs and its value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Label pairs in output order.
-    pub labels: Vec<(LabelName, String)>,
+    pub labels: Labels,
     /// The sample value.
     pub value: f64,
 }
@@ -125,13 +129,16 @@ impl Family {
 
     /// Appends a sample with labels whose names may be owned (user-configured).
     pub fn push_labels(&mut self, labels: Vec<(LabelName, String)>, value: f64) {
-        self.samples.push(Sample { labels, value });
+        self.samples.push(Sample {
+            labels: Labels::from_vec(labels),
+            value,
+        });
     }
 
     /// Appends a sample without labels.
     pub fn push_unlabelled(&mut self, value: f64) {
         self.samples.push(Sample {
-            labels: Vec::new(),
+            labels: Labels::new(),
             value,
         });
     }

@@ -119,7 +119,7 @@ fn the_fixture_directory_exports_the_good_files_and_flags_the_rest() {
     assert_eq!(jobs.help, "Jobs run, by \"result\" \\ and a\nsecond line.");
     // Padded with the family's other label names, sorted, as node_exporter exports them.
     assert_eq!(
-        jobs.samples[0].labels,
+        jobs.samples[0].labels.as_slice(),
         labels(&[("reason", ""), ("result", "ok")])
     );
     assert_eq!(jobs.samples[0].value, 42.0);
