@@ -98,6 +98,10 @@ mod vmstat;
 
 use std::sync::Arc;
 
+/// Held procfs files for `collect::process` (/proc/self/stat).
+#[cfg(target_os = "linux")]
+pub(super) use procfs::ReadBuffer;
+
 use super::BlockingCollector;
 use crate::config::HostConfig;
 
