@@ -63,6 +63,10 @@ pub const TARGETS: &[Target] = &[
         run: |d| families(host::netlink(d)),
     },
     Target {
+        name: "sockdiag",
+        run: |d| families(host::sockdiag(d)),
+    },
+    Target {
         name: "time",
         run: |d| families(host::time(d)),
     },

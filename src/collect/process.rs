@@ -2,6 +2,11 @@
 //! `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
 //! `process_start_time_seconds`, `process_open_fds`, `process_max_fds` and
 //! `process_virtual_memory_max_bytes`.
+//!
+//! On Linux a scrape reads /proc/self/stat through a descriptor kept open (procfs builds the
+//! text anew on each read from offset 0) and makes one `statx` of /proc/self/fd, whose size is
+//! the number of open descriptors since Linux 6.2 (listing it, as before 6.2, costs a pass
+//! over every descriptor).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -14,6 +19,9 @@ pub struct ProcessCollector {
     timeout: Duration,
     /// The boot time from `/proc/stat`, read once: the start time never changes.
     boot_time: OnceLock<f64>,
+    /// `/proc/self/stat`, kept open between scrapes and read again from offset 0.
+    #[cfg(target_os = "linux")]
+    self_stat: super::host::ReadBuffer,
 }
 
 impl ProcessCollector {
@@ -22,6 +30,8 @@ impl ProcessCollector {
         ProcessCollector {
             timeout,
             boot_time: OnceLock::new(),
+            #[cfg(target_os = "linux")]
+            self_stat: super::host::ReadBuffer::default(),
         }
     }
 }
@@ -36,7 +46,7 @@ impl BlockingCollector for ProcessCollector {
     }
 
     fn collect(&self) -> Result<Vec<Family>, Error> {
-        read(&self.boot_time)
+        read(self)
     }
 }
 
@@ -101,24 +111,20 @@ fn families(usage: Usage) -> Vec<Family> {
 }
 
 #[cfg(target_os = "linux")]
-fn read(boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
-    let stat = read_file("/proc/self/stat")?;
-    let boot_time = match boot_time.get() {
+fn read(collector: &ProcessCollector) -> Result<Vec<Family>, Error> {
+    let fields = collector
+        .self_stat
+        .with_file(std::path::Path::new("/proc/self/stat"), parse_self_stat)?;
+    let boot_time = match collector.boot_time.get() {
         Some(known) => *known,
         None => {
             let read = boot_time_from_stat(&read_file("/proc/stat")?)?;
-            *boot_time.get_or_init(|| read)
+            *collector.boot_time.get_or_init(|| read)
         }
     };
     let ticks = rustix::param::clock_ticks_per_second() as f64;
     let page_size = rustix::param::page_size() as f64;
-    let fields = parse_self_stat(&stat)?;
-    let open_fds = std::fs::read_dir("/proc/self/fd")
-        .map_err(|source| Error::Read {
-            path: "/proc/self/fd".to_owned(),
-            source,
-        })?
-        .count();
+    let open_fds = open_fds()?;
     let max_fds = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     let virtual_max = rustix::process::getrlimit(rustix::process::Resource::As)
         .current
@@ -128,15 +134,14 @@ fn read(boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
         resident_bytes: fields.rss_pages as f64 * page_size,
         virtual_bytes: fields.vsize as f64,
         start_time_seconds: boot_time + fields.starttime as f64 / ticks,
-        // read_dir's own descriptor is open while counting.
-        open_fds: Some(open_fds.saturating_sub(1) as f64),
+        open_fds: Some(open_fds as f64),
         max_fds: max_fds.map(|m| m as f64),
         virtual_max_bytes: Some(virtual_max as f64),
     }))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read(_boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
+fn read(_collector: &ProcessCollector) -> Result<Vec<Family>, Error> {
     use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
     let pid = sysinfo::get_current_pid().map_err(|reason| Error::Parse {
         path: "current process".to_owned(),
@@ -161,6 +166,40 @@ fn read(_boot_time: &OnceLock<f64>) -> Result<Vec<Family>, Error> {
         max_fds: None,
         virtual_max_bytes: None,
     }))
+}
+
+/// This process's descriptor table, listed by procfs.
+#[cfg(target_os = "linux")]
+const FD_DIR: &str = "/proc/self/fd";
+
+/// The number of descriptors this process has open: since Linux 6.2 the size procfs gives
+/// /proc/self/fd (`proc_fd_getattr`: the bits set in the table's `open_fds`), one `statx`;
+/// on older kernels, where that size is 0, its entries counted.
+///
+/// # Errors
+/// The `statx`'s or the listing's.
+#[cfg(target_os = "linux")]
+fn open_fds() -> Result<u64, Error> {
+    let stat = rustix::fs::stat(FD_DIR).map_err(|errno| Error::Read {
+        path: FD_DIR.to_owned(),
+        source: errno.into(),
+    })?;
+    match u64::try_from(stat.st_size) {
+        Ok(size) if size > 0 => Ok(size),
+        _ => listed_fds(),
+    }
+}
+
+/// The entries of /proc/self/fd, less the descriptor the listing itself has open meanwhile.
+#[cfg(target_os = "linux")]
+fn listed_fds() -> Result<u64, Error> {
+    let entries = std::fs::read_dir(FD_DIR)
+        .map_err(|source| Error::Read {
+            path: FD_DIR.to_owned(),
+            source,
+        })?
+        .count();
+    Ok(entries.saturating_sub(1) as u64)
 }
 
 #[cfg(target_os = "linux")]
@@ -255,10 +294,63 @@ mod tests {
         assert!(boot_time_from_stat("cpu 1\n").is_err());
     }
 
+    /// The size of /proc/self/fd counts what its listing lists, read just before and after
+    /// (again until those two agree); on this kernel (6.2 or later) that size is not 0, so the
+    /// listing is not what `open_fds` fell back to.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_fd_directory_size_counts_the_listed_descriptors() {
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+        let version: (u32, u32) = (
+            numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+            numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+        );
+        if version >= (6, 2) {
+            let size = rustix::fs::stat(FD_DIR).expect("statx").st_size;
+            assert!(size > 0, "kernel {release}: /proc/self/fd has size {size}");
+        }
+        // More descriptors than the standard three, so a count of 0 or a constant fails.
+        let extra: Vec<std::fs::File> = (0..5)
+            .map(|_| std::fs::File::open("/proc/self/stat").expect("open"))
+            .collect();
+        for _ in 0..20 {
+            let before = listed_fds().expect("lists");
+            let counted = open_fds().expect("counts");
+            let after = listed_fds().expect("lists");
+            if before == after {
+                assert_eq!(counted, before);
+                assert!(counted >= 3 + extra.len() as u64, "{counted}");
+                return;
+            }
+        }
+        panic!("descriptors opened or closed between every two listings");
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn reads_this_process() {
-        let families = read(&OnceLock::new()).unwrap();
+        let collector = ProcessCollector::new(Duration::from_secs(5));
+        let resident = |families: &[Family]| {
+            families
+                .iter()
+                .find(|f| f.name == "process_resident_memory_bytes")
+                .map(|f| f.samples[0].value)
+                .unwrap()
+        };
+        let before = resident(&read(&collector).unwrap());
+        // 64 MiB written, so resident: the held /proc/self/stat, read again, shows them.
+        let touched = std::hint::black_box(vec![1_u8; 64 << 20]);
+        let families = read(&collector).unwrap();
+        assert!(
+            resident(&families) >= before + f64::from(48 << 20),
+            "{before} then {}",
+            resident(&families)
+        );
+        drop(touched);
         let value = |name: &str| {
             families
                 .iter()

@@ -1,8 +1,8 @@
 //! Entry points for the fuzz driver (`crates/fuzz`, through [`crate::fuzzing`]): each host
-//! parser of procfs and sysfs text, the rtnetlink reply parser, TZif data and the textfile
-//! parser, one function per file format. Each runs the parser (and what the collector builds
-//! from its result) on arbitrary input and returns the families the collector would export,
-//! empty when the parser refuses the input. Not part of warden's interface.
+//! parser of procfs and sysfs text, the rtnetlink and sock_diag reply parsers, TZif data and the
+//! textfile parser, one function per file format. Each runs the parser (and what the collector
+//! builds from its result) on arbitrary input and returns the families the collector would
+//! export, empty when the parser refuses the input. Not part of warden's interface.
 
 use super::{
     arp, conntrack, cpu, diskstats, entropy, filefd, filesystem, infiniband, interrupts, loadavg,
@@ -142,6 +142,11 @@ pub fn textfile(data: &[u8]) -> Parsed {
 /// An rtnetlink `RTM_GETLINK` dump reply.
 pub fn netlink(data: &[u8]) -> Parsed {
     netclass::fuzz_netlink(data)
+}
+
+/// A `NETLINK_SOCK_DIAG` dump reply of UDP sockets, summed as `udp_queues` does.
+pub fn sockdiag(data: &[u8]) -> Parsed {
+    udp_queues::fuzz_sockdiag(data)
 }
 
 /// A TZif file (/etc/localtime) or a POSIX TZ rule.

@@ -73,6 +73,8 @@ mod procfs;
 #[cfg(target_os = "linux")]
 mod schedstat;
 #[cfg(target_os = "linux")]
+mod sockdiag;
+#[cfg(target_os = "linux")]
 mod sockstat;
 #[cfg(target_os = "linux")]
 mod softnet;
@@ -95,6 +97,10 @@ mod uname;
 mod vmstat;
 
 use std::sync::Arc;
+
+/// Held procfs files for `collect::process` (/proc/self/stat).
+#[cfg(target_os = "linux")]
+pub(super) use procfs::ReadBuffer;
 
 use super::BlockingCollector;
 use crate::config::HostConfig;
@@ -209,12 +215,10 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             let logged_absent = std::sync::atomic::AtomicBool::new(false);
             move |files| conntrack::collect(files, &logged_absent)
         }),
-        FilesCollector::arc(
-            "udp_queues",
-            timeout,
-            config.procfs.clone(),
-            udp_queues::collect,
-        ),
+        FilesCollector::arc("udp_queues", timeout, config.procfs.clone(), {
+            let held = udp_queues::Held::default();
+            move |files| udp_queues::collect(files, &held)
+        }),
         FilesCollector::arc("netclass", timeout, config.sysfs.clone(), {
             let held = netclass::Held::default();
             move |files| netclass::collect(files, network_exclude.as_ref(), &held)

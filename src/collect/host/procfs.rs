@@ -109,7 +109,7 @@ pub(super) fn parse_u64(field: &str, what: &str) -> Result<u64, String> {
 /// A [`Reader`] kept across collections so a scrape neither allocates for the file text nor
 /// reopens its procfs files.
 #[derive(Debug, Default)]
-pub(super) struct ReadBuffer {
+pub(in crate::collect) struct ReadBuffer {
     reader: Mutex<Reader>,
 }
 
@@ -120,7 +120,7 @@ impl ReadBuffer {
     ///
     /// # Errors
     /// The read's or `f`'s error.
-    pub(super) fn with_file<T>(
+    pub(in crate::collect) fn with_file<T>(
         &self,
         path: &Path,
         f: impl FnOnce(&str) -> Result<T, Error>,
