@@ -294,9 +294,9 @@ fn encode_family(out: &mut String, family: &Family, openmetrics: bool) {
     out.push_str(declared_suffix);
     out.push(' ');
     if openmetrics {
-        escape(out, &family.help, &['\\', '\n', '"']);
+        escape(out, &family.help, true);
     } else {
-        escape(out, &family.help, &['\\', '\n']);
+        escape(out, &family.help, false);
     }
     out.push_str("\n# TYPE ");
     out.push_str(name);
@@ -439,7 +439,7 @@ fn labels(out: &mut String, pairs: &[(LabelName, String)], le: Option<&str>) {
         }
         out.push_str(key);
         out.push_str("=\"");
-        escape(out, value, &['\\', '"', '\n']);
+        escape(out, value, true);
         out.push('"');
     }
     if let Some(le) = le {
@@ -458,31 +458,42 @@ fn label(out: &mut String, key: &str, value: &str) {
     out.push(',');
     out.push_str(key);
     out.push_str("=\"");
-    escape(out, value, &['\\', '"', '\n']);
+    escape(out, value, true);
     out.push('"');
 }
 
-/// Appends `text` with each of `special` (backslash, newline, double quote) escaped.
-fn escape(out: &mut String, text: &str, special: &[char]) {
-    if !text.contains(special) {
+/// Appends `text` with backslashes and newlines escaped, and double quotes too when `quote`.
+fn escape(out: &mut String, text: &str, quote: bool) {
+    let special = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
+    if !text.bytes().any(special) {
         out.push_str(text);
         return;
     }
-    for c in text.chars() {
-        match c {
-            '\\' if special.contains(&c) => out.push_str("\\\\"),
-            '\n' if special.contains(&c) => out.push_str("\\n"),
-            '"' if special.contains(&c) => out.push_str("\\\""),
-            c => out.push(c),
-        }
+    let mut rest = text;
+    while let Some(at) = rest.bytes().position(special) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            _ => "\\\"",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 /// A sample value: the shortest round-tripping decimal (`1.0`, `0.25`, `1e-7`); non-finite
 /// values as `NaN`, `+Inf`, `-Inf` in text 0.0.4 and `NaN`, `inf`, `-inf` in OpenMetrics
 /// (prometheus-client's spellings, which Prometheus parses in both).
 fn float(out: &mut String, value: f64, openmetrics: bool) {
-    if value.is_finite() {
+    // Most values are whole numbers (counters, bytes): these print as dtoa prints them, the
+    // integer and `.0`, at a fraction of the cost. Below 2^53 the conversion is exact; -0.0
+    // keeps its sign through dtoa.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if value.fract() == 0.0 && value.abs() < EXACT && (value != 0.0 || value.is_sign_positive()) {
+        out.push_str(itoa::Buffer::new().format(value as i64));
+        out.push_str(".0");
+    } else if value.is_finite() {
         out.push_str(dtoa::Buffer::new().format_finite(value));
     } else if openmetrics {
         out.push_str(dtoa::Buffer::new().format(value));
@@ -697,6 +708,21 @@ mod tests {
         let mut copy = Snapshot::default();
         copy.extend(snapshot.families().iter().cloned());
         copy
+    }
+
+    #[test]
+    fn whole_numbers_print_as_dtoa_prints_them() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut values: Vec<f64> = vec![0.0, -0.0, 1.0, -1.0, 1e15, -1e15, 9_007_199_254_740_991.0];
+        values.extend((0..64).map(|shift| (1u64 << shift) as f64));
+        values.extend((0..64).map(|shift| -((1u64 << shift) as f64) + 1.0));
+        values.extend((0..100_000).map(|_| (rng.next() >> (rng.next() % 64)) as f64));
+        values.extend((0..100_000).map(|_| -((rng.next() >> (rng.next() % 64)) as f64)));
+        for value in values {
+            let mut ours = String::new();
+            float(&mut ours, value, false);
+            assert_eq!(ours, dtoa::Buffer::new().format(value), "{value:e}");
+        }
     }
 
     #[test]
