@@ -7,7 +7,9 @@
 //! one rtnetlink `RTM_GETLINK` dump over a kept socket (netclass's client, [`LinkSocket`]): each
 //! device's `IFLA_STATS64` is the `rtnl_link_stats64` from which the kernel prints /proc/net/dev
 //! (see [`columns`]) and sysfs `statistics/rx_nohandler`, in a few system calls instead of the
-//! read of /proc/net/dev and one sysfs file per device. Under another root (a fixture, another
+//! read of /proc/net/dev and one sysfs file per device. The dump asks for statistics
+//! ([`Statistics::Included`]): netclass's `RTEXT_FILTER_SKIP_STATS` drops `IFLA_STATS64` too
+//! since Linux 6.19. Under another root (a fixture, another
 //! host's tree mounted in a container), which this process's netlink does not describe, or when
 //! the dump fails, /proc/net/dev is parsed ([`parse`]) and [`NoHandler`] reads
 //! `class/net/<device>/statistics/rx_nohandler` under the sysfs root for each device exported.
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::netclass::{Link, LinkSocket, Stats64};
+use super::netclass::{Link, LinkSocket, Statistics, Stats64};
 use super::procfs::{ReadBuffer, parse_error, parse_u64};
 use crate::collect::{BlockingCollector, Error, Family};
 
@@ -55,7 +57,7 @@ impl Netdev {
             net_dev: procfs.join("net/dev"),
             buffer: ReadBuffer::default(),
             nohandler: NoHandler::new(sysfs.to_owned()),
-            socket: live.then(LinkSocket::default),
+            socket: live.then(|| LinkSocket::new(Statistics::Included)),
         }
     }
 
@@ -334,7 +336,7 @@ mod tests {
     use crate::collect::family::Kind;
     use crate::collect::host::netclass::parse_links;
 
-    /// An `RTM_GETLINK` dump (netclass's request, replies to request 1), /proc/net/dev and each
+    /// An `RTM_GETLINK` dump (the collector's request, replies to request 1), /proc/net/dev and each
     /// device's sysfs `statistics/rx_nohandler` (`<device> <value>` lines) captured together on
     /// one machine (kernel 6.18, x86_64): the dump taken before and after the two reads, and
     /// the same both times.
@@ -507,7 +509,11 @@ mod tests {
     #[test]
     fn the_live_dump_lies_between_two_reads_of_the_files() {
         let before = live_files();
-        let dumped = from_links(&LinkSocket::default().dump().expect("dump"), None).expect("stats");
+        let dumped = from_links(
+            &LinkSocket::new(Statistics::Included).dump().expect("dump"),
+            None,
+        )
+        .expect("stats");
         let after = live_files();
         let names =
             |families: &[Family]| families.iter().map(|f| f.name.clone()).collect::<Vec<_>>();

@@ -13,7 +13,7 @@ mod netlink;
 
 #[cfg(test)]
 pub(in crate::collect::host) use netlink::parse as parse_links;
-pub(in crate::collect::host) use netlink::{Held, Link, LinkSocket, Stats64};
+pub(in crate::collect::host) use netlink::{Held, Link, LinkSocket, Statistics, Stats64};
 
 use std::io;
 

@@ -16,8 +16,8 @@
 //! numbers sysfs prints with `%d` are reinterpreted as signed, and `address`/`broadcast` are
 //! formatted as `%*phC` (absent when the address length is 0, as sysfs's empty text).
 //!
-//! The same dump carries each device's `IFLA_STATS64` ([`Stats64`]), which the `netdev`
-//! collector reads through its own [`LinkSocket`] in place of /proc/net/dev.
+//! A dump that asks for statistics carries each device's `IFLA_STATS64` ([`Stats64`]), which the
+//! `netdev` collector reads through its own [`LinkSocket`] in place of /proc/net/dev.
 //!
 //! The request, the replies and the parser are plain byte handling here: nothing beyond
 //! `nlmsghdr`, `ifinfomsg` and `rtattr` is needed, which a crate for the whole protocol would
@@ -57,8 +57,8 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 const IFINFOMSG_LEN: usize = 16;
 /// Leaves out the IPv6 and VF statistics (`IFLA_AF_SPEC`'s `IFLA_INET6_STATS` and
-/// `IFLA_INET6_ICMP6STATS`, about a third of the dump), not `IFLA_STATS64`, which
-/// `rtnl_fill_ifinfo` always adds.
+/// `IFLA_INET6_ICMP6STATS`, a quarter of the dump here) and, since Linux 6.19 ("rtnetlink: honor
+/// RTEXT_FILTER_SKIP_STATS in IFLA_STATS"), `IFLA_STATS` and `IFLA_STATS64`.
 const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 /// `NLA_F_NESTED | NLA_F_NET_BYTEORDER` are not part of the type.
 const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -225,22 +225,50 @@ const MAX_HELD_DEVICES: usize = 32;
 /// devices the dump no longer reports are closed; a held file whose read fails otherwise than by
 /// the kernel not reporting the value (`ENODEV` once its device is gone) is opened again.
 ///
-/// The rtnetlink socket is kept too ([`LinkSocket`]).
-#[derive(Debug, Default)]
+/// The rtnetlink socket is kept too ([`LinkSocket`], without statistics).
+#[derive(Debug)]
 pub(in crate::collect::host) struct Held {
     devices: Mutex<HashMap<(i32, String), DeviceFiles>>,
     socket: LinkSocket,
 }
 
+impl Default for Held {
+    fn default() -> Self {
+        Held {
+            devices: Mutex::default(),
+            socket: LinkSocket::new(Statistics::Skipped),
+        }
+    }
+}
+
+/// Whether a dump asks for the links' statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::collect::host) enum Statistics {
+    /// [`RTEXT_FILTER_SKIP_STATS`]: no IPv6 or VF statistics, and no `IFLA_STATS64` on a
+    /// kernel that honours the flag there too.
+    Skipped,
+    /// Everything, `IFLA_STATS64` included (what `ip link` and node_exporter ask for).
+    Included,
+}
+
 /// An rtnetlink socket kept between dumps, with the sequence number of its last request: a
 /// scrape then dumps without the socket's creation and close. A dump that fails in any way
 /// closes it (whatever it left unread goes with it), and the next dump opens another.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(in crate::collect::host) struct LinkSocket {
     socket: Mutex<Option<(OwnedFd, u32)>>,
+    statistics: Statistics,
 }
 
 impl LinkSocket {
+    /// A socket, opened on its first dump, whose dumps ask for `statistics`.
+    pub(in crate::collect::host) fn new(statistics: Statistics) -> Self {
+        LinkSocket {
+            socket: Mutex::default(),
+            statistics,
+        }
+    }
+
     /// Every link of this network namespace, from one `RTM_GETLINK` dump (see [`dump`]).
     ///
     /// # Errors
@@ -250,7 +278,7 @@ impl LinkSocket {
             .socket
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        dump(&mut socket)
+        dump(&mut socket, self.statistics)
     }
 
     /// Leaves the socket with the replies of a request never read, as a dump cut short would:
@@ -259,13 +287,13 @@ impl LinkSocket {
     pub(in crate::collect::host) fn leave_replies_unread(&self) -> io::Result<()> {
         let mut socket = self.socket.lock().expect("lock");
         if socket.is_none() {
-            dump(&mut socket)?;
+            dump(&mut socket, self.statistics)?;
         }
         if let Some((fd, seq)) = socket.as_mut() {
             *seq = seq.wrapping_add(1);
             sendto(
                 &*fd,
-                &request(*seq),
+                &request(*seq, self.statistics),
                 SendFlags::empty(),
                 &SocketAddrNetlink::new(0, 0),
             )?;
@@ -514,13 +542,13 @@ fn mac(bytes: &[u8]) -> String {
     text
 }
 
-/// Every link of this network namespace, from one `RTM_GETLINK` dump over `socket` (with the
-/// sequence number of its last request), which is opened when there is none and closed when the
-/// dump fails.
+/// Every link of this network namespace, from one `RTM_GETLINK` dump asking for `statistics`
+/// over `socket` (with the sequence number of its last request), which is opened when there is
+/// none and closed when the dump fails.
 ///
 /// # Errors
 /// The socket's, or a reply that is malformed, an error, interrupted or truncated.
-pub(super) fn dump(socket: &mut Option<(OwnedFd, u32)>) -> io::Result<Vec<Link>> {
+fn dump(socket: &mut Option<(OwnedFd, u32)>, statistics: Statistics) -> io::Result<Vec<Link>> {
     let (fd, seq) = match socket.take() {
         Some((fd, seq)) => (fd, seq.wrapping_add(1)),
         None => {
@@ -536,7 +564,7 @@ pub(super) fn dump(socket: &mut Option<(OwnedFd, u32)>) -> io::Result<Vec<Link>>
     };
     sendto(
         &fd,
-        &request(seq),
+        &request(seq, statistics),
         SendFlags::empty(),
         &SocketAddrNetlink::new(0, 0),
     )?;
@@ -572,10 +600,11 @@ fn invalid(reason: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, reason)
 }
 
-/// `RTM_GETLINK` with `NLM_F_DUMP` for every family, without the IPv6 and VF statistics
-/// (`IFLA_EXT_MASK`).
-fn request(seq: u32) -> Vec<u8> {
-    let length = NLMSG_HDRLEN + IFINFOMSG_LEN + 8;
+/// `RTM_GETLINK` with `NLM_F_DUMP` for every family; with [`Statistics::Skipped`], an
+/// `IFLA_EXT_MASK` of [`RTEXT_FILTER_SKIP_STATS`].
+fn request(seq: u32, statistics: Statistics) -> Vec<u8> {
+    let mask = statistics == Statistics::Skipped;
+    let length = NLMSG_HDRLEN + IFINFOMSG_LEN + if mask { 8 } else { 0 };
     let mut message = Vec::with_capacity(length);
     message.extend_from_slice(&(length as u32).to_ne_bytes());
     message.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
@@ -583,9 +612,11 @@ fn request(seq: u32) -> Vec<u8> {
     message.extend_from_slice(&seq.to_ne_bytes());
     message.extend_from_slice(&0_u32.to_ne_bytes()); // pid: the kernel
     message.extend_from_slice(&[0; IFINFOMSG_LEN]); // AF_UNSPEC, every index
-    message.extend_from_slice(&8_u16.to_ne_bytes());
-    message.extend_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
-    message.extend_from_slice(&RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
+    if mask {
+        message.extend_from_slice(&8_u16.to_ne_bytes());
+        message.extend_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
+        message.extend_from_slice(&RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
+    }
     message
 }
 
@@ -819,6 +850,22 @@ mod tests {
         );
         assert_eq!(stats.rx_nohandler, Some(0));
         assert_eq!(links[4].stats.map(|s| s.tx_dropped), Some(5)); // docker0
+    }
+
+    /// netclass's request asks the kernel to skip statistics, netdev's does not.
+    #[test]
+    fn requests_skip_statistics_or_not() {
+        let skipped = request(7, Statistics::Skipped);
+        let included = request(7, Statistics::Included);
+        assert_eq!(u32_at(&skipped, 0) as usize, skipped.len());
+        assert_eq!(u32_at(&included, 0) as usize, included.len());
+        assert_eq!(skipped.len(), NLMSG_HDRLEN + IFINFOMSG_LEN + 8);
+        // The same header but for the length, the same ifinfomsg, then the mask.
+        assert_eq!(skipped[4..included.len()], included[4..]);
+        let mask = &skipped[included.len()..];
+        assert_eq!((u16_at(mask, 0), u16_at(mask, 2)), (8, IFLA_EXT_MASK));
+        assert_eq!(u32_at(mask, 4), RTEXT_FILTER_SKIP_STATS);
+        assert_eq!(u32_at(&included, 8), 7);
     }
 
     /// `IFLA_STATS64` words land in `rtnl_link_stats64`'s fields in the order of
@@ -1206,10 +1253,10 @@ mod tests {
     #[test]
     fn the_socket_is_kept_and_a_confused_one_is_replaced() {
         let mut socket = None;
-        let first = dump(&mut socket).expect("first dump");
+        let first = dump(&mut socket, Statistics::Skipped).expect("first dump");
         let seq = socket.as_ref().map(|(_, seq)| *seq);
         assert_eq!(seq, Some(1));
-        let second = dump(&mut socket).expect("second dump, same socket");
+        let second = dump(&mut socket, Statistics::Skipped).expect("second dump, same socket");
         assert_eq!(socket.as_ref().map(|(_, seq)| *seq), Some(2));
         let names = |links: &[Link]| links.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&first), names(&second));
@@ -1217,6 +1264,7 @@ mod tests {
         // A request whose replies are never read, as a dump cut short would leave.
         let kept = LinkSocket {
             socket: Mutex::new(socket),
+            statistics: Statistics::Skipped,
         };
         kept.leave_replies_unread().expect("send");
         let err = kept.dump().expect_err("the old replies come first");
