@@ -139,9 +139,9 @@ pub fn textfile(data: &[u8]) -> Parsed {
     textfile::fuzz(data)
 }
 
-/// An rtnetlink `RTM_GETLINK` dump reply.
+/// An rtnetlink `RTM_GETLINK` dump reply, and the `netdev` families of its links.
 pub fn netlink(data: &[u8]) -> Parsed {
-    netclass::fuzz_netlink(data)
+    netclass::fuzz_netlink(data).and_then(|links| netdev::from_links(&links, None))
 }
 
 /// A `NETLINK_SOCK_DIAG` dump reply of UDP sockets, summed as `udp_queues` does.

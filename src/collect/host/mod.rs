@@ -183,11 +183,12 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
         FileCollector::arc("diskstats", timeout, proc("diskstats"), move |text| {
             diskstats::parse(text, disk_exclude.as_ref())
         }),
-        FileCollector::arc("netdev", timeout, proc("net/dev"), {
-            let network_exclude = network_exclude.clone();
-            let nohandler = netdev::NoHandler::new(config.sysfs.clone());
-            move |text| netdev::parse(text, network_exclude.as_ref()).map(|f| nohandler.add_to(f))
-        }),
+        Arc::new(netdev::Netdev::new(
+            timeout,
+            &config.procfs,
+            &config.sysfs,
+            network_exclude.clone(),
+        )),
         FileCollector::arc("loadavg", timeout, proc("loadavg"), loadavg::parse),
         FileCollector::arc("stat", timeout, proc("stat"), stat::parse),
         Arc::new(time::Time::new(timeout)),

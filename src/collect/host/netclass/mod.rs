@@ -11,7 +11,9 @@
 
 mod netlink;
 
-pub(in crate::collect::host) use netlink::Held;
+#[cfg(test)]
+pub(in crate::collect::host) use netlink::parse as parse_links;
+pub(in crate::collect::host) use netlink::{Held, Link, LinkSocket, Statistics, Stats64};
 
 use std::io;
 
@@ -265,9 +267,10 @@ pub(super) fn parse_uint(text: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
-/// The fuzz driver's entry for the rtnetlink parser (`host::fuzzing`).
-pub(super) fn fuzz_netlink(bytes: &[u8]) -> Result<Vec<Family>, String> {
-    netlink::fuzz(bytes).map(|_| Vec::new())
+/// The fuzz driver's entry for the rtnetlink parser (`host::fuzzing`): the links of `bytes`
+/// as a dump reply.
+pub(super) fn fuzz_netlink(bytes: &[u8]) -> Result<Vec<Link>, String> {
+    netlink::fuzz(bytes)
 }
 
 #[cfg(test)]
