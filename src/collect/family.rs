@@ -8,8 +8,6 @@
 //! be timed out without leaving half-written output behind.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// A label name: usually a static string, owned when it comes from user configuration.
 pub type LabelName = Cow<'static, str>;
@@ -178,7 +176,9 @@ impl Family {
 pub struct Snapshot {
     families: Vec<Family>,
     /// Family name → position in `families`.
-    index: HashMap<Cow<'static, str>, usize, BuildHasherDefault<Fnv1a>>,
+    /// Positions in `families`, found by the name's hash and compared by name there: no copy
+    /// of an owned name (a hundred host families build theirs) is made for the index.
+    index: hashbrown::HashTable<usize>,
 }
 
 impl Snapshot {
@@ -186,7 +186,7 @@ impl Snapshot {
     pub fn with_capacity(families: usize) -> Self {
         Snapshot {
             families: Vec::with_capacity(families),
-            index: HashMap::with_capacity_and_hasher(families, BuildHasherDefault::default()),
+            index: hashbrown::HashTable::with_capacity(families),
         }
     }
 
@@ -195,14 +195,22 @@ impl Snapshot {
     /// client_golang's registry keeps the first): merged, it would make the exposition invalid.
     pub fn extend(&mut self, families: impl IntoIterator<Item = Family>) {
         for family in families {
-            match self.index.get(&family.name) {
+            let hash = fnv1a(&family.name);
+            let families = &self.families;
+            match self
+                .index
+                .find(hash, |&at| families[at].name == family.name)
+            {
                 Some(&at) if self.families[at].kind != family.kind => {}
                 Some(&at) => {
                     self.families[at].samples.extend(family.samples);
                     self.families[at].histograms.extend(family.histograms);
                 }
                 None => {
-                    self.index.insert(family.name.clone(), self.families.len());
+                    let at = self.families.len();
+                    let families = &self.families;
+                    self.index
+                        .insert_unique(hash, at, |&at| fnv1a(&families[at].name));
                     self.families.push(family);
                 }
             }
@@ -220,27 +228,12 @@ impl Snapshot {
     }
 }
 
-/// FNV-1a: family names are short, trusted strings hashed once per family per scrape, where
-/// SipHash's DoS resistance buys nothing and costs a measurable share of a scrape.
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+/// FNV-1a of a family name: names are short, trusted strings hashed once per family per
+/// scrape, where SipHash's DoS resistance buys nothing and costs a measurable share of a scrape.
+fn fnv1a(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The exposition formats `/metrics` can answer in.
@@ -811,6 +804,26 @@ mod tests {
         assert_eq!(snapshot.sample_count(), 2);
         let out = encode(snapshot, Format::Text004);
         assert_eq!(out.matches("# TYPE warden_collector_success").count(), 1);
+    }
+
+    #[test]
+    fn many_owned_names_merge_by_name_only() {
+        let mut snapshot = Snapshot::with_capacity(4);
+        for round in 0..3 {
+            snapshot.extend((0..1_000).map(|i| {
+                let mut family = Family::gauge(format!("node_memory_F{i}_bytes"), "x");
+                family.push([("round", round.to_string())], f64::from(i));
+                family
+            }));
+        }
+        assert_eq!(snapshot.families().len(), 1_000);
+        assert!(snapshot.families().iter().all(|f| f.samples.len() == 3));
+        let names: std::collections::HashSet<&str> = snapshot
+            .families()
+            .iter()
+            .map(|f| f.name.as_ref())
+            .collect();
+        assert_eq!(names.len(), 1_000);
     }
 
     #[test]
