@@ -98,6 +98,13 @@ impl Family {
         Self::new(name, help, Kind::Gauge)
     }
 
+    /// The same family with room for `samples` samples, for a caller that knows how many.
+    #[must_use]
+    pub fn with_capacity(mut self, samples: usize) -> Self {
+        self.samples.reserve_exact(samples);
+        self
+    }
+
     /// A counter family; `name` should end in `_total`.
     pub fn counter(name: impl Into<Cow<'static, str>>, help: impl Into<Cow<'static, str>>) -> Self {
         Self::new(name, help, Kind::Counter)

@@ -211,22 +211,28 @@ impl Collectors {
         );
 
         let mut snapshot = Snapshot::with_capacity(self.families_hint.load(Ordering::Relaxed));
+        let all = blocking.len() + concurrent.len();
+        let node = self.node_scrape.len();
         let mut success = Family::gauge(
             "warden_collector_success",
             "Whether the collector's last run succeeded (1) or failed (0).",
-        );
+        )
+        .with_capacity(all);
         let mut duration = Family::gauge(
             "warden_collector_duration_seconds",
             "How long the collector's last run took.",
-        );
+        )
+        .with_capacity(all);
         let mut node_success = Family::gauge(
             "node_scrape_collector_success",
             "node_exporter: Whether a collector succeeded.",
-        );
+        )
+        .with_capacity(node);
         let mut node_duration = Family::gauge(
             "node_scrape_collector_duration_seconds",
             "node_exporter: Duration of a collector scrape.",
-        );
+        )
+        .with_capacity(node);
         let names = self
             .blocking_names()
             .chain(self.list.iter().map(|c| c.name()));

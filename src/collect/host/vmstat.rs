@@ -20,6 +20,10 @@ fn selected(field: &str) -> bool {
 pub(super) fn parse(text: &str) -> Result<Vec<Family>, String> {
     let mut families = Vec::with_capacity(8);
     for line in text.lines() {
+        // Every selected field starts with `o` or `p`: most lines end here.
+        if !matches!(line.as_bytes().first(), Some(b'o' | b'p')) {
+            continue;
+        }
         let Some((field, value)) = line.split_once(' ') else {
             continue;
         };
