@@ -174,6 +174,8 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
     let ticks_per_second = cpu::ticks_per_second();
     let disk_exclude = config.disk_device_exclude.clone();
     let network_exclude = config.network_device_exclude.clone();
+    // netdev (earlier in the list) leaves its rtnetlink dump for netclass (later).
+    let link_handoff = Arc::new(netclass::LinkHandoff::default());
     vec![
         FileCollector::arc("cpu", timeout, proc("stat"), move |text| {
             cpu::parse(text, ticks_per_second)
@@ -188,6 +190,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             &config.procfs,
             &config.sysfs,
             network_exclude.clone(),
+            Arc::clone(&link_handoff),
         )),
         FileCollector::arc("loadavg", timeout, proc("loadavg"), loadavg::parse),
         FileCollector::arc("stat", timeout, proc("stat"), stat::parse),
@@ -221,7 +224,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             move |files| udp_queues::collect(files, &held)
         }),
         FilesCollector::arc("netclass", timeout, config.sysfs.clone(), {
-            let held = netclass::Held::default();
+            let held = netclass::Held::new(link_handoff);
             move |files| netclass::collect(files, network_exclude.as_ref(), &held)
         }),
         FilesCollector::arc("bonding", timeout, config.sysfs.clone(), bonding::collect),

@@ -16,11 +16,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
 
-use super::netclass::{Link, LinkSocket, Statistics, Stats64};
+use super::netclass::{Link, LinkHandoff, LinkSocket, Statistics, Stats64};
 use super::procfs::{ReadBuffer, parse_error, parse_u64};
 use crate::collect::{BlockingCollector, Error, Family};
 
@@ -39,16 +40,19 @@ pub(super) struct Netdev {
     nohandler: NoHandler,
     /// Under the live roots only.
     socket: Option<LinkSocket>,
+    /// Where each dump is left for netclass, which runs later in the scrape.
+    handoff: Arc<LinkHandoff>,
 }
 
 impl Netdev {
     /// The collector reading under `procfs` and `sysfs`, skipping the devices matching
-    /// `exclude` (`host.network.device_exclude`).
+    /// `exclude` (`host.network.device_exclude`), and leaving each dump in `handoff`.
     pub(super) fn new(
         timeout: Duration,
         procfs: &Path,
         sysfs: &Path,
         exclude: Option<Regex>,
+        handoff: Arc<LinkHandoff>,
     ) -> Self {
         let live = (procfs, sysfs) == (Path::new(LIVE_ROOTS.0), Path::new(LIVE_ROOTS.1));
         Netdev {
@@ -58,6 +62,7 @@ impl Netdev {
             buffer: ReadBuffer::default(),
             nohandler: NoHandler::new(sysfs.to_owned()),
             socket: live.then(|| LinkSocket::new(Statistics::Included)),
+            handoff,
         }
     }
 
@@ -82,8 +87,11 @@ impl BlockingCollector for Netdev {
     fn collect(&self) -> Result<Vec<Family>, Error> {
         if let Some(socket) = &self.socket {
             let families = socket.dump().and_then(|links| {
-                from_links(&links, self.exclude.as_ref())
-                    .map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, reason))
+                let links = Arc::new(links);
+                let families = from_links(&links, self.exclude.as_ref())
+                    .map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, reason));
+                self.handoff.leave(links);
+                families
             });
             match families {
                 Ok(families) => return Ok(families),
@@ -544,7 +552,13 @@ mod tests {
     #[test]
     fn the_collector_dumps_under_the_live_roots_only_and_falls_back_to_the_files() {
         let timeout = Duration::from_secs(5);
-        let live = Netdev::new(timeout, Path::new("/proc"), Path::new("/sys"), None);
+        let live = Netdev::new(
+            timeout,
+            Path::new("/proc"),
+            Path::new("/sys"),
+            None,
+            Arc::default(),
+        );
         let socket = live.socket.as_ref().expect("a socket under the live roots");
         let devices = |families: &[Family]| by_device(&families[0]).into_keys().collect::<Vec<_>>();
         let dumped = live.collect().expect("collects");
@@ -565,6 +579,7 @@ mod tests {
             &crate::collect::host::tests::fixture_proc(),
             Path::new("/sys"),
             Some(Regex::new("^lo$").expect("valid regex")),
+            Arc::default(),
         );
         assert!(fixture.socket.is_none());
         let families = fixture.collect().expect("reads the fixture");
@@ -581,7 +596,8 @@ mod tests {
                 timeout,
                 Path::new("/proc"),
                 &crate::collect::host::tests::fixture_sys(),
-                None
+                None,
+                Arc::default(),
             )
             .socket
             .is_none()

@@ -13,7 +13,9 @@ mod netlink;
 
 #[cfg(test)]
 pub(in crate::collect::host) use netlink::parse as parse_links;
-pub(in crate::collect::host) use netlink::{Held, Link, LinkSocket, Statistics, Stats64};
+pub(in crate::collect::host) use netlink::{
+    Held, Link, LinkHandoff, LinkSocket, Statistics, Stats64,
+};
 
 use std::io;
 
