@@ -235,6 +235,34 @@ impl Snapshot {
     }
 }
 
+/// The most names and help texts [`intern`] keeps; past it, text is returned owned. A host's
+/// procfs fields number a few hundred.
+const MAX_INTERNED: usize = 4096;
+
+/// `text` as a static string, built once per process: for the family names and help texts that
+/// collectors derive from a source's field names (`node_memory_<field>`, `node_netstat_<field>`),
+/// which are the same on every scrape. Each distinct text is allocated once and kept for the
+/// life of the process, up to [`MAX_INTERNED`] of them; beyond that (a source inventing new
+/// fields without end) the text is returned owned, as before.
+pub fn intern(text: &str) -> Cow<'static, str> {
+    static INTERNED: std::sync::Mutex<Option<hashbrown::HashTable<&'static str>>> =
+        std::sync::Mutex::new(None);
+    let hash = fnv1a(text);
+    let mut interned = INTERNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let table = interned.get_or_insert_with(hashbrown::HashTable::new);
+    if let Some(&known) = table.find(hash, |known| *known == text) {
+        return Cow::Borrowed(known);
+    }
+    if table.len() >= MAX_INTERNED {
+        return Cow::Owned(text.to_owned());
+    }
+    let kept: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    table.insert_unique(hash, kept, |known| fnv1a(known));
+    Cow::Borrowed(kept)
+}
+
 /// FNV-1a of a family name: names are short, trusted strings hashed once per family per
 /// scrape, where SipHash's DoS resistance buys nothing and costs a measurable share of a scrape.
 fn fnv1a(name: &str) -> u64 {
@@ -831,6 +859,17 @@ mod tests {
             .map(|f| f.name.as_ref())
             .collect();
         assert_eq!(names.len(), 1_000);
+    }
+
+    #[test]
+    fn interned_text_is_kept_once() {
+        let first = intern("node_memory_Interned_test_bytes");
+        let second = intern(&format!("node_memory_{}_bytes", "Interned_test"));
+        assert_eq!(first, "node_memory_Interned_test_bytes");
+        match (&first, &second) {
+            (Cow::Borrowed(a), Cow::Borrowed(b)) => assert!(std::ptr::eq(*a, *b)),
+            other => panic!("not kept: {other:?}"),
+        }
     }
 
     #[test]

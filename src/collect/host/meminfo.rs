@@ -6,10 +6,12 @@
 //! an underscore suffix (`Active(anon)` → `Active_anon`).
 
 use crate::collect::Family;
+use crate::collect::family::intern;
 
 /// Parses /proc/meminfo into one gauge family per field.
 pub(super) fn parse(text: &str) -> Result<Vec<Family>, String> {
     let mut families: Vec<Family> = Vec::with_capacity(64);
+    let (mut name, mut help) = (String::new(), String::new());
     for line in text.lines() {
         let mut parts = line.split_ascii_whitespace();
         // Blank lines occur on some kernels (node_exporter's CentOS 6 workaround).
@@ -27,35 +29,34 @@ pub(super) fn parse(text: &str) -> Result<Vec<Family>, String> {
             .parse()
             .map_err(|_| format!("{key} {number:?} is not a number"))?;
         let key = key.strip_suffix(':').unwrap_or(key);
-        let mut field = field_name(key);
+        name.clear();
+        name.push_str("node_memory_");
+        push_field_name(&mut name, key);
         if unit.is_some() {
             // The kernel prints every unit as kB.
             value *= 1024.0;
-            field.push_str("_bytes");
+            name.push_str("_bytes");
         }
-        let name = format!("node_memory_{field}");
-        let help = format!("Memory information field {field}.");
-        families.push(Family::single_gauge(name, help, value));
+        help.clear();
+        help.push_str("Memory information field ");
+        help.push_str(&name["node_memory_".len()..]);
+        help.push('.');
+        families.push(Family::single_gauge(intern(&name), intern(&help), value));
     }
     Ok(families)
 }
 
-/// `Active(anon)` → `Active_anon`: node_exporter's `\((.*)\)` → `_${1}`, without a regex.
-fn field_name(key: &str) -> String {
+/// Appends `Active(anon)` as `Active_anon`: node_exporter's `\((.*)\)` → `_${1}`, without a
+/// regex.
+fn push_field_name(out: &mut String, key: &str) {
     match (key.find('('), key.rfind(')')) {
         (Some(open), Some(close)) if open < close => {
-            let mut name = String::with_capacity(key.len() + 8);
-            name.push_str(&key[..open]);
-            name.push('_');
-            name.push_str(&key[open + 1..close]);
-            name.push_str(&key[close + 1..]);
-            name
+            out.push_str(&key[..open]);
+            out.push('_');
+            out.push_str(&key[open + 1..close]);
+            out.push_str(&key[close + 1..]);
         }
-        _ => {
-            let mut name = String::with_capacity(key.len() + 8);
-            name.push_str(key);
-            name
-        }
+        _ => out.push_str(key),
     }
 }
 
@@ -109,6 +110,11 @@ mod tests {
 
     #[test]
     fn field_names_follow_node_exporter() {
+        let field_name = |key: &str| {
+            let mut name = String::new();
+            push_field_name(&mut name, key);
+            name
+        };
         assert_eq!(field_name("Active(anon)"), "Active_anon");
         assert_eq!(field_name("NFS_Unstable"), "NFS_Unstable");
         assert_eq!(field_name("Weird(x)y"), "Weird_xy");

@@ -11,6 +11,7 @@
 //! filter drops: `TcpExt_TCPOFOQueue`, `TcpExt_TCPRcvQDrop` and `Tcp_MaxConn`.
 
 use super::procfiles::ProcFiles;
+use crate::collect::family::intern;
 use crate::collect::{Error, Family, Kind};
 
 /// Whether `key` (`<Protocol>_<Field>`) is exported: node_exporter 1.5's default pattern
@@ -151,16 +152,22 @@ impl Stats {
     /// One untyped family per field, sorted by name.
     fn into_families(mut self) -> Vec<Family> {
         self.stats.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let mut text = String::new();
         self.stats
             .into_iter()
             .map(|stat| {
                 let (protocol, field) = stat.key.split_at(stat.protocol_len);
                 let field = &field[1..];
-                let mut family = Family::new(
-                    format!("node_netstat_{}", stat.key),
-                    format!("Statistic {protocol}{field}."),
-                    Kind::Untyped,
-                );
+                text.clear();
+                text.push_str("node_netstat_");
+                text.push_str(&stat.key);
+                let name = intern(&text);
+                text.clear();
+                text.push_str("Statistic ");
+                text.push_str(protocol);
+                text.push_str(field);
+                text.push('.');
+                let mut family = Family::new(name, intern(&text), Kind::Untyped);
                 family.push_unlabelled(stat.value);
                 family
             })

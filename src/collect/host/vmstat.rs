@@ -4,6 +4,7 @@
 //! `^(oom_kill|pgpg|pswp|pg.*fault).*`, and declares them untyped; so does this module. The
 //! default pattern is matched by hand: it runs on ~190 lines per scrape.
 
+use crate::collect::family::intern;
 use crate::collect::{Family, Kind};
 
 /// Whether node_exporter's default field pattern `^(oom_kill|pgpg|pswp|pg.*fault).*` matches.
@@ -35,8 +36,8 @@ pub(super) fn parse(text: &str) -> Result<Vec<Family>, String> {
             .parse()
             .map_err(|_| format!("{field} {value:?} is not a number"))?;
         let mut family = Family::new(
-            format!("node_vmstat_{field}"),
-            format!("/proc/vmstat information field {field}."),
+            intern(&format!("node_vmstat_{field}")),
+            intern(&format!("/proc/vmstat information field {field}.")),
             Kind::Untyped,
         );
         family.push_unlabelled(value);
