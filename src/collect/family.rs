@@ -12,6 +12,10 @@ use std::borrow::Cow;
 /// A label name: usually a static string, owned when it comes from user configuration.
 pub type LabelName = Cow<'static, str>;
 
+/// A label value: static when it is one of a fixed set (a CPU mode, a collector's name, a
+/// queue), owned when it is read from the source.
+pub type LabelValue = Cow<'static, str>;
+
 /// The type of a metric family, as declared in the exposition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -42,7 +46,7 @@ pub struct HistogramSample {
 
 /// A sample's label pairs in output order. Two pairs are kept inline, which covers nearly every
 /// host series: a labelled sample costs no allocation beyond its values' strings.
-pub type Labels = smallvec::SmallVec<[(LabelName, String); 2]>;
+pub type Labels = smallvec::SmallVec<[(LabelName, LabelValue); 2]>;
 
 /// One sample: its label pairs and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,20 +126,27 @@ impl Family {
     }
 
     /// Appends a sample with the given static-named labels.
-    pub fn push<const N: usize>(&mut self, labels: [(&'static str, String); N], value: f64) {
+    pub fn push<const N: usize, V: Into<LabelValue>>(
+        &mut self,
+        labels: [(&'static str, V); N],
+        value: f64,
+    ) {
         self.samples.push(Sample {
             labels: labels
                 .into_iter()
-                .map(|(name, value)| (Cow::Borrowed(name), value))
+                .map(|(name, value)| (Cow::Borrowed(name), value.into()))
                 .collect(),
             value,
         });
     }
 
     /// Appends a sample with labels whose names may be owned (user-configured).
-    pub fn push_labels(&mut self, labels: Vec<(LabelName, String)>, value: f64) {
+    pub fn push_labels<V: Into<LabelValue>>(&mut self, labels: Vec<(LabelName, V)>, value: f64) {
         self.samples.push(Sample {
-            labels: Labels::from_vec(labels),
+            labels: labels
+                .into_iter()
+                .map(|(name, value)| (name, value.into()))
+                .collect(),
             value,
         });
     }
@@ -456,7 +467,7 @@ fn series_line(
 }
 
 /// `{a="x",b="y"}` (with `le` last when given); nothing when there are no labels.
-fn labels(out: &mut String, pairs: &[(LabelName, String)], le: Option<&str>) {
+fn labels<V: AsRef<str>>(out: &mut String, pairs: &[(LabelName, V)], le: Option<&str>) {
     if pairs.is_empty() && le.is_none() {
         return;
     }
@@ -467,7 +478,7 @@ fn labels(out: &mut String, pairs: &[(LabelName, String)], le: Option<&str>) {
         }
         out.push_str(key);
         out.push_str("=\"");
-        escape(out, value, true);
+        escape(out, value.as_ref(), true);
         out.push('"');
     }
     if let Some(le) = le {
@@ -772,7 +783,7 @@ mod tests {
             "node_cpu_seconds_total",
             "Seconds the CPUs spent in each mode.",
         );
-        cpu.push([("cpu", "0".into()), ("mode", "idle".into())], 12.5);
+        cpu.push([("cpu", "0"), ("mode", "idle")], 12.5);
         let mem = Family::single_gauge(
             "node_memory_MemTotal_bytes",
             "Memory information field MemTotal_bytes.",
@@ -780,7 +791,7 @@ mod tests {
         );
         let mut commits =
             Family::counter("pg_stat_database_xact_commit", "Transactions committed.");
-        commits.push([("datname", "app".into())], 7.0);
+        commits.push([("datname", "app")], 7.0);
         snapshot.extend([cpu, mem, commits]);
         snapshot
     }
@@ -831,9 +842,9 @@ mod tests {
     fn families_with_one_name_merge() {
         let mut snapshot = Snapshot::default();
         let mut a = Family::gauge("warden_collector_success", "ok");
-        a.push([("collector", "host".into())], 1.0);
+        a.push([("collector", "host")], 1.0);
         let mut b = Family::gauge("warden_collector_success", "ok");
-        b.push([("collector", "process".into())], 0.0);
+        b.push([("collector", "process")], 0.0);
         snapshot.extend([a, b]);
         assert_eq!(snapshot.families().len(), 1);
         assert_eq!(snapshot.sample_count(), 2);
@@ -933,7 +944,7 @@ mod tests {
     fn label_values_are_escaped() {
         let mut snapshot = Snapshot::default();
         let mut f = Family::gauge("x_info", "x");
-        f.push([("v", "a\"b\\c\nd".into())], 1.0);
+        f.push([("v", "a\"b\\c\nd")], 1.0);
         snapshot.extend([f]);
         let out = encode(snapshot, Format::Text004);
         assert!(out.contains(r#"x_info{v="a\"b\\c\nd"} 1"#), "{out}");

@@ -240,11 +240,13 @@ impl Collectors {
         for (name, (elapsed, result)) in names.zip(outcomes) {
             let ok = result.is_ok();
             let value = if ok { 1.0 } else { 0.0 };
-            success.push([("collector", name.to_owned())], value);
-            duration.push([("collector", name.to_owned())], elapsed.as_secs_f64());
+            // Collector names are a fixed set: built once per process, not four times a scrape.
+            let label = family::intern(name);
+            success.push([("collector", label.clone())], value);
+            duration.push([("collector", label.clone())], elapsed.as_secs_f64());
             if self.node_scrape.contains(name) {
-                node_success.push([("collector", name.to_owned())], value);
-                node_duration.push([("collector", name.to_owned())], elapsed.as_secs_f64());
+                node_success.push([("collector", label.clone())], value);
+                node_duration.push([("collector", label)], elapsed.as_secs_f64());
             }
             let error = match result {
                 Ok(families) => {

@@ -4,8 +4,11 @@
 //! modes and, with `--collector.cpu.guest` (on by default), `node_cpu_guest_seconds_total` for
 //! guest and guest_nice time. The aggregate `cpu` line is not exported.
 
+use std::borrow::Cow;
+
 use super::procfs::parse_u64;
 use crate::collect::Family;
+use crate::collect::family::intern;
 
 /// The modes of `node_cpu_seconds_total`, in /proc/stat column order.
 const MODES: [&str; 8] = [
@@ -50,18 +53,19 @@ pub(super) fn parse(text: &str, ticks_per_second: f64) -> Result<Vec<Family>, St
         for (slot, field) in ticks.iter_mut().zip(fields) {
             *slot = parse_u64(field, "cpu time")?;
         }
+        let cpu = intern(cpu);
         for (mode, value) in MODES.iter().zip(ticks) {
             seconds.push(
-                [("cpu", cpu.to_owned()), ("mode", (*mode).to_owned())],
+                [("cpu", cpu.clone()), ("mode", Cow::Borrowed(*mode))],
                 value as f64 / ticks_per_second,
             );
         }
         guest.push(
-            [("cpu", cpu.to_owned()), ("mode", "user".to_owned())],
+            [("cpu", cpu.clone()), ("mode", Cow::Borrowed("user"))],
             ticks[8] as f64 / ticks_per_second,
         );
         guest.push(
-            [("cpu", cpu.to_owned()), ("mode", "nice".to_owned())],
+            [("cpu", cpu), ("mode", Cow::Borrowed("nice"))],
             ticks[9] as f64 / ticks_per_second,
         );
     }

@@ -9,6 +9,7 @@
 use regex::Regex;
 
 use super::procfs::parse_u64;
+use crate::collect::family::intern;
 use crate::collect::{Family, Kind};
 
 /// Bytes per sector in /proc/diskstats (kernel `SECTOR_SIZE`).
@@ -154,11 +155,9 @@ pub(super) fn parse(text: &str, exclude: Option<&Regex>) -> Result<Vec<Family>, 
         if count < MIN_FIELDS {
             continue;
         }
+        let device = intern(device);
         for ((family, column), value) in families.iter_mut().zip(&COLUMNS).zip(&values[..count]) {
-            family.push(
-                [("device", device.to_owned())],
-                *value as f64 * column.scale,
-            );
+            family.push([("device", device.clone())], *value as f64 * column.scale);
         }
     }
     families.retain(|f| !f.samples.is_empty());

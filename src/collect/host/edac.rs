@@ -72,7 +72,7 @@ mod tests {
             .iter()
             .flat_map(|f| {
                 f.samples.iter().map(move |s| {
-                    let labels = s.labels.iter().map(|(_, v)| v.as_str()).collect();
+                    let labels = s.labels.iter().map(|(_, v)| v.as_ref()).collect();
                     (f.name.as_ref(), labels, s.value)
                 })
             })

@@ -522,7 +522,7 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
             for sample in &family.samples {
                 let names: Vec<&str> = sample.labels.iter().map(|(n, _)| n.as_ref()).collect();
                 assert_eq!(names, ["device", "fstype", "mountpoint"]);
-                values.insert(sample.labels[2].1.clone(), sample.value);
+                values.insert(sample.labels[2].1.to_string(), sample.value);
             }
             out.insert(family.name.to_string(), values);
         }

@@ -383,7 +383,7 @@ mod tests {
         let labels: Vec<(&str, &str)> = info.samples[0]
             .labels
             .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_str()))
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
             .collect();
         assert_eq!(
             labels,

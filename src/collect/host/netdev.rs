@@ -23,6 +23,7 @@ use regex::Regex;
 
 use super::netclass::{Link, LinkHandoff, LinkSocket, Statistics, Stats64};
 use super::procfs::{ReadBuffer, parse_error, parse_u64};
+use crate::collect::family::intern;
 use crate::collect::{BlockingCollector, Error, Family};
 
 /// The procfs and sysfs roots whose devices are this process's network namespace's: only then
@@ -205,11 +206,12 @@ pub(super) fn from_links(links: &[Link], exclude: Option<&Regex>) -> Result<Vec<
         let Some(stats) = &link.stats else {
             return Err(format!("{}: no IFLA_STATS64", link.name));
         };
+        let device = intern(&link.name);
         for (family, value) in families.iter_mut().zip(columns(stats)) {
-            family.push([("device", link.name.clone())], value as f64);
+            family.push([("device", device.clone())], value as f64);
         }
         if let Some(value) = stats.rx_nohandler {
-            nohandler.push([("device", link.name.clone())], value as f64);
+            nohandler.push([("device", device)], value as f64);
         }
     }
     if !nohandler.samples.is_empty() {
@@ -315,7 +317,7 @@ impl NoHandler {
             let path = self
                 .sysfs
                 .join("class/net")
-                .join(device)
+                .join(device.as_ref())
                 .join("statistics/rx_nohandler");
             let read =
                 self.buffer.with_file(
@@ -357,7 +359,7 @@ mod tests {
         family
             .samples
             .iter()
-            .map(|s| (s.labels[0].1.clone(), s.value))
+            .map(|s| (s.labels[0].1.to_string(), s.value))
             .collect()
     }
 
@@ -696,7 +698,7 @@ mod tests {
         let devices: Vec<&str> = nohandler
             .samples
             .iter()
-            .map(|s| s.labels[0].1.as_str())
+            .map(|s| s.labels[0].1.as_ref())
             .collect();
         assert_eq!(devices, ["lo", "ifb0", "ifb1", "eth0"]);
         assert!(nohandler.samples.iter().all(|s| s.value == 0.0));

@@ -346,7 +346,7 @@ mod tests {
                 f.samples.iter().map(|s| {
                     (
                         f.name.to_string(),
-                        s.labels.iter().map(|(_, v)| v.clone()).collect(),
+                        s.labels.iter().map(|(_, v)| v.to_string()).collect(),
                         s.value,
                     )
                 })

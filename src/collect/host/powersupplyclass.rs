@@ -169,7 +169,7 @@ mod tests {
             .flat_map(|f| {
                 f.samples
                     .iter()
-                    .map(move |s| (f.name.as_ref(), s.labels[0].1.as_str(), s.value))
+                    .map(move |s| (f.name.as_ref(), s.labels[0].1.as_ref(), s.value))
             })
             .collect();
         assert_eq!(
@@ -196,7 +196,7 @@ mod tests {
             .map(|s| {
                 s.labels
                     .iter()
-                    .map(|(k, v)| (k.as_ref(), v.as_str()))
+                    .map(|(k, v)| (k.as_ref(), v.as_ref()))
                     .collect()
             })
             .collect();

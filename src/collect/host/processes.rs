@@ -164,7 +164,7 @@ mod tests {
         family
             .samples
             .iter()
-            .map(|s| (s.labels[0].1.clone(), s.value))
+            .map(|s| (s.labels[0].1.to_string(), s.value))
             .collect()
     }
 

@@ -396,7 +396,12 @@ mod tests {
             .unwrap_or_else(|| panic!("no {name}"))
             .samples
             .iter()
-            .map(|s| (s.labels.iter().map(|(_, v)| v.clone()).collect(), s.value))
+            .map(|s| {
+                (
+                    s.labels.iter().map(|(_, v)| v.to_string()).collect(),
+                    s.value,
+                )
+            })
             .collect()
     }
 

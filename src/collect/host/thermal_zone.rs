@@ -85,7 +85,7 @@ mod tests {
         let zones: Vec<(Vec<&str>, f64)> = families[0]
             .samples
             .iter()
-            .map(|s| (s.labels.iter().map(|(_, v)| v.as_str()).collect(), s.value))
+            .map(|s| (s.labels.iter().map(|(_, v)| v.as_ref()).collect(), s.value))
             .collect();
         assert_eq!(
             zones,

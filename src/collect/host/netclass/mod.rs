@@ -23,6 +23,7 @@ use regex::Regex;
 
 use super::procfiles::ProcFiles;
 use crate::collect::family::Kind;
+use crate::collect::family::intern;
 use crate::collect::{Error, Family};
 
 /// A numeric attribute: (file under the device, family name, help, type).
@@ -143,18 +144,19 @@ fn families(devices: &[Device]) -> Vec<Family> {
         .map(|(_, name, help, kind)| Family::new(*name, *help, *kind))
         .collect();
     for device in devices {
+        let name = intern(&device.name);
         up.push(
-            [("device", device.name.clone())],
+            [("device", name.clone())],
             if device.operstate == "up" { 1.0 } else { 0.0 },
         );
         info.push(
             [
-                ("device", device.name.clone()),
-                ("address", device.address.clone()),
-                ("broadcast", device.broadcast.clone()),
-                ("duplex", device.duplex.clone()),
-                ("operstate", device.operstate.clone()),
-                ("ifalias", device.ifalias.clone()),
+                ("device", name.clone()),
+                ("address", device.address.clone().into()),
+                ("broadcast", device.broadcast.clone().into()),
+                ("duplex", device.duplex.clone().into()),
+                ("operstate", device.operstate.clone().into()),
+                ("ifalias", device.ifalias.clone().into()),
             ],
             1.0,
         );
@@ -171,7 +173,7 @@ fn families(devices: &[Device]) -> Vec<Family> {
                 // becomes -125000.
                 value = value.wrapping_mul(1000 * 1000) / 8;
             }
-            family.push([("device", device.name.clone())], value as f64);
+            family.push([("device", name.clone())], value as f64);
         }
     }
     let mut families = vec![up, info];
@@ -298,7 +300,7 @@ mod tests {
         sample
             .labels
             .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
@@ -339,7 +341,7 @@ mod tests {
         );
         // Every directory is a device; bonding_masters (a file) is not.
         let up = &families[0];
-        let devices: Vec<&str> = up.samples.iter().map(|s| s.labels[0].1.as_str()).collect();
+        let devices: Vec<&str> = up.samples.iter().map(|s| s.labels[0].1.as_ref()).collect();
         assert_eq!(
             devices,
             ["bond0", "bond1", "enp3s0", "eth0", "ifb0", "ifb1", "lo"]
@@ -440,7 +442,7 @@ mod tests {
         let devices: Vec<&str> = families[0]
             .samples
             .iter()
-            .map(|s| s.labels[0].1.as_str())
+            .map(|s| s.labels[0].1.as_ref())
             .collect();
         assert_eq!(devices, ["enp3s0", "eth0"]);
         // No family is left without samples.

@@ -74,7 +74,7 @@ fn the_fixture_files_parse_as_node_exporter_reads_them() {
         .series
         .iter()
         .map(|s| match s.value {
-            Value::Simple(v) => (s.labels[0].1.as_str(), v),
+            Value::Simple(v) => (s.labels[0].1.as_ref(), v),
             _ => panic!("not simple"),
         })
         .collect();
@@ -121,6 +121,9 @@ fn the_fixture_directory_exports_the_good_files_and_flags_the_rest() {
     assert_eq!(
         jobs.samples[0].labels.as_slice(),
         labels(&[("reason", ""), ("result", "ok")])
+            .into_iter()
+            .map(|(name, value)| (name, value.into()))
+            .collect::<Vec<_>>()
     );
     assert_eq!(jobs.samples[0].value, 42.0);
     // A counter without `_total` is declared untyped, as warden declares every such counter.
@@ -186,7 +189,7 @@ fn the_fixture_directory_exports_the_good_files_and_flags_the_rest() {
     let files: Vec<&str> = mtimes
         .samples
         .iter()
-        .map(|s| s.labels[0].1.as_str())
+        .map(|s| s.labels[0].1.as_ref())
         .collect();
     assert_eq!(files, [file("a_basic.prom"), file("b_merge.prom")]);
     let modified = std::fs::metadata(dir.join("a_basic.prom"))
@@ -550,7 +553,7 @@ fn summaries_sort_quantiles_and_keep_the_last_of_a_duplicate() {
     let quantiles: Vec<(&str, f64)> = families[0]
         .samples
         .iter()
-        .map(|s| (s.labels[0].1.as_str(), s.value))
+        .map(|s| (s.labels[0].1.as_ref(), s.value))
         .collect();
     assert_eq!(quantiles, [("0.1", 1.0), ("0.9", 4.0)]);
     assert_eq!(families[2].samples[0].value, 2.0);
