@@ -93,14 +93,12 @@ impl Stats {
         let value: f64 = value
             .parse()
             .map_err(|_| format!("{protocol}{field}: {value:?} is not a number"))?;
-        match self.stats.iter_mut().find(|s| s.key == self.key) {
-            Some(stat) => stat.value = value,
-            None => self.stats.push(Stat {
-                key: self.key.clone(),
-                protocol_len: protocol.len(),
-                value,
-            }),
-        }
+        // A field seen again is pushed again; `into_families` keeps the last of each.
+        self.stats.push(Stat {
+            key: self.key.clone(),
+            protocol_len: protocol.len(),
+            value,
+        });
         Ok(())
     }
 
@@ -123,11 +121,12 @@ impl Stats {
                     "{protocol}: the values line {values_line:?} is for another protocol"
                 ));
             }
-            if names.clone().count() != values.clone().count() {
-                return Err(format!("{protocol}: field and value counts differ"));
-            }
-            for (name, value) in names.zip(values) {
-                self.add(protocol, name, value)?;
+            loop {
+                match (names.next(), values.next()) {
+                    (Some(name), Some(value)) => self.add(protocol, name, value)?,
+                    (None, None) => break,
+                    _ => return Err(format!("{protocol}: field and value counts differ")),
+                }
             }
         }
         Ok(())
@@ -151,7 +150,11 @@ impl Stats {
 
     /// One untyped family per field, sorted by name.
     fn into_families(mut self) -> Vec<Family> {
-        self.stats.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        // Sorted by name, the last value of a field seen twice first among its equals (a
+        // stable sort of the reversed list), then one per name.
+        self.stats.reverse();
+        self.stats.sort_by(|a, b| a.key.cmp(&b.key));
+        self.stats.dedup_by(|later, first| later.key == first.key);
         let mut text = String::new();
         self.stats
             .into_iter()
