@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 
 use super::procfs::{Reader, read_error};
+use crate::collect::family::intern;
 use crate::collect::{BlockingCollector, Error, Family};
 use crate::config::{FilesystemConfig, HostConfig};
 
@@ -421,11 +422,16 @@ fn families<'a>(mounts: impl Iterator<Item = (&'a Mount, Outcome)>) -> Vec<Famil
         "Whether an error occurred while getting statistics for the given device.",
     );
     for (mount, outcome) in mounts {
+        let (device, fs_type, mount_point) = (
+            intern(&mount.device),
+            intern(&mount.fs_type),
+            intern(&mount.mount_point),
+        );
         let labels = || {
             [
-                ("device", mount.device.clone()),
-                ("fstype", mount.fs_type.clone()),
-                ("mountpoint", mount.mount_point.clone()),
+                ("device", device.clone()),
+                ("fstype", fs_type.clone()),
+                ("mountpoint", mount_point.clone()),
             ]
         };
         // node_exporter 1.5 reports only device_error for a mount it could not stat.

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 
 use super::procfiles::ProcFiles;
+use crate::collect::family::intern;
 use crate::collect::{Error, Family};
 
 /// The keys node_exporter exports, in its order.
@@ -88,8 +89,8 @@ pub(super) fn parse(text: &str, ipv6: bool, page_size: u64) -> Result<Vec<Family
 
 fn gauge(protocol: &str, key: &str, value: f64) -> Family {
     Family::single_gauge(
-        format!("node_sockstat_{protocol}_{key}"),
-        format!("Number of {protocol} sockets in state {key}."),
+        intern(&format!("node_sockstat_{protocol}_{key}")),
+        intern(&format!("Number of {protocol} sockets in state {key}.")),
         value,
     )
 }

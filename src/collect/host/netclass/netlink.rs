@@ -582,7 +582,9 @@ fn mac(bytes: &[u8]) -> String {
         if i > 0 {
             text.push(':');
         }
-        text.push_str(&format!("{byte:02x}"));
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     text
 }
