@@ -58,6 +58,8 @@ mod netclass;
 mod netdev;
 #[cfg(target_os = "linux")]
 mod netstat;
+#[cfg(target_os = "linux")]
+mod nlmsg;
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod portable;
 #[cfg(target_os = "linux")]

@@ -27,15 +27,11 @@ use rustix::net::{
     AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, recv, sendto, socket_with,
 };
 
+pub(super) use super::nlmsg::Reply;
+use super::nlmsg::{NLM_F_DUMP, NLM_F_REQUEST, NLMSG_HDRLEN, u32_at, walk};
+
 // linux/netlink.h and linux/sock_diag.h.
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_DUMP_INTR: u16 = 0x10;
 
 // linux/inet_diag.h: `inet_diag_req_v2` is family, protocol, extensions, padding, the states
 // bit mask, then `inet_diag_sockid` (48 bytes, all zero: no port or address filter).
@@ -159,15 +155,6 @@ fn request(seq: u32, family: AddressFamily, protocol: u8) -> [u8; REQUEST_LEN] {
     message
 }
 
-/// Why a reply is refused.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Reply {
-    /// The kernel answered with this errno (`NLMSG_ERROR`, or `NLMSG_DONE` of a failed dump).
-    Kernel(i32),
-    /// Not what the kernel sends for the request.
-    Malformed(String),
-}
-
 /// Parses the netlink messages in `bytes` (one or more datagrams of the reply to request `seq`
 /// for address family `family`), adding each socket's queues to `sums`; `Ok(true)` once
 /// `NLMSG_DONE` ends the dump.
@@ -175,89 +162,31 @@ pub(super) enum Reply {
 /// # Errors
 /// A message that overruns the data or is too short for its type, a message of another request
 /// or family or of an unexpected type, an error reply, an interrupted dump.
-pub(super) fn parse(
-    mut bytes: &[u8],
-    seq: u32,
-    family: u8,
-    sums: &mut Queues,
-) -> Result<bool, Reply> {
-    let malformed = |reason: String| Err(Reply::Malformed(reason));
-    while !bytes.is_empty() {
-        if bytes.len() < NLMSG_HDRLEN {
-            return malformed(format!("{} bytes left: no message header", bytes.len()));
+pub(super) fn parse(bytes: &[u8], seq: u32, family: u8, sums: &mut Queues) -> Result<bool, Reply> {
+    walk(bytes, seq, |kind, payload| {
+        if kind != SOCK_DIAG_BY_FAMILY {
+            return Err(Reply::Malformed(format!("unexpected message type {kind}")));
         }
-        let length = u32_at(bytes, 0) as usize;
-        let kind = u16_at(bytes, 4);
-        let flags = u16_at(bytes, 6);
-        let message_seq = u32_at(bytes, 8);
-        if length < NLMSG_HDRLEN || length > bytes.len() {
-            return malformed(format!(
-                "message length {length} of {} bytes left",
-                bytes.len()
-            ));
+        if payload.len() < INET_DIAG_MSG_LEN {
+            return Err(Reply::Malformed(format!(
+                "inet_diag_msg of {} bytes",
+                payload.len()
+            )));
         }
-        if message_seq != seq {
-            return malformed(format!("reply to request {message_seq}, not {seq}"));
+        if payload[0] != family {
+            return Err(Reply::Malformed(format!(
+                "a socket of family {}, not {family}",
+                payload[0]
+            )));
         }
-        if flags & NLM_F_DUMP_INTR != 0 {
-            return malformed("dump interrupted by a change: inconsistent".to_owned());
-        }
-        let payload = &bytes[NLMSG_HDRLEN..length];
-        match kind {
-            NLMSG_NOOP => {}
-            NLMSG_DONE | NLMSG_ERROR => {
-                // An `int` error code (0: success), which NLMSG_DONE may omit.
-                let code = match payload.get(..4) {
-                    Some(_) => u32_at(payload, 0) as i32,
-                    None if kind == NLMSG_DONE => 0,
-                    None => return malformed("error message without its code".to_owned()),
-                };
-                if code < 0 {
-                    return Err(Reply::Kernel(code.saturating_neg()));
-                }
-                if kind == NLMSG_DONE {
-                    return Ok(true);
-                }
-            }
-            SOCK_DIAG_BY_FAMILY => {
-                if payload.len() < INET_DIAG_MSG_LEN {
-                    return malformed(format!("inet_diag_msg of {} bytes", payload.len()));
-                }
-                if payload[0] != family {
-                    return malformed(format!("a socket of family {}, not {family}", payload[0]));
-                }
-                sums.rx = sums
-                    .rx
-                    .wrapping_add(u64::from(u32_at(payload, IDIAG_RQUEUE)));
-                sums.tx = sums
-                    .tx
-                    .wrapping_add(u64::from(u32_at(payload, IDIAG_WQUEUE)));
-            }
-            other => return malformed(format!("unexpected message type {other}")),
-        }
-        bytes = &bytes[align(length).min(bytes.len())..];
-    }
-    Ok(false)
-}
-
-/// `NLMSG_ALIGN`: the next multiple of 4.
-fn align(length: usize) -> usize {
-    length.saturating_add(3) & !3
-}
-
-/// The native-endian `u16` at `offset`; the caller checked the bounds.
-fn u16_at(bytes: &[u8], offset: usize) -> u16 {
-    u16::from_ne_bytes([bytes[offset], bytes[offset + 1]])
-}
-
-/// The native-endian `u32` at `offset`; the caller checked the bounds.
-fn u32_at(bytes: &[u8], offset: usize) -> u32 {
-    u32::from_ne_bytes([
-        bytes[offset],
-        bytes[offset + 1],
-        bytes[offset + 2],
-        bytes[offset + 3],
-    ])
+        sums.rx = sums
+            .rx
+            .wrapping_add(u64::from(u32_at(payload, IDIAG_RQUEUE)));
+        sums.tx = sums
+            .tx
+            .wrapping_add(u64::from(u32_at(payload, IDIAG_WQUEUE)));
+        Ok(())
+    })
 }
 
 /// The fuzz driver's entry (`host::fuzzing`): `bytes` as a dump reply to the request the first
@@ -276,6 +205,7 @@ pub(super) fn fuzz(bytes: &[u8]) -> Result<Queues, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::host::nlmsg::{NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, u16_at};
 
     /// `SOCK_DIAG_BY_FAMILY` dumps of UDP sockets captured on this kernel (6.18, x86_64:
     /// little-endian), replies to request 1, all datagrams concatenated. /proc/net/udp then

@@ -39,6 +39,9 @@ use rustix::net::{
 
 use super::{Device, parse_int, unreported};
 use crate::collect::Error;
+use crate::collect::host::nlmsg::{
+    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_HDRLEN, Reply, align, u16_at, u32_at, walk,
+};
 use crate::collect::host::procfs::read_error;
 
 /// The `host.sysfs` whose devices are this process's network namespace's: only then does
@@ -46,15 +49,8 @@ use crate::collect::host::procfs::read_error;
 pub(super) const LIVE_SYSFS: &str = "/sys";
 
 // linux/netlink.h and linux/rtnetlink.h.
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_DUMP_INTR: u16 = 0x10;
 const IFINFOMSG_LEN: usize = 16;
 /// Leaves out the IPv6 and VF statistics (`IFLA_AF_SPEC`'s `IFLA_INET6_STATS` and
 /// `IFLA_INET6_ICMP6STATS`, a quarter of the dump here) and, since Linux 6.19 ("rtnetlink: honor
@@ -674,56 +670,21 @@ fn request(seq: u32, statistics: Statistics) -> Vec<u8> {
 /// A message or attribute that overruns its container or is too short for its type, a message
 /// of another request or of an unexpected type, an error reply, an interrupted dump.
 pub(in crate::collect::host) fn parse(
-    mut bytes: &[u8],
+    bytes: &[u8],
     seq: u32,
     links: &mut Vec<Link>,
 ) -> Result<bool, String> {
-    while !bytes.is_empty() {
-        if bytes.len() < NLMSG_HDRLEN {
-            return Err(format!("{} bytes left: no message header", bytes.len()));
+    let done = walk(bytes, seq, |kind, payload| match kind {
+        RTM_NEWLINK => {
+            links.push(parse_link(payload).map_err(Reply::Malformed)?);
+            Ok(())
         }
-        let length = u32_at(bytes, 0) as usize;
-        let kind = u16_at(bytes, 4);
-        let flags = u16_at(bytes, 6);
-        let message_seq = u32_at(bytes, 8);
-        if length < NLMSG_HDRLEN || length > bytes.len() {
-            return Err(format!(
-                "message length {length} of {} bytes left",
-                bytes.len()
-            ));
-        }
-        if message_seq != seq {
-            return Err(format!("reply to request {message_seq}, not {seq}"));
-        }
-        if flags & NLM_F_DUMP_INTR != 0 {
-            return Err("dump interrupted by a change: inconsistent".to_owned());
-        }
-        let payload = &bytes[NLMSG_HDRLEN..length];
-        match kind {
-            NLMSG_NOOP => {}
-            NLMSG_DONE | NLMSG_ERROR => {
-                // An `int` error code (0: success), which NLMSG_DONE may omit.
-                let code = match payload.get(..4) {
-                    Some(code) => i32::from_ne_bytes([code[0], code[1], code[2], code[3]]),
-                    None if kind == NLMSG_DONE => 0,
-                    None => return Err("error message without its code".to_owned()),
-                };
-                if code < 0 {
-                    return Err(format!(
-                        "kernel error: {}",
-                        io::Error::from_raw_os_error(code.saturating_neg())
-                    ));
-                }
-                if kind == NLMSG_DONE {
-                    return Ok(true);
-                }
-            }
-            RTM_NEWLINK => links.push(parse_link(payload)?),
-            other => return Err(format!("unexpected message type {other}")),
-        }
-        bytes = &bytes[align(length).min(bytes.len())..];
-    }
-    Ok(false)
+        other => Err(Reply::Malformed(format!("unexpected message type {other}"))),
+    });
+    done.map_err(|reply| match reply {
+        Reply::Kernel(errno) => format!("kernel error: {}", io::Error::from_raw_os_error(errno)),
+        Reply::Malformed(reason) => reason,
+    })
 }
 
 /// One `RTM_NEWLINK` payload: `ifinfomsg`, then attributes.
@@ -796,26 +757,6 @@ fn c_string(value: &[u8]) -> &[u8] {
     value.split(|&b| b == 0).next().unwrap_or_default()
 }
 
-/// `NLMSG_ALIGN` / `RTA_ALIGN`: the next multiple of 4.
-fn align(length: usize) -> usize {
-    length.saturating_add(3) & !3
-}
-
-/// The native-endian `u16` at `offset`; the caller checked the bounds.
-fn u16_at(bytes: &[u8], offset: usize) -> u16 {
-    u16::from_ne_bytes([bytes[offset], bytes[offset + 1]])
-}
-
-/// The native-endian `u32` at `offset`; the caller checked the bounds.
-fn u32_at(bytes: &[u8], offset: usize) -> u32 {
-    u32::from_ne_bytes([
-        bytes[offset],
-        bytes[offset + 1],
-        bytes[offset + 2],
-        bytes[offset + 3],
-    ])
-}
-
 /// The native-endian `u64` at `offset`; the caller checked the bounds.
 fn u64_at(bytes: &[u8], offset: usize) -> u64 {
     let mut word = [0; 8];
@@ -835,6 +776,7 @@ pub(super) fn fuzz(bytes: &[u8]) -> Result<Vec<Link>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::host::nlmsg::{NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR};
     use crate::collect::host::procfiles::tests::files_in;
     use crate::collect::host::tests::fixture_sys;
 
