@@ -2,8 +2,8 @@
 //!
 //! Collectors read their source and return [`Family`] values; the scrape merges them and
 //! [`encode`] writes the result in OpenMetrics or text format 0.0.4, byte for byte as
-//! prometheus-client 0.26 would (a test compares the two), but straight into one buffer:
-//! prometheus-client's formatter-based encoder cost about a tenth of a host scrape. Keeping
+//! prometheus-client 0.26 would (a test compares the two), straight into one buffer, with
+//! whole numbers printed without dtoa and the model's `Cow` label values taken as they are. Keeping
 //! the snapshot as plain data means a collector never touches the encoder and a slow source can
 //! be timed out without leaving half-written output behind.
 
