@@ -350,7 +350,7 @@ fn encode_family(out: &mut String, family: &Family, openmetrics: bool) {
     for sample in &family.samples {
         out.push_str(name);
         out.push_str(suffix);
-        labels(out, &sample.labels, None);
+        labels(out, pairs(&sample.labels));
         out.push(' ');
         float(out, sample.value, openmetrics);
         out.push('\n');
@@ -375,58 +375,32 @@ fn text_histogram(out: &mut String, name: &str, histogram: &HistogramSample) {
         inf_seen |= upper_bound == f64::INFINITY;
         bound.clear();
         go_float(&mut bound, upper_bound);
+        let le = std::iter::once(("le", bound.as_str()));
         series_line(
             out,
             name,
             "_bucket",
-            &histogram.labels,
-            Some(&bound),
+            pairs(&histogram.labels).chain(le),
             cumulative,
         );
     }
     if !inf_seen {
+        let le = std::iter::once(("le", "+Inf"));
         series_line(
             out,
             name,
             "_bucket",
-            &histogram.labels,
-            Some("+Inf"),
+            pairs(&histogram.labels).chain(le),
             histogram.count,
         );
     }
-    out.push_str(name);
-    out.push_str("_sum");
-    labels(out, &histogram.labels, None);
-    out.push(' ');
-    float(out, histogram.sum, false);
-    out.push('\n');
-    series_line(
-        out,
-        name,
-        "_count",
-        &histogram.labels,
-        None,
-        histogram.count,
-    );
+    sum_and_count(out, name, histogram, false);
 }
 
 /// A histogram series in OpenMetrics: `_sum`, `_count`, then the cumulative buckets, with
 /// `le` before the series' labels (as prometheus-client writes them).
 fn openmetrics_histogram(out: &mut String, name: &str, histogram: &HistogramSample) {
-    out.push_str(name);
-    out.push_str("_sum");
-    labels(out, &histogram.labels, None);
-    out.push(' ');
-    float(out, histogram.sum, true);
-    out.push('\n');
-    series_line(
-        out,
-        name,
-        "_count",
-        &histogram.labels,
-        None,
-        histogram.count,
-    );
+    sum_and_count(out, name, histogram, true);
     let mut cumulative = 0u64;
     let mut buffer = dtoa::Buffer::new();
     for &(upper_bound, count) in &histogram.buckets {
@@ -436,69 +410,71 @@ fn openmetrics_histogram(out: &mut String, name: &str, histogram: &HistogramSamp
         } else {
             buffer.format(upper_bound)
         };
-        out.push_str(name);
-        out.push_str("_bucket{le=\"");
-        out.push_str(bound);
-        out.push('"');
-        for (key, value) in &histogram.labels {
-            label(out, key, value);
-        }
-        out.push_str("} ");
-        out.push_str(itoa::Buffer::new().format(cumulative));
-        out.push('\n');
+        let le = std::iter::once(("le", bound));
+        series_line(
+            out,
+            name,
+            "_bucket",
+            le.chain(pairs(&histogram.labels)),
+            cumulative,
+        );
     }
 }
 
-/// `name` + `suffix`, the labels (with `le` last when given), and an integer value.
-fn series_line(
+/// A histogram series' `_sum` and `_count` lines.
+fn sum_and_count(out: &mut String, name: &str, histogram: &HistogramSample, openmetrics: bool) {
+    out.push_str(name);
+    out.push_str("_sum");
+    labels(out, pairs(&histogram.labels));
+    out.push(' ');
+    float(out, histogram.sum, openmetrics);
+    out.push('\n');
+    series_line(
+        out,
+        name,
+        "_count",
+        pairs(&histogram.labels),
+        histogram.count,
+    );
+}
+
+/// `name` + `suffix`, the labels, and an integer value.
+fn series_line<'a>(
     out: &mut String,
     name: &str,
     suffix: &str,
-    pairs: &[(LabelName, String)],
-    le: Option<&str>,
+    labelled: impl Iterator<Item = (&'a str, &'a str)>,
     value: u64,
 ) {
     out.push_str(name);
     out.push_str(suffix);
-    labels(out, pairs, le);
+    labels(out, labelled);
     out.push(' ');
     out.push_str(itoa::Buffer::new().format(value));
     out.push('\n');
 }
 
-/// `{a="x",b="y"}` (with `le` last when given); nothing when there are no labels.
-fn labels<V: AsRef<str>>(out: &mut String, pairs: &[(LabelName, V)], le: Option<&str>) {
-    if pairs.is_empty() && le.is_none() {
-        return;
-    }
-    out.push('{');
-    for (index, (key, value)) in pairs.iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        out.push_str(key);
-        out.push_str("=\"");
-        escape(out, value.as_ref(), true);
-        out.push('"');
-    }
-    if let Some(le) = le {
-        if !pairs.is_empty() {
-            out.push(',');
-        }
-        out.push_str("le=\"");
-        out.push_str(le);
-        out.push('"');
-    }
-    out.push('}');
+/// A sample's label pairs as string slices.
+fn pairs<V: AsRef<str>>(labels: &[(LabelName, V)]) -> impl Iterator<Item = (&str, &str)> {
+    labels
+        .iter()
+        .map(|(key, value)| (key.as_ref(), value.as_ref()))
 }
 
-/// `,key="value"`: a label after another.
-fn label(out: &mut String, key: &str, value: &str) {
-    out.push(',');
-    out.push_str(key);
-    out.push_str("=\"");
-    escape(out, value, true);
-    out.push('"');
+/// `{a="x",b="y"}`, values escaped; nothing when there are no labels.
+fn labels<'a>(out: &mut String, labelled: impl Iterator<Item = (&'a str, &'a str)>) {
+    let mut open = false;
+    for (key, value) in labelled {
+        out.push(if open { ',' } else { '{' });
+        open = true;
+        out.push_str(key);
+        out.push_str("=\"");
+        escape(out, value, true);
+        out.push('"');
+    }
+    if open {
+        out.push('}');
+    }
 }
 
 /// Appends `text` with backslashes and newlines escaped, and double quotes too when `quote`.

@@ -451,19 +451,6 @@ fn a_successful_query_commits_and_warns_nothing() {
     );
 }
 
-/// The process whose command line names `dir` (warden's config file is in it).
-fn pid_of(dir: &std::path::Path) -> u32 {
-    let needle = dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&needle))
-        })
-        .expect("warden's process")
-}
-
 /// The peak resident set of a process, in kB (`VmHWM`).
 fn peak_rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -495,7 +482,7 @@ fn a_huge_result_is_not_read_past_the_row_cap() {
             .replace("interval: 1s", "interval: 5s")
         ),
     );
-    let pid = pid_of(warden.dir.path());
+    let pid = warden.pid();
     let errors = || {
         value(
             &scrape(&warden),

@@ -619,19 +619,6 @@ fn threads_opening_a_fifo(pid: u32) -> usize {
         .count()
 }
 
-/// The pid of the warden whose state directory is `dir`.
-fn pid_of(warden: &Warden) -> u32 {
-    let needle = warden.dir.path().to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&needle))
-        })
-        .expect("warden's process")
-}
-
 #[test]
 fn a_hung_database_file_parks_one_thread_per_reader_and_scrapes_still_answer() {
     use std::os::unix::fs::OpenOptionsExt;
@@ -647,7 +634,7 @@ fn a_hung_database_file_parks_one_thread_per_reader_and_scrapes_still_answer() {
     )
     .unwrap();
     let warden = Warden::start(&idle_config(&path));
-    let pid = pid_of(&warden);
+    let pid = warden.pid();
     let success = |body: &str| {
         value(
             body,

@@ -98,3 +98,43 @@ pub(super) fn u32_at(bytes: &[u8], offset: usize) -> u32 {
         bytes[offset + 3],
     ])
 }
+
+/// Test helpers shared by the parsers built on [`walk`].
+#[cfg(test)]
+pub(super) mod testing {
+    use super::NLMSG_HDRLEN;
+
+    /// One netlink message of request 1: header, then `payload`.
+    pub(in crate::collect::host) fn message(kind: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(&flags.to_ne_bytes());
+        bytes.extend_from_slice(&1_u32.to_ne_bytes());
+        bytes.extend_from_slice(&0_u32.to_ne_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// Feeds `finished` (whether a parse of the bytes ended the dump) every proper prefix of
+    /// `dump`, none of which may finish it, then 20,000 copies with one byte changed, which
+    /// must not panic.
+    pub(in crate::collect::host) fn damaged_dumps(
+        dump: &[u8],
+        mut finished: impl FnMut(&[u8]) -> bool,
+    ) {
+        for end in 0..dump.len() {
+            assert!(!finished(&dump[..end]), "{end} bytes");
+        }
+        let mut state = 0x2545_f491_u32;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let mut bytes = dump.to_vec();
+            let at = state as usize % bytes.len();
+            bytes[at] = (state >> 8) as u8;
+            let _ = finished(&bytes);
+        }
+    }
+}

@@ -205,6 +205,7 @@ pub(super) fn fuzz(bytes: &[u8]) -> Result<Queues, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::host::nlmsg::testing::{damaged_dumps, message};
     use crate::collect::host::nlmsg::{NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, u16_at};
 
     /// `SOCK_DIAG_BY_FAMILY` dumps of UDP sockets captured on this kernel (6.18, x86_64:
@@ -259,18 +260,6 @@ mod tests {
         assert_eq!(&message[16..18], &[10, 17]);
         assert_eq!(u32_at(&message, 20), u32::MAX);
         assert!(message[24..].iter().all(|&b| b == 0));
-    }
-
-    /// A message with `payload` as the reply to request 1.
-    fn message(kind: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
-        bytes.extend_from_slice(&kind.to_ne_bytes());
-        bytes.extend_from_slice(&flags.to_ne_bytes());
-        bytes.extend_from_slice(&1_u32.to_ne_bytes());
-        bytes.extend_from_slice(&0_u32.to_ne_bytes());
-        bytes.extend_from_slice(payload);
-        bytes
     }
 
     /// An IPv4 socket's `inet_diag_msg` with these queues.
@@ -366,20 +355,9 @@ mod tests {
     /// panic, and never a finished dump from less than all of it.
     #[test]
     fn truncated_and_corrupted_dumps_never_panic() {
-        for end in 0..UDP4.len() {
-            let result = parse(&UDP4[..end], 1, AF_INET, &mut Queues::default());
-            assert!(result != Ok(true), "{end} bytes");
-        }
-        let mut state = 0x2545_f491_u32;
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            let mut bytes = UDP4.to_vec();
-            let at = state as usize % bytes.len();
-            bytes[at] = (state >> 8) as u8;
-            let _ = parse(&bytes, 1, AF_INET, &mut Queues::default());
-        }
+        damaged_dumps(UDP4, |bytes| {
+            parse(bytes, 1, AF_INET, &mut Queues::default()) == Ok(true)
+        });
     }
 
     /// One socket answers dump after dump with the next sequence number; one left with unread

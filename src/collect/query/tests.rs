@@ -307,29 +307,34 @@ fn too_many_rows_fail_instead_of_flooding_prometheus() {
     assert!(err.contains("at most 10000 series"), "{err}");
 }
 
-#[tokio::test]
-async fn a_run_id_listed_twice_fails_the_run_instead_of_the_scrape() {
+/// The error of one run-queue run over a `runs` table filled by `insert`.
+async fn run_queue_error(insert: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.db");
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch(
-            "CREATE TABLE runs (run_id TEXT, status TEXT, created_at TEXT, start_time TEXT);
-             INSERT INTO runs VALUES ('r1', 'running', '2026-11-30 05:00:00', '2026-11-30 05:10:00'),
-                                     ('r1', 'running', '2026-11-30 05:00:00', '2026-11-30 05:20:00');",
-        )
+        .execute_batch(&format!(
+            "CREATE TABLE runs (run_id TEXT, status TEXT, created_at TEXT, start_time TEXT); {insert}"
+        ))
         .unwrap();
     let (_keep, mut db) = runs_db();
     db.path = path;
     let executor: Arc<dyn Executor> = SqliteExecutor::new(&db);
-    let err = RunQueue::boxed(queue_config(5))
+    RunQueue::boxed(queue_config(5))
         .run(&*executor)
         .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("run id `r1` appears twice"),
-        "{err}"
-    );
+        .unwrap_err()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_run_id_listed_twice_fails_the_run_instead_of_the_scrape() {
+    let err = run_queue_error(
+        "INSERT INTO runs VALUES ('r1', 'running', '2026-11-30 05:00:00', '2026-11-30 05:10:00'),
+                                ('r1', 'running', '2026-11-30 05:00:00', '2026-11-30 05:20:00');",
+    )
+    .await;
+    assert!(err.contains("run id `r1` appears twice"), "{err}");
 }
 
 #[test]
@@ -386,25 +391,12 @@ async fn a_run_queue_result_with_short_rows_fails_the_run_without_a_panic() {
 
 #[tokio::test]
 async fn a_run_id_past_the_label_limit_fails_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE runs (run_id TEXT, status TEXT, created_at TEXT, start_time TEXT);
-             INSERT INTO runs VALUES (printf('%.2000c', 'r'), 'running', '2026-11-30 05:00:00', '2026-11-30 05:10:00');",
-        )
-        .unwrap();
-    let (_keep, mut db) = runs_db();
-    db.path = path;
-    let executor: Arc<dyn Executor> = SqliteExecutor::new(&db);
-    let err = RunQueue::boxed(queue_config(5))
-        .run(&*executor)
-        .await
-        .unwrap_err();
+    let err = run_queue_error(
+        "INSERT INTO runs VALUES (printf('%.2000c', 'r'), 'running', '2026-11-30 05:00:00', '2026-11-30 05:10:00');",
+    )
+    .await;
     assert!(
-        err.to_string()
-            .contains("a run id of 2000 bytes; at most 1024"),
+        err.contains("a run id of 2000 bytes; at most 1024"),
         "{err}"
     );
 }

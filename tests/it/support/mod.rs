@@ -149,6 +149,20 @@ impl Warden {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The pid of the warden process: the one whose command line names this instance's
+    /// directory (its config file is in it). Started through a wrapper, it may be the wrapper's.
+    pub fn pid(&self) -> u32 {
+        let needle = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&needle))
+            })
+            .expect("warden's process")
+    }
+
     /// `GET path`, panicking on transport errors.
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> http::Response {
         http::get(self.addr, path, headers).unwrap_or_else(|err| panic!("GET {path}: {err}"))
