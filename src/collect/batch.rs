@@ -1,9 +1,15 @@
-//! Blocking collectors, run one after another on a single blocking thread per scrape.
+//! Blocking collectors, run one after another on a single thread per scrape.
 //!
 //! Most sources are a few short reads of procfs files. Running each on its own blocking-pool
 //! thread would cost a thread hand-off and wake-up per collector per scrape, which is most of a
-//! procfs scrape's CPU. So a scrape hands the whole list to one `spawn_blocking` job and waits
-//! for it under the batch's timeout (the smallest of its collectors').
+//! procfs scrape's CPU. So a scrape hands the whole list to one thread and waits for it under
+//! the batch's timeout (the smallest of its collectors').
+//!
+//! That thread is the batch's own *lane*, kept between scrapes and parked while idle. A
+//! blocking-pool thread would not do: tokio ends an idle pool thread after 10 s, so at
+//! Prometheus' usual intervals of 15 s and more every scrape would start and end a thread,
+//! which costs about as much CPU as a fifth of the scrape (BENCHMARKS.md). A scrape that finds
+//! the lane busy (a concurrent scrape, or a collector hung on it) runs on a pool thread instead.
 //!
 //! A read can still hang (a procfs or mount on a dead filesystem). The scrape checks on the
 //! thread when half its time is gone: a collector that has run that long is marked *stuck*, and
@@ -19,7 +25,8 @@
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use super::{CollectFuture, Collector, Error, Family, Outcome};
@@ -193,6 +200,63 @@ pub(super) struct Batch {
     list: Arc<[Arc<dyn BlockingCollector>]>,
     /// Indices into `list` whose call has not returned since a scrape gave up on it.
     stuck: Arc<Mutex<HashSet<usize>>>,
+    /// The kept thread, started by the first scrape; `None` when it could not be started.
+    lane: OnceLock<Option<Lane>>,
+}
+
+/// One run of [`work`] for a scrape: from the collector list's start, or taking over after a
+/// stuck collector (`generation`). `done` is dropped when the run returns.
+struct Job {
+    progress: Arc<Mutex<Progress>>,
+    generation: u64,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The batch's kept thread and whether a job holds it.
+struct Lane {
+    jobs: mpsc::Sender<Job>,
+    busy: Arc<AtomicBool>,
+}
+
+impl Lane {
+    /// Starts the thread inside the current runtime (collectors such as `systemd` run async
+    /// calls on it). It ends when the batch, and with it the sending side, is dropped.
+    fn start(
+        list: Arc<[Arc<dyn BlockingCollector>]>,
+        stuck: Arc<Mutex<HashSet<usize>>>,
+    ) -> std::io::Result<Lane> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let busy = Arc::new(AtomicBool::new(false));
+        let idle = Arc::clone(&busy);
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        std::thread::Builder::new()
+            .name("warden-collect".into())
+            .spawn(move || {
+                let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                while let Ok(job) = queue.recv() {
+                    work(&list, &stuck, &job.progress, job.generation);
+                    // Free before answering, so the scrape after this one finds the lane free.
+                    idle.store(false, Ordering::Release);
+                    drop(job.done);
+                }
+            })?;
+        Ok(Lane { jobs, busy })
+    }
+
+    /// Hands `job` to the thread if no other job holds it; gives the job back otherwise.
+    fn try_run(&self, job: Job) -> Result<(), Job> {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(job);
+        }
+        self.jobs.send(job).map_err(|mpsc::SendError(job)| {
+            self.busy.store(false, Ordering::Release);
+            job
+        })
+    }
 }
 
 /// What one batch run has done so far; shared between its threads and the scrape.
@@ -215,6 +279,7 @@ impl Batch {
         Batch {
             list: list.into(),
             stuck: Arc::default(),
+            lane: OnceLock::new(),
         }
     }
 
@@ -260,8 +325,9 @@ impl Batch {
         let mut stall_check = tokio::time::Instant::now() + stall_after;
         loop {
             match tokio::time::timeout_at(stall_check.min(deadline), &mut job).await {
-                // `work` catches collector panics, so a failed join means the runtime is
-                // shutting down; the progress says what is done either way.
+                // `work` catches collector panics, so a run whose `done` is dropped unanswered
+                // has returned too (or the runtime is shutting down); the progress says what
+                // is done either way.
                 Ok(_) => break,
                 Err(_) if tokio::time::Instant::now() >= deadline => {
                     let mut state = lock(&progress);
@@ -306,17 +372,42 @@ impl Batch {
             .collect()
     }
 
+    /// Starts a run of the collectors not yet done: on the lane when it is free, on a pool
+    /// thread otherwise. The receiver resolves when the run returns.
     fn spawn(
         &self,
         progress: &Arc<Mutex<Progress>>,
         generation: u64,
-    ) -> tokio::task::JoinHandle<()> {
-        let (list, stuck, progress) = (
-            Arc::clone(&self.list),
-            Arc::clone(&self.stuck),
-            Arc::clone(progress),
-        );
-        tokio::task::spawn_blocking(move || work(&list, &stuck, &progress, generation))
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let job = Job {
+            progress: Arc::clone(progress),
+            generation,
+            done,
+        };
+        let lane = self.lane.get_or_init(|| {
+            Lane::start(Arc::clone(&self.list), Arc::clone(&self.stuck))
+                .inspect_err(|err| {
+                    tracing::warn!(
+                        error = %err,
+                        "Cannot start the collector thread; using the blocking pool."
+                    );
+                })
+                .ok()
+        });
+        let job = match lane {
+            Some(lane) => match lane.try_run(job) {
+                Ok(()) => return finished,
+                Err(job) => job,
+            },
+            None => job,
+        };
+        let (list, stuck) = (Arc::clone(&self.list), Arc::clone(&self.stuck));
+        tokio::task::spawn_blocking(move || {
+            work(&list, &stuck, &job.progress, job.generation);
+            drop(job.done);
+        });
+        finished
     }
 
     fn mark_stuck(&self, index: usize, after: Duration) {
@@ -433,6 +524,45 @@ mod tests {
             .collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(batch.timeout(), Duration::from_millis(300));
+    }
+
+    /// Records the thread each call runs on.
+    #[derive(Default)]
+    struct Threads(Mutex<Vec<std::thread::ThreadId>>);
+
+    impl BlockingCollector for Threads {
+        fn name(&self) -> &str {
+            "threads"
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(10)
+        }
+        fn collect(&self) -> Result<Vec<Family>, Error> {
+            lock(&self.0).push(std::thread::current().id());
+            Ok(Vec::new())
+        }
+    }
+
+    /// Scrapes further apart than the pool keeps an idle thread (10 s by default, 1 ms here)
+    /// still run on the one kept thread, not on a thread started and ended per scrape.
+    #[test]
+    fn scrapes_run_on_one_kept_thread() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_keep_alive(Duration::from_millis(1))
+            .enable_all()
+            .build()
+            .unwrap();
+        let threads = Arc::new(Threads::default());
+        let batch = Batch::new(vec![Arc::clone(&threads) as Arc<dyn BlockingCollector>]);
+        for _ in 0..3 {
+            let outcomes = runtime.block_on(batch.run(Duration::from_secs(5)));
+            assert!(outcomes[0].1.is_ok());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let seen = lock(&threads.0).clone();
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|id| *id == seen[0]), "threads: {seen:?}");
     }
 
     #[tokio::test]

@@ -2,8 +2,8 @@
 //!
 //! A source implements [`Collector`] (async, for network sources) or [`BlockingCollector`]
 //! (short blocking reads such as procfs). A scrape runs the async collectors in parallel, each
-//! under its own timeout, and the blocking collectors one after another on one blocking thread
-//! (see [`batch`] for why one thread, and how a hung read is contained). Timeouts shrink
+//! under its own timeout, and the blocking collectors one after another on one thread kept for
+//! them (see [`batch`] for why one thread, and how a hung read is contained). Timeouts shrink
 //! to fit Prometheus' scrape timeout when the scraper sends one. What they return is merged into one
 //! [`Snapshot`]. A collector that fails, panics or hangs costs only its own families: it reports
 //! `warden_collector_success{collector} 0` and every other collector still answers. Nothing here
