@@ -283,9 +283,17 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, config::Error> {
     }
 }
 
+/// How long an idle blocking-pool thread is kept. tokio's 10 s would end the thread an OwnThread
+/// collector (SQLite, actions) used at every scrape at intervals of 15 s and more, and start one
+/// for the next: about a fifth of a scrape's CPU (BENCHMARKS.md, "Host parity"). Longer than the
+/// 5 minutes past which Prometheus marks a series stale, so longer than any useful interval. An
+/// idle thread sleeps until then; it does not wake.
+const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(600);
+
 /// Runs the future on a multi-threaded runtime and maps its error to an exit code.
 fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .enable_all()
         .build()
     {

@@ -679,3 +679,57 @@ fn a_hung_database_file_parks_one_thread_per_reader_and_scrapes_still_answer() {
         || (success(&scrape(&warden)) == Some(1.0)).then_some(()),
     );
 }
+
+/// The ids of the threads of process `pid`.
+fn thread_ids(pid: u32) -> std::collections::BTreeSet<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// At Prometheus' usual intervals (15 s and more) a scrape finds the threads the last one used
+/// still there: neither the host collectors' thread nor the SQLite collector's is ended after
+/// 10 s idle and started anew for the next scrape.
+#[test]
+fn scrapes_further_apart_than_ten_seconds_start_no_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    create_tutorial_db(&path, "wal");
+    let warden = Warden::start(&format!(
+        "sqlite:\n  - name: app\n    path: {}\n    timeout: 2s\n    integrity_interval: 1h\n",
+        path.display()
+    ));
+    let pid = warden.pid();
+    // The first integrity check (10 s after start) uses a pool thread too: past it, nothing
+    // but the scrapes does.
+    wait_for(Duration::from_secs(30), "the first integrity check", || {
+        let body = scrape(&warden);
+        let at = value(
+            &body,
+            "warden_sqlite_integrity_check_timestamp_seconds",
+            &db("app"),
+        );
+        at.filter(|at| *at > 0.0)
+    });
+    std::thread::sleep(Duration::from_secs(11));
+    let before = thread_ids(pid);
+    let body = scrape(&warden);
+    assert_eq!(
+        value(&body, "warden_sqlite_up", &db("app")),
+        Some(1.0),
+        "{body}"
+    );
+    let after = thread_ids(pid);
+    let started: Vec<String> = after
+        .difference(&before)
+        .map(|tid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"));
+            format!("{tid} {}", comm.unwrap_or_default().trim())
+        })
+        .collect();
+    assert!(
+        started.is_empty(),
+        "threads started for the second scrape: {started:?}"
+    );
+}
