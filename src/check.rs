@@ -44,8 +44,7 @@ use crate::collect::query::{RunQueue, to_family};
 use crate::collect::sql::{Cell, Executor, QueryError, Rows};
 use crate::collect::sqlite::SqliteExecutor;
 use crate::config::{
-    BackupKind, Config, Error, PostgresConfig, Problem, QueryConfig, RunQueueConfig, Target,
-    is_identifier,
+    Config, Error, PostgresConfig, Problem, QueryConfig, RunQueueConfig, Target, is_identifier,
 };
 
 /// Sources, tool checks and destinations checked at once: enough for the usual handful of
@@ -152,7 +151,7 @@ pub async fn run(config: &Config) -> Report {
             .backups
             .iter()
             .enumerate()
-            .filter(|(_, b)| matches!(&b.kind, BackupKind::Postgres(p) if p.name == pg.name))
+            .filter(|(_, b)| b.kind.source() == Some(Target::Postgres(pg.name.clone())))
             .map(|(j, _)| j)
             .collect();
         let pg = pg.clone();
@@ -206,7 +205,7 @@ pub async fn run(config: &Config) -> Report {
     if let Some(i) = config
         .backups
         .iter()
-        .position(|b| matches!(b.kind, BackupKind::Postgres(_)))
+        .position(|b| matches!(b.kind.source(), Some(Target::Postgres(_))))
     {
         let limit = Arc::clone(&limit);
         tasks.spawn(async move {
@@ -223,12 +222,15 @@ pub async fn run(config: &Config) -> Report {
     for (i, job) in config.backups.iter().enumerate() {
         let destination = job.destination.clone();
         let name = job.name.clone();
+        let extensions = job.kind.extensions();
         let limit = Arc::clone(&limit);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let mut outcome = Outcome::default();
             let path = format!("backups[{i}].destination");
-            let check = tokio::task::spawn_blocking(move || check_destination(&destination, &name));
+            let check = tokio::task::spawn_blocking(move || {
+                check_destination(&destination, &name, extensions)
+            });
             match tokio::time::timeout(DESTINATION_TIMEOUT, check).await {
                 Ok(Ok(Ok(()))) => outcome.destinations += 1,
                 Ok(Ok(Err(message))) => outcome.push((4, i), path, message),
@@ -522,8 +524,9 @@ async fn check_tool(name: &str) -> Result<String, String> {
 }
 
 /// Checks that a destination exists or can be created, takes a file, and has room for the
-/// newest backup its manifests record. Whatever it creates it removes. Blocking.
-fn check_destination(destination: &Path, job: &str) -> Result<(), String> {
+/// newest backup its manifests record (files with one of `extensions`). Whatever it creates
+/// it removes. Blocking.
+fn check_destination(destination: &Path, job: &str, extensions: &[&str]) -> Result<(), String> {
     // The directories that do not exist yet, deepest first.
     let mut missing: Vec<PathBuf> = Vec::new();
     let mut existing = destination;
@@ -549,7 +552,7 @@ fn check_destination(destination: &Path, job: &str) -> Result<(), String> {
             .map_err(|err| format!("cannot write in {}: {err}", destination.display()))?;
         // Dropping the staged file removes it.
         drop(staged);
-        let newest = manifest::scan(destination, job)
+        let newest = manifest::scan(destination, job, extensions)
             .manifests
             .first()
             .map(|m| m.size_bytes);
@@ -579,7 +582,7 @@ mod tests {
     fn a_missing_destination_is_created_checked_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let destination = dir.path().join("a/b/backups");
-        check_destination(&destination, "job").unwrap();
+        check_destination(&destination, "job", &["dump"]).unwrap();
         assert!(!dir.path().join("a").exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -588,7 +591,8 @@ mod tests {
     fn a_destination_under_a_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("file"), "x").unwrap();
-        let err = check_destination(&dir.path().join("file/backups"), "job").unwrap_err();
+        let err =
+            check_destination(&dir.path().join("file/backups"), "job", &["dump"]).unwrap_err();
         assert!(err.starts_with("cannot create"), "{err}");
         assert!(err.contains("Not a directory"), "{err}");
     }

@@ -124,7 +124,9 @@ pub async fn execute(
 fn exit_code(err: &BackupError) -> u8 {
     match err {
         BackupError::AlreadyRunning(_) => EXIT_BUSY,
-        BackupError::NotVerified(_) | BackupError::DrillFailed(_) => EXIT_NOT_VERIFIED,
+        BackupError::NotVerified(_) | BackupError::Broken { .. } | BackupError::DrillFailed(_) => {
+            EXIT_NOT_VERIFIED
+        }
         BackupError::TargetNotEmpty { .. } | BackupError::BadTarget { .. } => EXIT_REFUSED,
         BackupError::Files(super::files::FilesError::TargetNotEmpty { .. }) => EXIT_REFUSED,
         BackupError::Files(super::files::FilesError::UnsafeEntry { .. }) => EXIT_REFUSED,

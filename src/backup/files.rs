@@ -4,14 +4,143 @@
 
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::archive::{self, ArchiveSpec, ArchiveStats};
+use super::kind::{Kind, ParseContext, Registration};
 use super::manifest::{FileCounts, Manifest};
-use super::publish::{DiskFullSeam, HashingWriter, IO_BUFFER, Staged, TEMP_PREFIX};
+use super::publish::{Cancelled, DiskFullSeam, HashingWriter, IO_BUFFER, Staged, TEMP_PREFIX};
 use super::{BackupError, Context, Expected, Produced, RestoreSummary};
-use crate::config::{Compression, FilesConfig};
+use crate::config::{Compression, FilesConfig, Problems, RawBackup, Target, globs};
 
 pub use archive::FilesError;
+
+/// The `files` kind: the paths to archive, filters, and the compression.
+pub(crate) const KIND: Registration = Registration {
+    name: "files",
+    keys: &["paths", "include", "exclude", "compression", "level"],
+    parse,
+};
+
+/// The extensions of an archive, one per compression.
+const EXTENSIONS: &[&str] = &[Compression::Zstd.extension(), Compression::Gzip.extension()];
+
+/// The `files` kind for one job.
+#[derive(Debug)]
+struct Files(FilesConfig);
+
+fn parse(
+    raw: &RawBackup,
+    path: &str,
+    context: &ParseContext<'_>,
+    problems: &mut Problems,
+) -> Option<Arc<dyn Kind>> {
+    if raw.paths.is_empty() {
+        problems.push(
+            format!("{path}.paths"),
+            "list at least one file or directory",
+        );
+    }
+    let paths: Vec<PathBuf> = raw
+        .paths
+        .iter()
+        .map(|p| {
+            let joined = context.base.join(p);
+            std::path::absolute(&joined).unwrap_or(joined)
+        })
+        .collect();
+    let compression = match raw.compression.as_deref() {
+        None => Compression::Zstd,
+        Some(name) => Compression::from_name(name).unwrap_or_else(|| {
+            problems.push(
+                format!("{path}.compression"),
+                format!("`{name}` is not one of: zstd, gzip"),
+            );
+            Compression::Zstd
+        }),
+    };
+    let default_level = compression.default_level();
+    let range = match compression {
+        Compression::Zstd => 1..=19,
+        Compression::Gzip => 1..=9,
+    };
+    let level = match raw.level {
+        None => default_level,
+        Some(level) if i32::try_from(level).is_ok_and(|l| range.contains(&l)) => level as i32,
+        Some(_) => {
+            problems.push(
+                format!("{path}.level"),
+                format!(
+                    "{} levels are {}–{}",
+                    compression.as_str(),
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default_level
+        }
+    };
+    Some(Arc::new(Files(FilesConfig {
+        paths,
+        include: globs(&raw.include, &format!("{path}.include"), problems),
+        exclude: globs(&raw.exclude, &format!("{path}.exclude"), problems),
+        compression,
+        level,
+    })))
+}
+
+impl Kind for Files {
+    fn name(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        EXTENSIONS
+    }
+
+    fn source(&self) -> Option<Target> {
+        None
+    }
+
+    fn reads(&self) -> &[PathBuf] {
+        &self.0.paths
+    }
+
+    fn produce(&self, context: &Context<'_>) -> Result<Produced, BackupError> {
+        archive(&self.0, context)
+    }
+
+    fn verify(
+        &self,
+        path: &Path,
+        expected: &Expected<'_>,
+        context: &Context<'_>,
+    ) -> Result<Vec<String>, BackupError> {
+        verify(path, expected, context)
+    }
+
+    fn drill(
+        &self,
+        manifest: &Manifest,
+        path: &Path,
+        context: &Context<'_>,
+    ) -> Result<String, BackupError> {
+        drill(manifest, path, context)
+    }
+
+    /// A files restore writes only into a new or empty directory: there is nothing to keep a
+    /// safety copy of, so `force` changes nothing.
+    fn restore(
+        &self,
+        manifest: &Manifest,
+        path: &Path,
+        target: &str,
+        _force: bool,
+        context: &Context<'_>,
+    ) -> Result<RestoreSummary, BackupError> {
+        restore(manifest, path, target, context)
+    }
+}
 
 impl From<ArchiveStats> for FileCounts {
     fn from(stats: ArchiveStats) -> Self {
@@ -35,9 +164,9 @@ impl From<&FileCounts> for ArchiveStats {
     }
 }
 
-/// A reader that fails once the operation is cancelled, so reading a large archive back
-/// stops at the next block instead of at its end. The archive code reports such a failure
-/// like any other read error; callers check the token first to tell them apart.
+/// A reader that fails with [`Cancelled`] once the operation is cancelled, so reading a large
+/// archive back stops at the next block instead of at its end. The archive code reports such a
+/// failure like any other read error; callers check the token first to tell them apart.
 struct Cancellable<'a, R> {
     inner: R,
     cancel: &'a tokio_util::sync::CancellationToken,
@@ -46,7 +175,7 @@ struct Cancellable<'a, R> {
 impl<R: std::io::Read> std::io::Read for Cancellable<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.cancel.is_cancelled() {
-            return Err(std::io::Error::other("cancelled"));
+            return Err(Cancelled::io());
         }
         self.inner.read(buf)
     }
@@ -71,7 +200,7 @@ fn describe(counts: &FileCounts) -> String {
 }
 
 /// Archives the job's paths into a staged file, hashing the bytes as they are written.
-pub(crate) fn archive(spec: &FilesConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
+fn archive(spec: &FilesConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
     let job = context.job;
     let extension = spec.compression.extension();
     let mut staged = Staged::create(&job.destination, &format!("{}.{extension}", context.id))
@@ -131,7 +260,7 @@ fn compression(expected: &Expected<'_>) -> Result<Compression, BackupError> {
 }
 
 /// Reads the whole archive back, every entry to its end, and compares the counts.
-pub(crate) fn verify(
+fn verify(
     path: &Path,
     expected: &Expected<'_>,
     context: &Context<'_>,
@@ -143,7 +272,10 @@ pub(crate) fn verify(
             .map_err(|err| match err {
                 _ if context.cancel.is_cancelled() => BackupError::Cancelled,
                 FilesError::Cancelled => BackupError::Cancelled,
-                other => BackupError::NotVerified(crate::collect::ErrorChain(&other).to_string()),
+                other => BackupError::Broken {
+                    what: "the archive does not read back".to_owned(),
+                    source: Box::new(other),
+                },
             })?;
     Ok(vec![format!(
         "archive re-read: {}",
@@ -174,11 +306,7 @@ fn extract(
 
 /// Extracts into a scratch directory in the destination, compares the counts with the
 /// manifest, and removes the scratch directory.
-pub(crate) fn drill(
-    manifest: &Manifest,
-    path: &Path,
-    context: &Context<'_>,
-) -> Result<String, BackupError> {
+fn drill(manifest: &Manifest, path: &Path, context: &Context<'_>) -> Result<String, BackupError> {
     let scratch = ScratchDir(
         context
             .job
@@ -212,7 +340,7 @@ impl Drop for ScratchDir {
 }
 
 /// Restores into `target`, which must be a new or empty directory.
-pub(crate) fn restore(
+fn restore(
     manifest: &Manifest,
     path: &Path,
     target: &str,

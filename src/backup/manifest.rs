@@ -18,8 +18,6 @@ use super::publish::{TEMP_PREFIX, write_atomic};
 pub const FORMAT: u32 = 1;
 /// The suffix of manifest files.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
-/// The extensions of backup files warden writes, the only ones leftover cleanup removes.
-pub const BACKUP_EXTENSIONS: &[&str] = &["dump", "sqlite", "tar.zst", "tar.gz"];
 
 /// What is recorded about one completed backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,8 +188,9 @@ pub struct Scan {
     pub problems: Vec<String>,
 }
 
-/// Reads every manifest in `destination`. A missing directory holds no backups.
-pub fn scan(destination: &Path, job: &str) -> Scan {
+/// Reads every manifest of `job` in `destination`, whose backup files have one of
+/// `extensions` (its kind's). A missing directory holds no backups.
+pub fn scan(destination: &Path, job: &str, extensions: &[&str]) -> Scan {
     let mut scan = Scan::default();
     let entries = match std::fs::read_dir(destination) {
         Ok(entries) => entries,
@@ -233,7 +232,7 @@ pub fn scan(destination: &Path, job: &str) -> Scan {
         }
         // The file must be the one warden names for this id: a planted manifest must not make
         // prune delete someone else's file.
-        let named = BACKUP_EXTENSIONS
+        let named = extensions
             .iter()
             .any(|ext| manifest.file == format!("{}.{ext}", manifest.id));
         if !named {
@@ -260,9 +259,9 @@ pub fn scan(destination: &Path, job: &str) -> Scan {
 }
 
 /// Removes what interrupted runs left in `destination`: temporary files, and backup files
-/// warden named but never completed with a manifest. Only call it holding the job's lock.
-/// Returns the removed names.
-pub fn remove_leftovers(destination: &Path) -> Vec<String> {
+/// warden named (`ID.EXTENSION`, with one of the job's kind's `extensions`) but never
+/// completed with a manifest. Only call it holding the job's lock. Returns the removed names.
+pub fn remove_leftovers(destination: &Path, extensions: &[&str]) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(destination) else {
         return Vec::new();
     };
@@ -277,7 +276,7 @@ pub fn remove_leftovers(destination: &Path) -> Vec<String> {
     let mut removed = Vec::new();
     for (name, is_dir) in &entries {
         let orphan = !is_dir
-            && BACKUP_EXTENSIONS.iter().any(|ext| {
+            && extensions.iter().any(|ext| {
                 name.strip_suffix(&format!(".{ext}")).is_some_and(|id| {
                     is_id(id) && !names.contains(&&format!("{id}{MANIFEST_SUFFIX}"))
                 })
@@ -368,12 +367,14 @@ mod tests {
         c.write(d).unwrap();
         std::fs::write(d.join("broken.manifest.json"), b"{").unwrap();
 
-        let scan = scan(d, "job");
+        // A file with another kind's extension is not this job's.
+        std::fs::write(d.join("20261201T050000Z-eeee.dump"), b"x").unwrap();
+        let scan = scan(d, "job", &["tar.zst", "tar.gz"]);
         let ids: Vec<_> = scan.manifests.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, [a.id.as_str(), b.id.as_str()]);
         assert_eq!(scan.problems.len(), 2, "{:?}", scan.problems);
 
-        let mut removed = remove_leftovers(d);
+        let mut removed = remove_leftovers(d, &["tar.zst", "tar.gz"]);
         removed.sort();
         assert_eq!(
             removed,
@@ -383,6 +384,7 @@ mod tests {
             ]
         );
         assert!(d.join("notes.txt").exists());
+        assert!(d.join("20261201T050000Z-eeee.dump").exists());
         assert!(d.join(&a.file).exists() && d.join(&b.file).exists());
     }
 }

@@ -18,6 +18,7 @@
 //! - [`manifest`]: the JSON manifest and reading a destination back;
 //! - [`retention`]: which backups a policy keeps;
 //! - [`libpq`]: running `pg_dump`/`pg_restore` without a shell or a password in argv;
+//! - [`kind`]: the trait every kind implements, and the list of kinds;
 //! - [`postgres`], [`sqlite`], [`files`] (with `archive`, the tar work): the three kinds;
 //! - [`command`]: `warden backup …`;
 //! - [`scheduler`]: cron schedules for runs and drills;
@@ -26,6 +27,7 @@
 pub(crate) mod archive;
 pub mod command;
 pub mod files;
+pub(crate) mod kind;
 pub mod libpq;
 pub mod manifest;
 pub mod metrics;
@@ -46,7 +48,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BackupConfig, BackupKind, Config};
+use crate::config::{BackupConfig, Config};
 use crate::store::{Ran, RunOutcome, Store, StoreError};
 use manifest::{Check, FileCounts, Manifest, Verification, format_time};
 use publish::Staged;
@@ -140,6 +142,17 @@ pub enum BackupError {
     /// is marked failed).
     #[error("backup not verified: {0}")]
     NotVerified(String),
+    /// The backup did not pass verification because a check could not read it at all (an
+    /// archive that does not decompress, a file that is not a database); treated as
+    /// [`BackupError::NotVerified`].
+    #[error("backup not verified: {what}")]
+    Broken {
+        /// What could not be read.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A restore drill found the restored copy different from the manifest.
     #[error("restore drill failed: {0}")]
     DrillFailed(String),
@@ -202,13 +215,16 @@ impl BackupError {
     /// Whether the error is a backup found wanting (checksum, archive, integrity check,
     /// missing table), as opposed to a failure to check it.
     pub fn is_verification_failure(&self) -> bool {
-        matches!(self, BackupError::NotVerified(_))
+        matches!(
+            self,
+            BackupError::NotVerified(_) | BackupError::Broken { .. }
+        )
     }
 
     fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
         let path = path.to_owned();
         move |source| {
-            if source.kind() == std::io::ErrorKind::Interrupted {
+            if publish::Cancelled::is(&source) {
                 BackupError::Cancelled
             } else {
                 BackupError::Io {
@@ -456,7 +472,7 @@ impl Backups {
         });
         for job in &backups.jobs {
             if let Ok(_lock) = JobLock::acquire(job) {
-                let removed = manifest::remove_leftovers(&job.destination);
+                let removed = manifest::remove_leftovers(&job.destination, job.kind.extensions());
                 if !removed.is_empty() {
                     tracing::warn!(job = %job.name, files = ?removed, "Removed what interrupted runs left behind.");
                 }
@@ -524,7 +540,7 @@ impl Backups {
 
     /// Rereads `job`'s manifests into the catalog; returns them, newest first.
     fn refresh_catalog(&self, job: &BackupConfig) -> Result<Vec<Manifest>, BackupError> {
-        let scan = manifest::scan(&job.destination, &job.name);
+        let scan = manifest::scan(&job.destination, &job.name, job.kind.extensions());
         for problem in &scan.problems {
             tracing::warn!(job = %job.name, problem = %problem, "Skipping a manifest.");
         }
@@ -591,7 +607,7 @@ impl Backups {
         let mut task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _lock = JobLock::acquire(&config)?;
-            let removed = manifest::remove_leftovers(&config.destination);
+            let removed = manifest::remove_leftovers(&config.destination, config.kind.extensions());
             if !removed.is_empty() {
                 tracing::warn!(job = %config.name, files = ?removed, "Removed what interrupted runs left behind.");
             }
@@ -710,11 +726,7 @@ impl Backups {
 
     fn run_blocking(&self, context: &Context<'_>) -> Result<Manifest, BackupError> {
         let job = context.job;
-        let produced = match &job.kind {
-            BackupKind::Postgres(pg) => postgres::dump(pg, context)?,
-            BackupKind::Sqlite(db) => sqlite::copy(db, context)?,
-            BackupKind::Files(spec) => files::archive(spec, context)?,
-        };
+        let produced = job.kind.produce(context)?;
         context.check()?;
         let staged_path = produced.staged.path().to_owned();
         let expected = Expected {
@@ -759,7 +771,7 @@ impl Backups {
             format: manifest::FORMAT,
             id: context.id.clone(),
             job: job.name.clone(),
-            kind: job.kind.as_str().to_owned(),
+            kind: job.kind.name().to_owned(),
             file,
             started_at: format_time(context.started),
             finished_at: format_time(finished),
@@ -989,11 +1001,7 @@ impl Backups {
         let path = job.destination.join(&manifest.file);
         let result = self
             .check_stored(context, &manifest)
-            .and_then(|_| match &job.kind {
-                BackupKind::Postgres(pg) => postgres::drill(pg, &manifest, &path, context),
-                BackupKind::Sqlite(_) => sqlite::drill(&manifest, &path, context),
-                BackupKind::Files(_) => files::drill(&manifest, &path, context),
-            })
+            .and_then(|_| job.kind.drill(&manifest, &path, context))
             .map_err(|err| context.explain(err));
         let (check, outcome) = match result {
             Ok(detail) => (
@@ -1117,13 +1125,7 @@ impl Backups {
             }
             let mut checks = backups.check_stored(context, manifest)?;
             let path = job.destination.join(&manifest.file);
-            let mut summary = match &job.kind {
-                BackupKind::Postgres(pg) => {
-                    postgres::restore(pg, manifest, &path, &target, force, context)?
-                }
-                BackupKind::Sqlite(_) => sqlite::restore(manifest, &path, &target, force, context)?,
-                BackupKind::Files(_) => files::restore(manifest, &path, &target, context)?,
-            };
+            let mut summary = job.kind.restore(manifest, &path, &target, force, context)?;
             checks.append(&mut summary.steps);
             summary.steps = checks;
             summary.id = manifest.id.clone();
@@ -1157,25 +1159,10 @@ fn hash_and_check(
     std::thread::scope(|scope| {
         let cancel = context.cancel;
         let hasher = scope.spawn(move || publish::sha256_file(path, &|| cancel.is_cancelled()));
-        let checks = verify_kind(context.job, path, expected, context);
+        let checks = context.job.kind.verify(path, expected, context);
         let hashed = hasher
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked")));
         (hashed, checks)
     })
-}
-
-/// The kind's own check of a backup file: `pg_restore --list`, `PRAGMA integrity_check`, or
-/// a full re-read of the archive.
-fn verify_kind(
-    job: &BackupConfig,
-    path: &Path,
-    expected: &Expected<'_>,
-    context: &Context<'_>,
-) -> Result<Vec<String>, BackupError> {
-    match &job.kind {
-        BackupKind::Postgres(_) => postgres::verify(path, expected.required_tables),
-        BackupKind::Sqlite(_) => sqlite::verify(path, expected.required_tables, context),
-        BackupKind::Files(_) => files::verify(path, expected, context),
-    }
 }

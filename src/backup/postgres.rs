@@ -11,21 +11,99 @@
 //! restores need, which a dump streamed through a pipe lacks.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sha2::Digest;
 use tokio_postgres::{Client, NoTls};
 
+use super::kind::{self, Kind, ParseContext, Registration};
 use super::libpq::{self, Connection};
 use super::manifest::Manifest;
 use super::publish::Staged;
-use super::{BackupError, Context, Produced, RestoreSummary};
+use super::{BackupError, Context, Expected, Produced, RestoreSummary};
 use crate::collect::ErrorChain;
 use crate::collect::postgres::error::{Endpoint, PgError};
-use crate::config::PostgresConfig;
+use crate::config::{PostgresConfig, Problems, RawBackup, Target};
+
+/// The `postgres` kind: `source: postgres/NAME` and the tables a dump must hold.
+pub(crate) const KIND: Registration = Registration {
+    name: "postgres",
+    keys: &["source", "verify.required_tables"],
+    parse,
+};
+
+/// The extension of a dump.
+const EXTENSIONS: &[&str] = &["dump"];
+
+/// The `postgres` kind for one job: the configured server whose database it dumps.
+#[derive(Debug)]
+struct Postgres(PostgresConfig);
+
+fn parse(
+    raw: &RawBackup,
+    path: &str,
+    context: &ParseContext<'_>,
+    problems: &mut Problems,
+) -> Option<Arc<dyn Kind>> {
+    let entries = &context.sources.postgres;
+    let pg = kind::source(raw, path, KIND.name, entries, |p| &p.name, problems)?;
+    Some(Arc::new(Postgres(pg.clone())))
+}
+
+impl Kind for Postgres {
+    fn name(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        EXTENSIONS
+    }
+
+    fn source(&self) -> Option<Target> {
+        Some(Target::Postgres(self.0.name.clone()))
+    }
+
+    fn reads(&self) -> &[PathBuf] {
+        &[]
+    }
+
+    fn produce(&self, context: &Context<'_>) -> Result<Produced, BackupError> {
+        dump(&self.0, context)
+    }
+
+    fn verify(
+        &self,
+        path: &Path,
+        expected: &Expected<'_>,
+        _context: &Context<'_>,
+    ) -> Result<Vec<String>, BackupError> {
+        verify(path, expected.required_tables)
+    }
+
+    fn drill(
+        &self,
+        manifest: &Manifest,
+        path: &Path,
+        context: &Context<'_>,
+    ) -> Result<String, BackupError> {
+        drill(&self.0, manifest, path, context)
+    }
+
+    fn restore(
+        &self,
+        manifest: &Manifest,
+        path: &Path,
+        target: &str,
+        force: bool,
+        context: &Context<'_>,
+    ) -> Result<RestoreSummary, BackupError> {
+        restore(&self.0, manifest, path, target, force, context)
+    }
+}
 
 /// How often a running child is checked for exit, cancellation and progress.
 const POLL: Duration = Duration::from_millis(20);
@@ -249,7 +327,7 @@ fn spawn(
 }
 
 /// Dumps the DSN's database into a staged file in the job's destination.
-pub(crate) fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
+fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
     let job = context.job;
     let pg_dump = libpq::tool("pg_dump")?;
     let connection = Connection::try_from_config(pg, None, &context.job.destination)?;
@@ -321,7 +399,7 @@ pub(crate) fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produce
     });
     Ok(Produced {
         staged,
-        extension: "dump",
+        extension: EXTENSIONS[0],
         tool: libpq::version(&pg_dump),
         server_version: Some(server_version),
         source: format!("postgres/{} ({})", pg.name, connection.describe()),
@@ -394,7 +472,7 @@ fn has_table(entries: &[(String, String, String)], table: &str) -> bool {
 
 /// `pg_restore --list` reads the archive's table of contents; every table in `required` must
 /// be in it.
-pub(crate) fn verify(path: &Path, required: &[String]) -> Result<Vec<String>, BackupError> {
+fn verify(path: &Path, required: &[String]) -> Result<Vec<String>, BackupError> {
     let entries = table_of_contents(path)?;
     if entries.is_empty() {
         return Err(BackupError::NotVerified(
@@ -570,7 +648,7 @@ async fn drop_database(client: &Client, name: &str) -> Result<(), BackupError> {
 
 /// Restores the backup into a scratch database, compares the key tables' row counts with
 /// the manifest, and drops the scratch database whatever happened.
-pub(crate) fn drill(
+fn drill(
     pg: &PostgresConfig,
     manifest: &Manifest,
     path: &Path,
@@ -814,7 +892,7 @@ fn file_name_part(name: &str) -> String {
 /// the target's name (the old database is renamed aside, its sessions ended, and dropped once
 /// the swap is done). A failure before the swap leaves the target as it was; a failure
 /// during it renames the old database back.
-pub(crate) fn restore(
+fn restore(
     pg: &PostgresConfig,
     manifest: &Manifest,
     path: &Path,

@@ -242,11 +242,30 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// The I/O error a reader or writer returns when its operation was cancelled: the one way
+/// cancellation travels through `std::io`, so that [`super::BackupError::io`] reports it as
+/// `Cancelled` and never as an I/O failure (nor a real `EINTR` as a cancellation).
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+impl Cancelled {
+    /// The I/O error carrying it.
+    pub fn io() -> io::Error {
+        io::Error::other(Cancelled)
+    }
+
+    /// Whether `err` is one made by [`Cancelled::io`].
+    pub fn is(err: &io::Error) -> bool {
+        err.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
+    }
+}
+
 /// The hex SHA-256 and size of a file, read in [`IO_BUFFER`] chunks; `cancelled` is checked
 /// between chunks.
 ///
 /// # Errors
-/// The I/O error of reading, or `Interrupted` when cancelled.
+/// The I/O error of reading, or [`Cancelled`] when cancelled.
 pub fn sha256_file(path: &Path, cancelled: &dyn Fn() -> bool) -> io::Result<(String, u64)> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
@@ -254,7 +273,7 @@ pub fn sha256_file(path: &Path, cancelled: &dyn Fn() -> bool) -> io::Result<(Str
     let mut bytes = 0u64;
     loop {
         if cancelled() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+            return Err(Cancelled::io());
         }
         let n = match file.read(&mut buffer) {
             Ok(0) => break,
@@ -331,6 +350,6 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"x").unwrap();
         let err = sha256_file(&path, &|| true).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+        assert!(Cancelled::is(&err), "{err:?}");
     }
 }

@@ -18,16 +18,113 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
+use super::kind::{self, Kind, ParseContext, Registration};
 use super::manifest::Manifest;
 use super::postgres::{compare_counts, describe_counts};
 use super::publish::Staged;
-use super::{BackupError, Context, Produced, RestoreSummary};
-use crate::config::{BackupKind, IntegrityCheck, SqliteConfig};
+use super::{BackupError, Context, Expected, Produced, RestoreSummary};
+use crate::config::{IntegrityCheck, Problems, RawBackup, SqliteConfig, Target};
+
+/// The `sqlite` kind: `source: sqlite/NAME`, the tables a copy must hold, and which check the
+/// copy gets.
+pub(crate) const KIND: Registration = Registration {
+    name: "sqlite",
+    keys: &["source", "verify.required_tables", "verify.integrity_check"],
+    parse,
+};
+
+/// The extension of a copy.
+const EXTENSIONS: &[&str] = &["sqlite"];
+
+/// The `sqlite` kind for one job: the configured database it copies, and the check a copy and
+/// a drill's restored copy get.
+#[derive(Debug)]
+struct Sqlite {
+    db: SqliteConfig,
+    check: IntegrityCheck,
+}
+
+fn parse(
+    raw: &RawBackup,
+    path: &str,
+    context: &ParseContext<'_>,
+    problems: &mut Problems,
+) -> Option<Arc<dyn Kind>> {
+    let check = match raw.verify.integrity_check.as_deref() {
+        None | Some("full") => IntegrityCheck::Full,
+        Some("quick") => IntegrityCheck::Quick,
+        Some(other) => {
+            problems.push(
+                format!("{path}.verify.integrity_check"),
+                format!("`{other}` is not one of: full, quick"),
+            );
+            IntegrityCheck::Full
+        }
+    };
+    let entries = &context.sources.sqlite;
+    let db = kind::source(raw, path, KIND.name, entries, |s| &s.name, problems)?;
+    Some(Arc::new(Sqlite {
+        db: db.clone(),
+        check,
+    }))
+}
+
+impl Kind for Sqlite {
+    fn name(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        EXTENSIONS
+    }
+
+    fn source(&self) -> Option<Target> {
+        Some(Target::Sqlite(self.db.name.clone()))
+    }
+
+    fn reads(&self) -> &[PathBuf] {
+        &[]
+    }
+
+    fn produce(&self, context: &Context<'_>) -> Result<Produced, BackupError> {
+        copy(&self.db, context)
+    }
+
+    fn verify(
+        &self,
+        path: &Path,
+        expected: &Expected<'_>,
+        context: &Context<'_>,
+    ) -> Result<Vec<String>, BackupError> {
+        verify(path, expected.required_tables, self.check, context)
+    }
+
+    fn drill(
+        &self,
+        manifest: &Manifest,
+        path: &Path,
+        context: &Context<'_>,
+    ) -> Result<String, BackupError> {
+        drill(manifest, path, self.check, context)
+    }
+
+    fn restore(
+        &self,
+        manifest: &Manifest,
+        path: &Path,
+        target: &str,
+        force: bool,
+        context: &Context<'_>,
+    ) -> Result<RestoreSummary, BackupError> {
+        restore(manifest, path, target, force, context)
+    }
+}
 
 /// Pages copied per step: 4 MiB at SQLite's default page size, short enough that a
 /// rollback-journal writer waits milliseconds, long enough that steps cost little.
@@ -227,7 +324,7 @@ fn count_rows(conn: &Connection, tables: &[String]) -> Result<BTreeMap<String, u
 }
 
 /// Makes a consistent online copy of `db` into a staged file.
-pub(crate) fn copy(db: &SqliteConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
+fn copy(db: &SqliteConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
     let job = context.job;
     if !db.path.is_file() {
         return Err(BackupError::Io {
@@ -292,7 +389,7 @@ pub(crate) fn copy(db: &SqliteConfig, context: &Context<'_>) -> Result<Produced,
         .map_err(|(_, source)| sqlite_error("close the copy")(source))?;
     Ok(Produced {
         staged,
-        extension: "sqlite",
+        extension: EXTENSIONS[0],
         tool,
         server_version: None,
         source: format!("sqlite/{} ({})", db.name, db.path.display()),
@@ -367,18 +464,19 @@ fn check_name(check: IntegrityCheck) -> &'static str {
 }
 
 /// `PRAGMA integrity_check` on the copy, and every table in `required` present.
-pub(crate) fn verify(
+fn verify(
     path: &Path,
     required: &[String],
+    check: IntegrityCheck,
     context: &Context<'_>,
 ) -> Result<Vec<String>, BackupError> {
-    let check = context.job.verify.integrity_check;
     let conn = open_read_only(path)?;
     let problem = integrity(&conn, check, context.cancel).map_err(|err| match err {
         // A file that is not a database at all is a failed verification, not an I/O error.
-        BackupError::Sqlite { source, .. } => {
-            BackupError::NotVerified(format!("{}: {source}", check_name(check)))
-        }
+        BackupError::Sqlite { source, .. } => BackupError::Broken {
+            what: format!("{} cannot read it", check_name(check)),
+            source: Box::new(source),
+        },
         other => other,
     })?;
     if let Some(problem) = problem {
@@ -416,9 +514,10 @@ pub(crate) fn verify(
 
 /// Copies the backup to a scratch file, checks it and compares row counts with the
 /// manifest; the scratch file is removed whatever happens.
-pub(crate) fn drill(
+fn drill(
     manifest: &Manifest,
     path: &Path,
+    check: IntegrityCheck,
     context: &Context<'_>,
 ) -> Result<String, BackupError> {
     let job = context.job;
@@ -426,10 +525,6 @@ pub(crate) fn drill(
         .map_err(BackupError::io("create a file in", &job.destination))?;
     std::fs::copy(path, scratch.path()).map_err(BackupError::io("copy", path))?;
     let conn = open_read_only(scratch.path())?;
-    let check = match &job.kind {
-        BackupKind::Sqlite(_) => job.verify.integrity_check,
-        _ => IntegrityCheck::Full,
-    };
     if let Some(problem) = integrity(&conn, check, context.cancel)? {
         return Err(BackupError::DrillFailed(format!(
             "{} on the restored copy: {problem}",
@@ -449,7 +544,7 @@ pub(crate) fn drill(
 /// Restores the backup over the SQLite file `target`. An existing file is refused without
 /// `force`; with it, the current content is first copied aside (through the backup API, so a
 /// WAL is included), then replaced, checked, and put back if anything fails.
-pub(crate) fn restore(
+fn restore(
     manifest: &Manifest,
     path: &Path,
     target: &str,

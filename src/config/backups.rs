@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
@@ -11,8 +12,9 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::error::Problems;
 use super::raw::{RawBackup, RawRetention};
-use super::sources::{IntegrityCheck, PostgresConfig, SqliteConfig, check_name, is_identifier};
+use super::sources::{check_name, is_identifier};
 use super::{Sources, duration};
+use crate::backup::kind::{self, Kind, ParseContext};
 use crate::backup::retention::Policy;
 
 /// How many backups run at once when `max_concurrent_backups` is not set: backups are heavy
@@ -29,7 +31,7 @@ pub struct BackupConfig {
     /// The `job` label and the name used on the command line.
     pub name: String,
     /// What is backed up, and how.
-    pub kind: BackupKind,
+    pub(crate) kind: Arc<dyn Kind>,
     /// The directory backups and their manifests are written to.
     pub destination: PathBuf,
     /// When the job runs on its own; `None` runs it only on demand (command line, alerts).
@@ -40,28 +42,6 @@ pub struct BackupConfig {
     pub verify: VerifyConfig,
     /// The longest one run may take; past it the run fails and nothing is published.
     pub timeout: Duration,
-}
-
-/// The three kinds of backup.
-#[derive(Debug, Clone)]
-pub enum BackupKind {
-    /// `pg_dump --format=custom` of a configured PostgreSQL entry's database.
-    Postgres(Box<PostgresConfig>),
-    /// An online copy of a configured SQLite file.
-    Sqlite(Box<SqliteConfig>),
-    /// A tar archive of listed paths.
-    Files(FilesConfig),
-}
-
-impl BackupKind {
-    /// The `kind` value.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BackupKind::Postgres(_) => "postgres",
-            BackupKind::Sqlite(_) => "sqlite",
-            BackupKind::Files(_) => "files",
-        }
-    }
 }
 
 /// What a `files` job archives.
@@ -90,7 +70,7 @@ pub enum Compression {
 
 impl Compression {
     /// The file name extension of an archive.
-    pub fn extension(self) -> &'static str {
+    pub const fn extension(self) -> &'static str {
         match self {
             Compression::Zstd => "tar.zst",
             Compression::Gzip => "tar.gz",
@@ -132,8 +112,6 @@ pub struct VerifyConfig {
     pub restore_test: bool,
     /// When drills run; `None` runs one after each successful backup.
     pub restore_test_schedule: Option<Schedule>,
-    /// SQLite only: `PRAGMA integrity_check` (the default) or `PRAGMA quick_check` on the copy.
-    pub integrity_check: IntegrityCheck,
 }
 
 /// A parsed five-field cron expression, evaluated in the host's local time zone.
@@ -241,10 +219,7 @@ pub(super) fn validate(
     // A files job must not archive a destination: it would back up backups, and its own
     // temporary file while it grows.
     for (i, job) in &jobs {
-        let BackupKind::Files(spec) = &job.kind else {
-            continue;
-        };
-        for source in &spec.paths {
+        for source in job.kind.reads() {
             if let Some((_, other)) = destinations.iter().find(|(d, _)| d.starts_with(source)) {
                 problems.push(
                     format!("backups[{i}].paths"),
@@ -312,65 +287,8 @@ fn validate_job(
             "set restore_test: true too, or drop the schedule",
         );
     }
-    let integrity_check = match raw.verify.integrity_check.as_deref() {
-        None | Some("full") => IntegrityCheck::Full,
-        Some("quick") => IntegrityCheck::Quick,
-        Some(other) => {
-            problems.push(
-                format!("{verify_path}.integrity_check"),
-                format!("`{other}` is not one of: full, quick"),
-            );
-            IntegrityCheck::Full
-        }
-    };
-
-    let file_keys = !raw.paths.is_empty()
-        || !raw.include.is_empty()
-        || !raw.exclude.is_empty()
-        || raw.compression.is_some()
-        || raw.level.is_some();
-    let kind = match raw.kind.as_str() {
-        "postgres" | "sqlite" => {
-            if file_keys {
-                problems.push(
-                    path,
-                    format!(
-                        "paths, include, exclude, compression and level are for kind files, not {}",
-                        raw.kind
-                    ),
-                );
-            }
-            if raw.verify.integrity_check.is_some() && raw.kind == "postgres" {
-                problems.push(
-                    format!("{verify_path}.integrity_check"),
-                    "is for kind sqlite",
-                );
-            }
-            source(&raw.kind, raw.source.as_deref(), path, sources, problems)?
-        }
-        "files" => {
-            if raw.source.is_some() {
-                problems.push(
-                    format!("{path}.source"),
-                    "kind files takes paths, not a source",
-                );
-            }
-            if !raw.verify.required_tables.is_empty() {
-                problems.push(
-                    format!("{verify_path}.required_tables"),
-                    "is for the database kinds",
-                );
-            }
-            BackupKind::Files(files(&raw, path, base, problems)?)
-        }
-        other => {
-            problems.push(
-                format!("{path}.kind"),
-                format!("`{other}` is not one of: postgres, sqlite, files"),
-            );
-            return None;
-        }
-    };
+    let context = ParseContext { base, sources };
+    let kind = kind::parse(&raw, path, &context, problems)?;
     Some(BackupConfig {
         name: raw.name,
         kind,
@@ -381,107 +299,8 @@ fn validate_job(
             required_tables: raw.verify.required_tables,
             restore_test,
             restore_test_schedule,
-            integrity_check,
         },
         timeout,
-    })
-}
-
-fn source(
-    kind: &str,
-    source: Option<&str>,
-    path: &str,
-    sources: &Sources,
-    problems: &mut Problems,
-) -> Option<BackupKind> {
-    let Some(text) = source else {
-        problems.push(
-            format!("{path}.source"),
-            format!("missing: name the {kind} entry to back up, as {kind}/NAME"),
-        );
-        return None;
-    };
-    let name = text.strip_prefix(&format!("{kind}/"));
-    let found = match (kind, name) {
-        ("postgres", Some(name)) => sources
-            .postgres
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| BackupKind::Postgres(Box::new(p.clone()))),
-        ("sqlite", Some(name)) => sources
-            .sqlite
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| BackupKind::Sqlite(Box::new(s.clone()))),
-        _ => {
-            problems.push(
-                format!("{path}.source"),
-                format!("`{text}` is not a {kind} target such as {kind}/NAME"),
-            );
-            return None;
-        }
-    };
-    if found.is_none() {
-        problems.push(
-            format!("{path}.source"),
-            format!("`{text}` names no configured {kind} entry"),
-        );
-    }
-    found
-}
-
-fn files(raw: &RawBackup, path: &str, base: &Path, problems: &mut Problems) -> Option<FilesConfig> {
-    if raw.paths.is_empty() {
-        problems.push(
-            format!("{path}.paths"),
-            "list at least one file or directory",
-        );
-    }
-    let paths: Vec<PathBuf> = raw
-        .paths
-        .iter()
-        .map(|p| {
-            let joined = base.join(p);
-            std::path::absolute(&joined).unwrap_or(joined)
-        })
-        .collect();
-    let compression = match raw.compression.as_deref() {
-        None => Compression::Zstd,
-        Some(name) => Compression::from_name(name).unwrap_or_else(|| {
-            problems.push(
-                format!("{path}.compression"),
-                format!("`{name}` is not one of: zstd, gzip"),
-            );
-            Compression::Zstd
-        }),
-    };
-    let default_level = compression.default_level();
-    let range = match compression {
-        Compression::Zstd => 1..=19,
-        Compression::Gzip => 1..=9,
-    };
-    let level = match raw.level {
-        None => default_level,
-        Some(level) if i32::try_from(level).is_ok_and(|l| range.contains(&l)) => level as i32,
-        Some(_) => {
-            problems.push(
-                format!("{path}.level"),
-                format!(
-                    "{} levels are {}–{}",
-                    compression.as_str(),
-                    range.start(),
-                    range.end()
-                ),
-            );
-            default_level
-        }
-    };
-    Some(FilesConfig {
-        paths,
-        include: globs(&raw.include, &format!("{path}.include"), problems),
-        exclude: globs(&raw.exclude, &format!("{path}.exclude"), problems),
-        compression,
-        level,
     })
 }
 
@@ -502,7 +321,8 @@ pub fn build_globs(patterns: &[String]) -> Result<Option<GlobSet>, (usize, globs
     builder.build().map(Some).map_err(|err| (0, err))
 }
 
-fn globs(patterns: &[String], path: &str, problems: &mut Problems) -> Option<GlobSet> {
+/// Compiles `patterns` (`path` is their key path), recording a pattern that is not a glob.
+pub(crate) fn globs(patterns: &[String], path: &str, problems: &mut Problems) -> Option<GlobSet> {
     match build_globs(patterns) {
         Ok(set) => set,
         Err((i, err)) => {

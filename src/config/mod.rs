@@ -33,12 +33,13 @@ pub use actions::{
     ActConfig, ActionConfig, DEFAULT_MAX_BODY_BYTES, MatchOp, Matcher, RouteConfig, StatusFilter,
     WebhookConfig,
 };
-pub use backups::{
-    BackupConfig, BackupKind, Compression, FilesConfig, Schedule, VerifyConfig, build_globs,
-};
+pub(crate) use backups::globs;
+pub use backups::{BackupConfig, Compression, FilesConfig, Schedule, VerifyConfig, build_globs};
 pub use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};
+/// A backup job's raw keys, for the backup kinds' parsers.
+pub(crate) use raw::RawBackup;
 use raw::RawConfig;
 /// serde helpers for raw structs elsewhere (the action kinds): lenient durations.
 pub(crate) use raw::lenient;

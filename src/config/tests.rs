@@ -430,9 +430,9 @@ fn backup_jobs_are_validated_with_every_problem_named() {
         "backups[3].retention.keep_within: `soon` is not a duration",
         "backups[4].destination: is also the destination of job `d`",
         "backups[4].paths: list at least one file or directory",
-        "backups[4].verify.required_tables: is for the database kinds",
-        "backups[5]: paths, include, exclude, compression and level are for kind files",
-        "backups[5].verify.integrity_check: is for kind sqlite",
+        "backups[4].verify.required_tables: is for kind postgres and sqlite, not files",
+        "backups[5].paths: is for kind files, not postgres",
+        "backups[5].verify.integrity_check: is for kind sqlite, not postgres",
         "backups[5].verify.restore_test_schedule: set restore_test: true too",
         "backups[5].verify.required_tables[0]: `a;b` is not a table name",
         "max_concurrent_backups: must be at least 1",
@@ -463,7 +463,7 @@ backups:
     )
     .unwrap();
     let job = &config.backups[0];
-    assert_eq!(job.kind.as_str(), "sqlite");
+    assert_eq!(job.kind.name(), "sqlite");
     assert_eq!(job.retention.keep_daily, Some(30));
     assert_eq!(
         job.retention.keep_within,
