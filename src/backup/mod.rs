@@ -1061,6 +1061,7 @@ impl Backups {
                 id: m.id.clone(),
                 finished: m.finished(),
                 verified: m.is_verified(),
+                drilled: m.restore_tested().is_some(),
             })
             .collect();
         let decisions = if job.retention.is_empty() {

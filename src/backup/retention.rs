@@ -22,6 +22,9 @@
 //!   ([`Reason::NewestVerified`]) whatever the policy says, and it also counts
 //!   toward the rules as usual. A policy can therefore never leave a host
 //!   without a restorable backup.
+//! - The newest counted backup whose last restore drill passed is kept too
+//!   ([`Reason::NewestDrilled`]): a newer backup that failed its drill (or was
+//!   never drilled) cannot push out the last one shown to restore.
 //! - An empty policy (no rule set) keeps every verified backup
 //!   ([`Reason::NoPolicy`]).
 //! - `keep_last N` keeps the N newest. `keep_within D` keeps those finished at
@@ -76,6 +79,8 @@ pub struct Candidate {
     pub finished: DateTime<Utc>,
     /// Whether the backup passed verification.
     pub verified: bool,
+    /// Whether its last restore drill passed.
+    pub drilled: bool,
 }
 
 /// Why a backup is kept or deleted.
@@ -85,6 +90,9 @@ pub enum Reason {
     NoPolicy,
     /// Kept: the newest verified backup, kept whatever the policy.
     NewestVerified,
+    /// Kept: the newest verified backup whose last restore drill passed, kept whatever the
+    /// policy.
+    NewestDrilled,
     /// Kept by `keep_last`.
     Last,
     /// Kept by `keep_within`.
@@ -111,6 +119,7 @@ impl Reason {
         match self {
             Reason::NoPolicy => "no policy",
             Reason::NewestVerified => "newest verified",
+            Reason::NewestDrilled => "newest drilled",
             Reason::Last => "last N",
             Reason::Within => "within",
             Reason::Daily => "daily",
@@ -181,6 +190,9 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Ve
     }
     if let Some(&newest) = counted.first() {
         keep(newest, Reason::NewestVerified);
+    }
+    if let Some(&drilled) = counted.iter().find(|&&i| sorted[i].drilled) {
+        keep(drilled, Reason::NewestDrilled);
     }
     if policy.is_empty() {
         for &i in &counted {
@@ -277,7 +289,39 @@ mod tests {
             id: id.to_owned(),
             finished,
             verified: true,
+            drilled: false,
         }
+    }
+
+    fn drilled(id: &str, finished: DateTime<Utc>) -> Candidate {
+        Candidate {
+            drilled: true,
+            ..ok(id, finished)
+        }
+    }
+
+    /// A newer backup that failed its drill does not push out the one that passed, whatever
+    /// `keep_last` says; that one counts toward the rules as usual.
+    #[test]
+    fn the_newest_backup_that_passed_a_drill_is_kept() {
+        let now = at(2026, 5, 10, 12);
+        let candidates = [
+            drilled("a", at(2026, 5, 1, 0)),
+            drilled("b", at(2026, 5, 2, 0)),
+            ok("c", at(2026, 5, 3, 0)),
+        ];
+        let policy = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        assert_eq!(
+            summary(&plan(&candidates, &policy, now)),
+            [
+                ("c", true, vec![NewestVerified, Last]),
+                ("b", true, vec![NewestDrilled]),
+                ("a", false, vec![OutsidePolicy]),
+            ]
+        );
     }
 
     fn failed(id: &str, finished: DateTime<Utc>) -> Candidate {
@@ -659,6 +703,7 @@ mod tests {
                     id: format!("{tag:02}-{i}"),
                     finished: now() + TimeDelta::minutes(offset),
                     verified,
+                    drilled: verified && tag % 3 == 0,
                 })
                 .collect()
         })
@@ -728,6 +773,17 @@ mod tests {
             }
             prop_assert!(decisions.iter().filter(|d| d.reasons.contains(&NewestVerified)).count() <= 1);
 
+            // (e) so is the newest counted candidate whose drill passed.
+            let drilled = candidates
+                .iter()
+                .filter(|c| c.verified && c.drilled && !is_future(c))
+                .max_by(|a, b| a.finished.cmp(&b.finished).then_with(|| a.id.cmp(&b.id)));
+            if let Some(drilled) = drilled {
+                let d = decisions.iter().find(|d| d.id == drilled.id).unwrap();
+                prop_assert!(d.keep && d.reasons.contains(&NewestDrilled), "{:?}", d);
+            }
+            prop_assert!(decisions.iter().filter(|d| d.reasons.contains(&NewestDrilled)).count() <= 1);
+
             // (b) an unverified candidate is kept exactly when no counted (verified,
             // non-future) candidate is newer.
             for c in candidates.iter().filter(|c| !c.verified) {
@@ -744,7 +800,11 @@ mod tests {
             // (and at least the newest verified when N is 0).
             let n = policy.keep_last.unwrap_or(0);
             let last_only = Policy { keep_last: Some(n), ..Policy::default() };
-            let decisions = plan(&candidates, &last_only, now());
+            let undrilled: Vec<Candidate> = candidates
+                .iter()
+                .map(|c| Candidate { drilled: false, ..c.clone() })
+                .collect();
+            let decisions = plan(&undrilled, &last_only, now());
             let counted = candidates.iter().filter(|c| c.verified && !is_future(c)).count();
             let future = candidates.iter().filter(|c| c.verified && is_future(c)).count();
             let kept = decisions.iter().filter(|d| d.keep).count();
