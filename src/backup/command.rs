@@ -191,19 +191,13 @@ async fn run(
         BackupCommand::Drill { job, id } => {
             let manifest = match backups.drill(&job, id, cancel).await {
                 Ok(manifest) => manifest,
-                // However a drill fails once it has a backup to restore, the backup could not
-                // be shown to restore: exit 4, as a failed verification.
-                Err(
-                    err @ (BackupError::AlreadyRunning(_)
-                    | BackupError::UnknownJob { .. }
-                    | BackupError::UnknownBackup { .. }
-                    | BackupError::NoVerifiedBackup(_)
-                    | BackupError::Cancelled),
-                ) => return Err(err),
-                Err(err) => {
+                // A drill that found the backup wanting exits 4, as a failed verification; one
+                // that could not run (PostgreSQL down, a tool missing) exits with its error.
+                Err(err) if err.is_drill_finding() => {
                     eprintln!("warden: {}", crate::collect::ErrorChain(&err));
                     return Ok(EXIT_NOT_VERIFIED);
                 }
+                Err(err) => return Err(err),
             };
             match output {
                 Output::Json => {

@@ -221,6 +221,22 @@ impl BackupError {
         )
     }
 
+    /// Whether a failed restore drill says something about the backup (it did not restore, or
+    /// restored different data), as opposed to the drill not being able to run: PostgreSQL
+    /// unreachable, a tool missing, an I/O error of warden's own, a timeout. Only the first
+    /// kind marks the backup's manifest and counts as a failed drill.
+    pub fn is_drill_finding(&self) -> bool {
+        matches!(
+            self,
+            BackupError::DrillFailed(_)
+                | BackupError::NotVerified(_)
+                | BackupError::Broken { .. }
+                | BackupError::ToolFailed { .. }
+                | BackupError::Sqlite { .. }
+                | BackupError::Files(_)
+        )
+    }
+
     fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
         let path = path.to_owned();
         move |source| {
@@ -1013,6 +1029,13 @@ impl Backups {
                 Ok(()),
             ),
             Err(BackupError::Cancelled) => return Err(BackupError::Cancelled),
+            // The drill could not run: the backup is as good as before. Its start is recorded
+            // (a scheduled drill waits for its next firing instead of re-reading the backup
+            // every minute), its outcome is not.
+            Err(err) if !err.is_drill_finding() => {
+                self.store.record_drill_start(&job.name, unix(started))?;
+                return Err(err);
+            }
             Err(err) => (
                 Check {
                     ok: false,

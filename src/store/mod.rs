@@ -343,6 +343,15 @@ impl Store {
         self.update(job, assignments, &[started, ended])
     }
 
+    /// Records that a restore drill of `job` started but could not run (neither passed nor
+    /// failed): the schedule's next firing follows it.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_drill_start(&self, job: &str, started: f64) -> Result<(), StoreError> {
+        self.update(job, "drill_started = ?2", &[started])
+    }
+
     /// Counts a stored backup of `job` that failed verification.
     ///
     /// # Errors

@@ -746,6 +746,37 @@ fn postgres_round_trip_drill_and_a_safe_forced_restore() {
     );
 }
 
+/// A drill that cannot reach PostgreSQL says why and exits 1: the backup keeps the drill
+/// result it had, and no failed drill is counted.
+#[test]
+fn a_drill_that_cannot_reach_postgres_changes_nothing() {
+    let postgres = Postgres::start();
+    create_app(&postgres);
+    let setup = Setup::new(&pg_config(&postgres, ", restore_test: true"));
+    setup.ok(&["run", "pg"]);
+    let before = setup.list("pg");
+    assert_eq!(before[0]["restore_test"]["ok"], true, "{before:#?}");
+    postgres.stop();
+    let drill = setup.backup(&["drill", "pg"]);
+    assert_eq!(drill.status.code(), Some(1), "{}", stderr(&drill));
+    assert!(
+        stderr(&drill).contains("cannot connect to postgres/main"),
+        "{}",
+        stderr(&drill)
+    );
+    let after = setup.list("pg");
+    assert_eq!(after[0]["restore_test"], before[0]["restore_test"]);
+    let body = setup.metrics();
+    assert_eq!(
+        metric(
+            &body,
+            "warden_backup_restore_test_last_failure_timestamp_seconds",
+            "pg"
+        ),
+        0.0
+    );
+}
+
 /// The pids of running `pg_dump` processes writing into `dir`.
 fn pg_dumps_into(dir: &Path) -> Vec<i32> {
     let needle = format!("--file={}", dir.display());
