@@ -9,7 +9,9 @@
 //! run, a drill, a command in another process) is counted as skipped, not queued; it is tried
 //! again every [`MAX_SLEEP`] until the job is free, unless a run started meanwhile (by anyone:
 //! the store is shared) already satisfies it. A failed run is not retried before the next
-//! firing. Tasks stop at shutdown; a run in progress is cancelled and publishes nothing.
+//! firing. A store that cannot be read fires nothing (it is not "never started"); the task
+//! asks again every [`MAX_SLEEP`]. Tasks stop at shutdown; a run in progress is cancelled and
+//! publishes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,9 +71,25 @@ pub fn next_start(
     }
 }
 
-/// When `work` last started for `job`. For backups whose store lost its record (a new state
-/// directory), the newest backup on disk stands in, so a recent backup is not redone at once.
-async fn last_started(backups: &Arc<Backups>, job: &str, work: Work) -> Option<DateTime<Utc>> {
+/// Why the last start of a job could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The blocking reader panicked.
+    #[error("the store reader failed")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
+/// When `work` last started for `job` (`None`: never). For backups whose store lost its record
+/// (a new state directory), the newest backup on disk stands in, so a recent backup is not
+/// redone at once.
+async fn last_started(
+    backups: &Arc<Backups>,
+    job: &str,
+    work: Work,
+) -> Result<Option<DateTime<Utc>>, ReadError> {
     let store = Arc::clone(backups.store());
     let job = job.to_owned();
     let seconds = tokio::task::spawn_blocking(move || {
@@ -83,9 +101,22 @@ async fn last_started(backups: &Arc<Backups>, job: &str, work: Work) -> Option<D
         })
     })
     .await
-    .ok()?
-    .ok()?;
-    (seconds > 0.0).then(|| DateTime::from_timestamp_millis((seconds * 1000.0) as i64))?
+    .map_err(ReadError::Worker)??;
+    Ok((seconds > 0.0)
+        .then(|| DateTime::from_timestamp_millis((seconds * 1000.0) as i64))
+        .flatten())
+}
+
+/// When to fire next, from what the store said about the last start; `None` when it could not
+/// say. The task then waits [`MAX_SLEEP`] and asks again: taking an unreadable store for "never
+/// started" would make every job overdue and run it every minute.
+fn next_firing(
+    schedule: &Schedule,
+    last: &Result<Option<DateTime<Utc>>, ReadError>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let last = last.as_ref().ok()?;
+    Some(next_start(schedule, *last, now))
 }
 
 async fn run(
@@ -97,7 +128,15 @@ async fn run(
 ) {
     loop {
         let last = last_started(&backups, &job, work).await;
-        let next = next_start(&schedule, last, Utc::now());
+        let Some(next) = next_firing(&schedule, &last, Utc::now()) else {
+            if let Err(err) = &last {
+                tracing::error!(error = %crate::collect::ErrorChain(err), "Cannot read the last start from the state store; asking again in a minute.");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(MAX_SLEEP) => continue,
+                () = shutdown.cancelled() => return,
+            }
+        };
         tracing::debug!(next = %next, "Next firing.");
         loop {
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
@@ -129,7 +168,8 @@ async fn run(
         }
         // A run that started recorded its start, and the next firing follows it. Without a new
         // start (the job was busy, or the store failed) the firing is tried again shortly.
-        if last_started(&backups, &job, work).await == last {
+        let after = last_started(&backups, &job, work).await;
+        if after.is_err() || after.ok() == last.ok() {
             tokio::select! {
                 () = tokio::time::sleep(MAX_SLEEP) => {}
                 () = shutdown.cancelled() => return,
@@ -160,5 +200,17 @@ mod tests {
         let next = next_start(&schedule, Some(at("2026-12-01T12:30:00Z")), now);
         assert_eq!(next, at("2026-12-01T12:40:00Z"));
         assert_eq!(schedule.interval(now), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn an_unreadable_store_fires_nothing() {
+        let schedule = Schedule::try_from_text("*/10 * * * *").unwrap();
+        let now = at("2026-12-01T12:34:00Z");
+        let unreadable = Err(ReadError::Store(crate::store::StoreError::Sqlite {
+            path: "/var/lib/warden/warden.db".into(),
+            source: rusqlite::Error::InvalidQuery,
+        }));
+        assert_eq!(next_firing(&schedule, &unreadable, now), None);
+        assert_eq!(next_firing(&schedule, &Ok(None), now), Some(now));
     }
 }
