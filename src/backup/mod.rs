@@ -900,7 +900,7 @@ impl Backups {
         let mut outcomes = Vec::new();
         for mut manifest in chosen {
             context.check()?;
-            let result = self.check_stored(context, &manifest);
+            let result = check_stored(context, &manifest);
             let now = format_time(Utc::now());
             let outcome = match result {
                 Ok(checks) => {
@@ -949,33 +949,6 @@ impl Backups {
         Ok(outcomes)
     }
 
-    /// Checks a published backup against its manifest: checksum, then the kind's check.
-    fn check_stored(
-        &self,
-        context: &Context<'_>,
-        manifest: &Manifest,
-    ) -> Result<Vec<String>, BackupError> {
-        let path = context.job.destination.join(&manifest.file);
-        let recorded: Vec<String> = manifest.tables.keys().cloned().collect();
-        let expected = Expected {
-            required_tables: &recorded,
-            files: manifest.files.as_ref(),
-            compression: manifest.compression.as_deref(),
-        };
-        let (hashed, kind_checks) = hash_and_check(&path, &expected, context);
-        let (sha256, size) = hashed.map_err(BackupError::io("read", &path))?;
-        // A wrong checksum is the first thing to report, whatever the kind's check found.
-        if sha256 != manifest.sha256 || size != manifest.size_bytes {
-            return Err(BackupError::NotVerified(format!(
-                "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the file has {sha256} over {size}",
-                manifest.sha256, manifest.size_bytes
-            )));
-        }
-        let mut checks = vec![format!("sha256 {sha256} over {size} bytes")];
-        checks.extend(kind_checks?);
-        Ok(checks)
-    }
-
     /// Runs a restore drill of `job`'s backup `id` (the newest verified one when `None`):
     /// restores it into a scratch database, file or directory, compares it with the manifest,
     /// and removes the scratch copy. The result is written into the manifest.
@@ -1015,8 +988,7 @@ impl Backups {
         let manifests = self.store.catalog(&job.name)?;
         let mut manifest = self.pick(job, &manifests, id)?.clone();
         let path = job.destination.join(&manifest.file);
-        let result = self
-            .check_stored(context, &manifest)
+        let result = check_stored(context, &manifest)
             .and_then(|_| job.kind.drill(&manifest, &path, context))
             .map_err(|err| context.explain(err));
         let (check, outcome) = match result {
@@ -1147,7 +1119,7 @@ impl Backups {
                     manifest.id
                 )));
             }
-            let mut checks = backups.check_stored(context, manifest)?;
+            let mut checks = check_stored(context, manifest)?;
             let path = job.destination.join(&manifest.file);
             let mut summary = job.kind.restore(manifest, &path, &target, force, context)?;
             checks.append(&mut summary.steps);
@@ -1169,12 +1141,39 @@ pub(crate) struct Expected<'a> {
     pub compression: Option<&'a str>,
 }
 
+/// Checks a published backup against its manifest: the checksum first, then the kind's check.
+/// One after the other, not side by side as for a new backup: a stored file may have been
+/// replaced, and the kind's check parses it (an archive's headers, a database's pages), which
+/// only a file known to be the one warden wrote is safe to feed.
+fn check_stored(context: &Context<'_>, manifest: &Manifest) -> Result<Vec<String>, BackupError> {
+    let path = context.job.destination.join(&manifest.file);
+    let cancel = context.cancel;
+    let (sha256, size) = publish::sha256_file(&path, &|| cancel.is_cancelled())
+        .map_err(BackupError::io("read", &path))?;
+    if sha256 != manifest.sha256 || size != manifest.size_bytes {
+        return Err(BackupError::NotVerified(format!(
+            "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the file has {sha256} over {size}",
+            manifest.sha256, manifest.size_bytes
+        )));
+    }
+    let recorded: Vec<String> = manifest.tables.keys().cloned().collect();
+    let expected = Expected {
+        required_tables: &recorded,
+        files: manifest.files.as_ref(),
+        compression: manifest.compression.as_deref(),
+    };
+    let mut checks = vec![format!("sha256 {sha256} over {size} bytes")];
+    checks.extend(context.job.kind.verify(&path, &expected, context)?);
+    Ok(checks)
+}
+
 /// A file's hex SHA-256 and size, or why it could not be read.
 type Hashed = std::io::Result<(String, u64)>;
 
-/// The SHA-256 of `path` and the kind's check of it, run side by side: both only read the
-/// file, and one after the other they would double the verification's wall time (a 1 GiB
-/// SQLite copy needs a hash pass and an integrity check pass).
+/// The SHA-256 of a new backup at `path` and the kind's check of it, run side by side: both
+/// only read the file the run just wrote, and one after the other they would double the
+/// verification's wall time (a 1 GiB SQLite copy needs a hash pass and an integrity check
+/// pass).
 fn hash_and_check(
     path: &Path,
     expected: &Expected<'_>,
@@ -1189,4 +1188,134 @@ fn hash_and_check(
             .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked")));
         (hashed, checks)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicBool;
+
+    use super::kind::Kind;
+    use super::*;
+    use crate::config::{Target, VerifyConfig};
+
+    /// A kind whose check only notes that it ran.
+    #[derive(Debug, Default)]
+    struct Probe {
+        checked: AtomicBool,
+    }
+
+    impl Kind for Probe {
+        fn name(&self) -> &'static str {
+            "probe"
+        }
+        fn extensions(&self) -> &'static [&'static str] {
+            &["probe"]
+        }
+        fn source(&self) -> Option<Target> {
+            None
+        }
+        fn reads(&self) -> &[PathBuf] {
+            &[]
+        }
+        fn produce(&self, _: &Context<'_>) -> Result<Produced, BackupError> {
+            unreachable!("not produced here")
+        }
+        fn verify(
+            &self,
+            _: &Path,
+            _: &Expected<'_>,
+            _: &Context<'_>,
+        ) -> Result<Vec<String>, BackupError> {
+            self.checked.store(true, Ordering::SeqCst);
+            Ok(vec!["probed".to_owned()])
+        }
+        fn drill(&self, _: &Manifest, _: &Path, _: &Context<'_>) -> Result<String, BackupError> {
+            unreachable!("not drilled here")
+        }
+        fn restore(
+            &self,
+            _: &Manifest,
+            _: &Path,
+            _: &str,
+            _: bool,
+            _: &Context<'_>,
+        ) -> Result<RestoreSummary, BackupError> {
+            unreachable!("not restored here")
+        }
+    }
+
+    /// A stored file that is not the one the manifest describes is never handed to the kind's
+    /// check, which parses it: a crafted archive could make that check exhaust memory.
+    #[tokio::test]
+    async fn a_stored_backup_is_parsed_only_once_its_checksum_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Arc::new(Probe::default());
+        let job = BackupConfig {
+            name: "job".to_owned(),
+            kind: Arc::clone(&probe) as Arc<dyn Kind>,
+            destination: dir.path().to_owned(),
+            schedule: None,
+            retention: retention::Policy::default(),
+            verify: VerifyConfig {
+                required_tables: Vec::new(),
+                restore_test: false,
+                restore_test_schedule: None,
+            },
+            timeout: Duration::from_secs(60),
+        };
+        let token = CancellationToken::new();
+        let progress = Progress::default();
+        let started = Utc::now();
+        let context = Context {
+            job: &job,
+            id: manifest::new_id(started),
+            started,
+            cancel: &token,
+            shutdown: &token,
+            progress: &progress,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let id = manifest::new_id(started);
+        std::fs::write(dir.path().join(format!("{id}.probe")), b"what warden wrote").unwrap();
+        let (sha256, size) =
+            publish::sha256_file(&dir.path().join(format!("{id}.probe")), &|| false).unwrap();
+        let mut stored = Manifest {
+            format: manifest::FORMAT,
+            id: id.clone(),
+            job: "job".to_owned(),
+            kind: "probe".to_owned(),
+            file: format!("{id}.probe"),
+            started_at: format_time(started),
+            finished_at: format_time(started),
+            duration_seconds: 0.0,
+            size_bytes: size,
+            sha256,
+            tool: "test".to_owned(),
+            server_version: None,
+            source: "test".to_owned(),
+            tables: BTreeMap::new(),
+            files: None,
+            compression: None,
+            verification: Verification {
+                ok: true,
+                checked_at: format_time(started),
+                checks: Vec::new(),
+                error: None,
+            },
+            restore_test: None,
+            warden_version: "test".to_owned(),
+        };
+        let checks = check_stored(&context, &stored).unwrap();
+        assert_eq!(checks.last().map(String::as_str), Some("probed"));
+        assert!(probe.checked.swap(false, Ordering::SeqCst));
+
+        stored.sha256 = "0".repeat(64);
+        let err = check_stored(&context, &stored).unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        assert!(
+            !probe.checked.load(Ordering::SeqCst),
+            "the kind's check ran on a file whose checksum does not match"
+        );
+    }
 }
