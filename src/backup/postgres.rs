@@ -222,8 +222,9 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `schema.table` or `table` as a quoted SQL identifier (names are validated at config time).
-fn quote(name: &str) -> String {
+/// `schema.table` or `table` as a quoted SQL identifier, for PostgreSQL and SQLite alike. Names
+/// are validated (at config time, or from a manifest by the caller); quotes are doubled anyway.
+pub(crate) fn quote(name: &str) -> String {
     name.split('.')
         .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
         .collect::<Vec<_>>()

@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::kind::{self, Kind, ParseContext, Registration};
 use super::manifest::Manifest;
-use super::postgres::{compare_counts, describe_counts};
+use super::postgres::{compare_counts, describe_counts, quote};
 use super::publish::Staged;
 use super::{BackupError, Context, Expected, Produced, RestoreSummary};
 use crate::config::{IntegrityCheck, Problems, RawBackup, SqliteConfig, Target};
@@ -302,19 +302,18 @@ fn copy_range(
     Ok(())
 }
 
-/// Row counts of `tables` on `conn`.
+/// Row counts of `tables` on `conn`. A name that is not a table name (a manifest can be
+/// edited) is refused before any SQL is built from it.
 fn count_rows(conn: &Connection, tables: &[String]) -> Result<BTreeMap<String, u64>, BackupError> {
     let mut counts = BTreeMap::new();
     for table in tables {
-        // Names are validated identifiers; quoting keeps keywords usable as names.
-        let sql = format!(
-            "SELECT count(*) FROM {}",
-            table
-                .split('.')
-                .map(|p| format!("\"{p}\""))
-                .collect::<Vec<_>>()
-                .join(".")
-        );
+        if !crate::config::is_identifier(table) {
+            return Err(BackupError::NotVerified(format!(
+                "`{}` is not a table name (letters, digits and `_`, optionally `schema.`)",
+                table.escape_debug()
+            )));
+        }
+        let sql = format!("SELECT count(*) FROM {}", quote(table));
         let count: i64 = conn
             .query_row(&sql, [], |row| row.get(0))
             .map_err(sqlite_error(format!("count the rows of {table}")))?;
@@ -673,6 +672,26 @@ fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_counts_take_table_names_only() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE users(x); INSERT INTO users VALUES (1), (2);")
+            .unwrap();
+        let counts = count_rows(&conn, &["main.users".to_owned()]).unwrap();
+        assert_eq!(counts["main.users"], 2);
+        for bad in ["users\" OR 1", "users; DROP TABLE users", "a.b.c", ""] {
+            let err = count_rows(&conn, &[bad.to_owned()]).unwrap_err();
+            assert!(
+                matches!(err, BackupError::NotVerified(ref m) if m.contains("not a table name")),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            count_rows(&conn, &["users".to_owned()]).unwrap()["users"],
+            2
+        );
+    }
 
     /// A database whose two tables always hold the same number of rows, committed together.
     fn paired(path: &Path) -> Connection {
