@@ -92,8 +92,11 @@ pub fn expand(text: &str, env: &dyn Env) -> Result<String, String> {
                 None => (reference, None),
             };
             if !is_variable_name(name) {
+                // The value may be a DSN with a password around or inside the braces: say
+                // where, never what.
+                let at = text.len() - rest.len() + at;
                 return Err(format!(
-                    "`${{{reference}}}` is not a valid variable reference"
+                    "the `${{…}}` at byte {at} is not a variable reference: a name is letters, digits and `_`, not starting with a digit (write `$$` for a literal `$`)"
                 ));
             }
             match (env.var(name), fallback) {
@@ -176,7 +179,25 @@ mod tests {
                 .unwrap_err()
                 .contains("unterminated")
         );
-        assert!(expand("${1X}", &env()).unwrap_err().contains("not a valid"));
+        assert!(
+            expand("${1X}", &env())
+                .unwrap_err()
+                .contains("at byte 0 is not a variable reference")
+        );
+    }
+
+    /// A value around a malformed reference is often a DSN with a password in it.
+    #[test]
+    fn malformed_references_are_not_quoted() {
+        for text in [
+            "postgres://app:${hunter2 pw}@db/app",
+            "postgres://app:pw@db/app?x=${PASS:-s3cr}${bad name:-hunter2}",
+        ] {
+            let err = expand(text, &env()).unwrap_err();
+            assert!(!err.contains("hunter2") && !err.contains("s3cr"), "{err}");
+        }
+        let err = expand("postgres://app:${hunter2 pw}@db", &env()).unwrap_err();
+        assert!(err.contains("at byte 15"), "{err}");
     }
 
     #[test]
