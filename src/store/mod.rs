@@ -481,6 +481,13 @@ impl Store {
 
 /// Opens `warden.db` in `state_dir` (creating both if needed) in WAL mode with the given
 /// `synchronous` level, and creates or upgrades the schema.
+/// Opens a connection to the store in `state_dir`, creating it (and the directory) if needed.
+///
+/// A damaged file (not a database, or one `PRAGMA quick_check` finds corrupt) is moved aside
+/// as `warden.db.damaged-TIME` with its `-wal` and `-shm`, and a new store is started, with a
+/// warning that says where the old one went: the backup catalog is rebuilt from the
+/// manifests, and what else it held (run counters, the action queue, the audit log) is in the
+/// copy for a person to look at. A damaged store must not keep `warden serve` from starting.
 fn open_connection(
     state_dir: &Path,
     synchronous: &str,
@@ -490,11 +497,30 @@ fn open_connection(
         source,
     })?;
     let path = state_dir.join(STORE_FILE);
+    match try_open(&path, synchronous) {
+        Err(StoreError::Sqlite { source, .. }) if is_damage(&source) => {
+            let aside = move_aside(&path).map_err(|err| StoreError::Dir {
+                path: path.clone(),
+                source: err,
+            })?;
+            tracing::warn!(
+                store = %path.display(),
+                moved_to = %aside.display(),
+                error = %crate::collect::ErrorChain(&source),
+                "The state store is damaged: moved it aside and started a new one. Backup records are rebuilt from the manifests; run counters, the action queue and the audit log it held are in the copy."
+            );
+            Ok((try_open(&path, synchronous)?, path))
+        }
+        other => other.map(|conn| (conn, path)),
+    }
+}
+
+fn try_open(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
     let sqlite = |source| StoreError::Sqlite {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     };
-    let conn = Connection::open(&path).map_err(sqlite)?;
+    let conn = Connection::open(path).map_err(sqlite)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
     conn.pragma_update(None, "journal_mode", "wal")
         .map_err(sqlite)?;
@@ -505,21 +531,83 @@ fn open_connection(
         .map_err(sqlite)?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
-            path,
+            path: path.to_owned(),
             found: version,
         });
+    }
+    if version > 0 {
+        let verdict: String = conn
+            .pragma_query_value(None, "quick_check", |row| row.get(0))
+            .map_err(sqlite)?;
+        if verdict != "ok" {
+            return Err(sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {verdict}")),
+            )));
+        }
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sqlite)?;
     }
-    Ok((conn, path))
+    Ok(conn)
+}
+
+/// Whether SQLite says the file is damaged (as opposed to busy, read-only or missing).
+fn is_damage(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Renames the store and its `-wal` and `-shm` to `…damaged-TIME`; returns the store's new
+/// path.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let aside = path.with_file_name(format!("{STORE_FILE}.damaged-{stamp}"));
+    for suffix in ["-wal", "-shm"] {
+        let from = path.with_file_name(format!("{STORE_FILE}{suffix}"));
+        let to = path.with_file_name(format!("{STORE_FILE}.damaged-{stamp}{suffix}"));
+        match std::fs::rename(&from, &to) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    std::fs::rename(path, &aside)?;
+    crate::backup::publish::sync_parent(path)?;
+    Ok(aside)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_store_is_moved_aside_and_started_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = b"this was warden.db before the disk lost it\n".repeat(200);
+        std::fs::write(dir.path().join(STORE_FILE), &garbage).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .record_run("pg", RunOutcome::Success, 2.0, None)
+            .unwrap();
+        assert_eq!(store.job("pg").unwrap().runs, [1, 0, 0]);
+        let aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), garbage);
+        // The next open finds the new store sound and keeps it.
+        drop(store);
+        assert_eq!(
+            Store::open(dir.path()).unwrap().job("pg").unwrap().runs,
+            [1, 0, 0]
+        );
+    }
 
     #[test]
     fn records_survive_reopening_and_two_handles_share_one_file() {
