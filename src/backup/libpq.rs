@@ -4,8 +4,9 @@
 //! first: a newer `pg_dump` can dump an older server, not the other way round), else on
 //! `PATH`. They never go through a shell. Their environment is cleared and then given only
 //! libpq's connection variables, built from the configured DSN. The password goes into a
-//! passfile (mode 0600, removed afterwards) named by `PGPASSFILE`, so it is in neither argv nor
-//! the environment, where `ps` could show it.
+//! passfile (mode 0600, in the state directory's private 0700 directory, removed afterwards)
+//! named by `PGPASSFILE`, so it is in neither argv nor the environment, where `ps` could show
+//! it.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -81,8 +82,8 @@ pub struct Connection {
 
 impl Connection {
     /// The connection of `config`'s DSN, to `database` instead of the DSN's when given. The
-    /// passfile, if the DSN has a password, goes in `dir` as a temporary file (the job's
-    /// destination, so the next run removes it even if warden was killed).
+    /// passfile, if the DSN has a password, goes in `dir` (the state directory's private one,
+    /// whose next opener removes it if warden was killed).
     ///
     /// # Errors
     /// When the passfile cannot be written.
@@ -189,6 +190,18 @@ impl Drop for Connection {
     }
 }
 
+/// The start of a passfile's name, before the writing process's id.
+const PASSFILE_PREFIX: &str = ".tmp-pgpass-";
+
+/// The id of the process that wrote the passfile named `name`, if it is one.
+pub(crate) fn passfile_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(PASSFILE_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Writes a passfile matching every host, port, database and user, readable only by warden.
 fn write_passfile(password: &[u8], dir: &Path) -> std::io::Result<PathBuf> {
     let mut escaped = Vec::with_capacity(password.len() + 8);
@@ -199,8 +212,7 @@ fn write_passfile(password: &[u8], dir: &Path) -> std::io::Result<PathBuf> {
         escaped.push(byte);
     }
     let name = format!(
-        "{}pgpass-{}-{:x}",
-        super::publish::TEMP_PREFIX,
+        "{PASSFILE_PREFIX}{}-{:x}",
         std::process::id(),
         std::hash::BuildHasher::hash_one(
             &std::collections::hash_map::RandomState::new(),

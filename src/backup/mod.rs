@@ -56,6 +56,10 @@ use retention::Decision;
 
 /// The lock file in each destination; held by whoever operates on the job.
 pub const LOCK_FILE: &str = ".warden.lock";
+/// The directory under the state directory, mode 0700, for the passfiles of the PostgreSQL
+/// tools: never in a destination, which users sync offsite and which may be a CIFS or NFS
+/// mount whose modes make libpq ignore the file.
+pub const PRIVATE_DIR: &str = "private";
 
 /// Why a backup operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +309,8 @@ pub(crate) struct Context<'a> {
     pub shutdown: &'a CancellationToken,
     pub progress: &'a Progress,
     pub runtime: tokio::runtime::Handle,
+    /// The state directory's private directory ([`PRIVATE_DIR`]), for passfiles.
+    pub private: &'a Path,
 }
 
 impl<'a> Context<'a> {
@@ -322,6 +328,7 @@ impl<'a> Context<'a> {
             shutdown: self.shutdown,
             progress: self.progress,
             runtime: self.runtime.clone(),
+            private: self.private,
         }
     }
 
@@ -436,6 +443,8 @@ pub struct Backups {
     slots: Arc<Semaphore>,
     /// Jobs with an operation in progress in this process.
     busy: Mutex<HashSet<String>>,
+    /// The state directory's [`PRIVATE_DIR`].
+    private: PathBuf,
 }
 
 impl std::fmt::Debug for Backups {
@@ -465,6 +474,38 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// Creates `dir` (mode 0700, made so if it exists with another) and removes the passfiles a
+/// killed warden left in it: those named for a process that no longer runs (`warden serve` and
+/// `warden backup` commands share the directory, each removes its own when its tool ends).
+fn open_private(dir: &Path) -> Result<(), BackupError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(BackupError::io("create the private directory", dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(BackupError::io("restrict", dir))?;
+    }
+    for entry in std::fs::read_dir(dir)
+        .map_err(BackupError::io("list", dir))?
+        .flatten()
+    {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(libpq::passfile_pid) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
 /// Seconds since the Unix epoch, for the store and metrics.
 fn unix(time: DateTime<Utc>) -> f64 {
     time.timestamp_millis() as f64 / 1000.0
@@ -479,12 +520,15 @@ impl Backups {
     /// When the store cannot be opened.
     pub fn open(config: &Config) -> Result<Arc<Backups>, BackupError> {
         let store = Arc::new(Store::open(&config.state_dir)?);
+        let private = config.state_dir.join(PRIVATE_DIR);
+        open_private(&private)?;
         let backups = Arc::new(Backups {
             jobs: config.backups.clone(),
             origin: config.origin.to_string(),
             store,
             slots: Arc::new(Semaphore::new(config.max_concurrent_backups)),
             busy: Mutex::new(HashSet::new()),
+            private,
         });
         for job in &backups.jobs {
             if let Ok(_lock) = JobLock::acquire(job) {
@@ -511,6 +555,8 @@ impl Backups {
             store: Arc::new(Store::open_in_memory()?),
             slots: Arc::new(Semaphore::new(config.max_concurrent_backups)),
             busy: Mutex::new(HashSet::new()),
+            // Never created: a read-only store runs no operation.
+            private: config.state_dir.join(PRIVATE_DIR),
         });
         for job in &backups.jobs {
             backups.refresh_catalog(job)?;
@@ -636,6 +682,7 @@ impl Backups {
                 shutdown: &shutdown,
                 progress: &progress,
                 runtime,
+                private: &this.private,
             };
             operation(&this, &context).map_err(|err| context.explain(err))
         });
@@ -1275,6 +1322,7 @@ mod tests {
             shutdown: &token,
             progress: &progress,
             runtime: tokio::runtime::Handle::current(),
+            private: dir.path(),
         };
         let id = manifest::new_id(started);
         std::fs::write(dir.path().join(format!("{id}.probe")), b"what warden wrote").unwrap();

@@ -331,7 +331,7 @@ fn spawn(
 fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
     let job = context.job;
     let pg_dump = libpq::tool("pg_dump")?;
-    let connection = Connection::try_from_config(pg, None, &context.job.destination)?;
+    let connection = Connection::try_from_config(pg, None, context.private)?;
     let client = block(context, connect(pg, None))?;
     let (server_version, snapshot) = block(context, async {
         let version: String = client
@@ -515,7 +515,7 @@ fn pg_restore(
     context: &Context<'_>,
 ) -> Result<(), BackupError> {
     let pg_restore = libpq::tool("pg_restore")?;
-    let connection = Connection::try_from_config(pg, Some(database), &context.job.destination)?;
+    let connection = Connection::try_from_config(pg, Some(database), context.private)?;
     let mut log = Staged::create(
         &context.job.destination,
         &format!("{}.restore.log", context.id),
@@ -1123,7 +1123,7 @@ fn safety_dump(
     context: &Context<'_>,
 ) -> Result<(), BackupError> {
     let pg_dump = libpq::tool("pg_dump")?;
-    let connection = Connection::try_from_config(pg, Some(database), &context.job.destination)?;
+    let connection = Connection::try_from_config(pg, Some(database), context.private)?;
     super::publish::create_private(file).map_err(BackupError::io("create", file))?;
     let mut log = Staged::create(
         &context.job.destination,

@@ -797,6 +797,75 @@ fn kill(pid: i32) {
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
 }
 
+/// The password reaches `pg_dump` through a passfile in the state directory's private (0700)
+/// directory, never in the destination (synced offsite, possibly a CIFS or NFS mount); one a
+/// killed warden left is removed by the next start.
+#[test]
+fn the_passfile_stays_in_the_private_directory() {
+    let postgres = Postgres::start();
+    create_app(&postgres);
+    postgres.psql(
+        "postgres",
+        "CREATE ROLE dumper LOGIN SUPERUSER PASSWORD 'pa:ss-s3cret'",
+    );
+    postgres.require_passwords();
+    let dsn = format!(
+        "postgres://dumper:pa%3Ass-s3cret@127.0.0.1:{}/app?sslmode=disable",
+        postgres.port()
+    );
+    let setup = Setup::new(&format!(
+        "postgres:\n  - {{name: main, dsn: '{dsn}'}}\nbackups:\n  - {{name: pg, kind: postgres, source: postgres/main, destination: @/out}}\n"
+    ));
+    let out = setup.path().join("out");
+    let private = setup.path().join("state/private");
+    // pg_dump waits on a lock, so its environment can be read while it runs.
+    let session = postgres.spawn_psql_session(
+        "app",
+        &["BEGIN;", "LOCK TABLE big IN ACCESS EXCLUSIVE MODE;"],
+    );
+    let mut child = Command::new(warden_bin())
+        .args(["backup", "run", "pg", "--config"])
+        .arg(&setup.config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = wait_for(Duration::from_secs(20), "pg_dump to start", || {
+        pg_dumps_into(&out).first().copied()
+    });
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let passfile = String::from_utf8_lossy(&environ)
+        .split('\0')
+        .find_map(|var| var.strip_prefix("PGPASSFILE=").map(PathBuf::from))
+        .expect("pg_dump has a PGPASSFILE");
+    assert_eq!(
+        passfile.parent(),
+        Some(private.as_path()),
+        "{}",
+        passfile.display()
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
+    assert!(
+        names(&out).iter().all(|n| !n.contains("pgpass")),
+        "{:?}",
+        names(&out)
+    );
+    // warden killed: its passfile stays until the next start removes it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(passfile.exists());
+    kill(pid);
+    drop(session);
+    setup.ok(&["run", "pg"]);
+    assert!(!passfile.exists(), "the next start removed the passfile");
+    let entries: Vec<_> = std::fs::read_dir(&private).unwrap().collect();
+    assert!(entries.is_empty(), "{entries:?}");
+}
+
 #[test]
 fn postgres_faults_publish_nothing_and_keep_earlier_backups() {
     let postgres = Postgres::start();
