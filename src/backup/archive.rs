@@ -150,6 +150,19 @@ pub enum FilesError {
         /// The restore target.
         path: PathBuf,
     },
+    /// The restore target is an empty directory someone else owns: what warden writes there
+    /// would be theirs to read and replace.
+    #[error(
+        "restore target {path} belongs to uid {owner}, not to warden's uid {uid}; restore into a new directory, or one warden's user owns"
+    )]
+    TargetNotOwned {
+        /// The restore target.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// warden's effective uid.
+        uid: u32,
+    },
     /// Creating something under the restore target failed.
     #[error("writing {path} failed")]
     Write {
@@ -413,9 +426,23 @@ impl<E: Write> Walker<'_, E> {
     }
 
     fn append_file(&mut self, path: &Path, name: &Path) -> Result<(), FilesError> {
-        let file = match File::open(path) {
+        // Non-blocking, so that a file swapped for a FIFO since the listing fails the type
+        // check below instead of waiting forever for a writer; not following a symlink swapped
+        // in. Neither flag changes how a regular file reads.
+        let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(path)
+        {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // ELOOP: the path is a symlink now.
+            Err(err) if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(FilesError::FileChanged {
+                    path: path.to_path_buf(),
+                });
+            }
             Err(err) => return Err(read_error(path, err)),
         };
         let meta = file.metadata().map_err(|err| read_error(path, err))?;
@@ -833,6 +860,14 @@ fn prepare_target(target: &Path) -> Result<(), FilesError> {
             if listing.next().is_some() {
                 return Err(not_empty());
             }
+            let uid = rustix::process::geteuid().as_raw();
+            if meta.uid() != uid {
+                return Err(FilesError::TargetNotOwned {
+                    path: target.to_path_buf(),
+                    owner: meta.uid(),
+                    uid,
+                });
+            }
             Ok(())
         }
         Ok(_) => Err(not_empty()),
@@ -877,6 +912,68 @@ fn prepare_parents(target: &Path, rel: &Path, entry: &str) -> Result<PathBuf, Fi
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A walker over `paths` writing into memory.
+    fn walker<'a>(spec: &'a ArchiveSpec, counter: Counter<'a>) -> Walker<'a, Vec<u8>> {
+        let mut tar = Builder::new(Vec::new());
+        tar.follow_symlinks(false);
+        Walker {
+            spec,
+            tar,
+            stats: ArchiveStats::default(),
+            counter,
+            buf: vec![0; IO_BUFFER],
+        }
+    }
+
+    /// A regular file at listing time that is a FIFO (or a symlink) when it is opened is
+    /// reported as changed; the open does not wait for a writer that never comes.
+    #[test]
+    fn a_file_swapped_for_a_fifo_or_a_symlink_is_changed_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("queue");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let link = dir.path().join("link");
+        symlink("/etc/hostname", &link).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let paths = vec![fifo.clone(), link.clone()];
+        std::thread::spawn(move || {
+            let spec = ArchiveSpec {
+                paths: paths.clone(),
+                include: None,
+                exclude: None,
+                compression: Compression::Zstd,
+                level: 1,
+            };
+            let counter = Counter {
+                total: 0,
+                reported: 0,
+                since_check: 0,
+                progress: &|_| {},
+                cancelled: &|| false,
+            };
+            let mut walker = walker(&spec, counter);
+            for path in &paths {
+                let _ = sender.send(walker.append_file(path, Path::new("entry")));
+            }
+        });
+        for path in [&fifo, &link] {
+            let result = receiver
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("opening {} still waits", path.display()));
+            assert!(
+                matches!(&result, Err(FilesError::FileChanged { path: p }) if p == path),
+                "{result:?}"
+            );
+        }
+    }
     use std::cell::{Cell, RefCell};
     use std::collections::BTreeSet;
     use std::os::unix::fs::symlink;
@@ -1568,6 +1665,19 @@ mod tests {
         let orphan = base.path().join("no/parent");
         let err = extract_archive(&bytes[..], Compression::Zstd, &orphan).unwrap_err();
         assert!(matches!(err, FilesError::Write { .. }), "{err:?}");
+
+        // An empty directory someone else owns (uid 65534, nobody): what warden writes there
+        // would be theirs. Changing a directory's owner needs root, as the test command runs.
+        let foreign = base.path().join("foreign");
+        fs::create_dir(&foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), None)
+            .expect("chown needs root: run the tests as scripts/test.sh does");
+        let err = extract_archive(&bytes[..], Compression::Zstd, &foreign).unwrap_err();
+        assert!(
+            matches!(err, FilesError::TargetNotOwned { owner: 65534, .. }),
+            "{err:?}"
+        );
+        assert!(listing(&foreign).is_empty());
 
         // An existing empty directory is fine.
         extract_archive(&bytes[..], Compression::Zstd, &empty).unwrap();

@@ -129,6 +129,7 @@ fn exit_code(err: &BackupError) -> u8 {
         }
         BackupError::TargetNotEmpty { .. } | BackupError::BadTarget { .. } => EXIT_REFUSED,
         BackupError::Files(super::files::FilesError::TargetNotEmpty { .. }) => EXIT_REFUSED,
+        BackupError::Files(super::files::FilesError::TargetNotOwned { .. }) => EXIT_REFUSED,
         BackupError::Files(super::files::FilesError::UnsafeEntry { .. }) => EXIT_REFUSED,
         BackupError::RestoreFailed {
             rolled_back: false, ..
