@@ -123,7 +123,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Removes a directory tree warden made (a drill's scratch copy), even when the archive it
 /// came from made some directories read-only: on a first failure, owner write and search
-/// permission is given back to every directory (links are not followed) and removal retried.
+/// permission is given back to every directory (through descriptors, never following a link)
+/// and removal retried.
 ///
 /// # Errors
 /// The I/O error of the second attempt.
@@ -131,25 +132,62 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
         return Ok(());
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mut stack = vec![path.to_owned()];
-        while let Some(dir) = stack.pop() {
-            let Ok(meta) = std::fs::symlink_metadata(&dir) else {
-                continue;
-            };
-            if !meta.is_dir() {
+    #[cfg(target_os = "linux")]
+    grant_owner_access(path);
+    std::fs::remove_dir_all(path)
+}
+
+/// Gives the owner read, write and search permission on `root` and every directory below it.
+/// Each directory is opened relative to its parent's descriptor without following a symlink
+/// and changed through its own descriptor, so a directory swapped for a link during the walk
+/// (by whoever else can write in the tree) is never followed out of it. Best-effort: what
+/// cannot be opened is left as it is.
+#[cfg(target_os = "linux")]
+fn grant_owner_access(root: &Path) {
+    use rustix::fs::{CWD, Dir, FileType, Mode, OFlags, fstat, openat};
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+    use std::os::unix::fs::PermissionsExt;
+
+    // O_PATH opens a directory whatever its mode; the change goes through /proc's link to the
+    // descriptor, which names the opened inode itself (fchmod refuses O_PATH descriptors).
+    let pinned = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let grant = |fd: &OwnedFd| -> Option<OwnedFd> {
+        let stat = fstat(fd).ok()?;
+        let mode = (stat.st_mode & 0o7777) | 0o700;
+        let magic = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        std::fs::set_permissions(&magic, std::fs::Permissions::from_mode(mode)).ok()?;
+        openat(
+            fd.as_fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+    };
+    let Ok(first) = openat(CWD, root, pinned, Mode::empty()) else {
+        return;
+    };
+    let mut stack = vec![first];
+    while let Some(fd) = stack.pop() {
+        let Some(readable) = grant(&fd) else {
+            continue;
+        };
+        let Ok(dir) = Dir::read_from(&readable) else {
+            continue;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
                 continue;
             }
-            let mode = meta.permissions().mode() | 0o700;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                stack.extend(entries.flatten().map(|e| e.path()));
+            if !matches!(entry.file_type(), FileType::Directory | FileType::Unknown) {
+                continue;
+            }
+            if let Ok(child) = openat(&readable, name, pinned, Mode::empty()) {
+                stack.push(child);
             }
         }
     }
-    std::fs::remove_dir_all(path)
 }
 
 /// Fsyncs the directory holding `path`, so a rename in it survives a crash.
@@ -342,6 +380,51 @@ mod tests {
         remove_tree(&tree).unwrap();
         assert!(!tree.exists());
         remove_tree(&tree).unwrap();
+    }
+
+    /// A directory swapped for a symlink while permissions are given back is never followed:
+    /// the directory the link points to keeps its mode. The walk runs many times against a
+    /// thread that keeps exchanging a directory of the tree with such a link.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn giving_permissions_back_never_follows_a_swapped_in_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o500)).unwrap();
+        let tree = dir.path().join("t");
+        std::fs::create_dir_all(tree.join("a/b/c")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("l")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (a, l, stop) = (tree.join("a"), tree.join("l"), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = rustix::fs::renameat_with(
+                        rustix::fs::CWD,
+                        &a,
+                        rustix::fs::CWD,
+                        &l,
+                        rustix::fs::RenameFlags::EXCHANGE,
+                    );
+                }
+            })
+        };
+        let mode = || std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777;
+        for _ in 0..3000 {
+            grant_owner_access(&tree);
+            if mode() != 0o500 {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert_eq!(
+            mode(),
+            0o500,
+            "the walk changed a directory outside the tree"
+        );
     }
 
     #[test]
