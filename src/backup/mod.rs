@@ -1032,7 +1032,10 @@ impl Backups {
     ) -> Result<Manifest, BackupError> {
         let job = context.job;
         let started = Utc::now();
-        let manifests = self.store.catalog(&job.name)?;
+        // From the destination, under the job's lock, not from the store's catalog, which can
+        // lag behind a backup deleted by hand: a drill must never write back the manifest of
+        // a backup that is gone.
+        let manifests = self.refresh_catalog(job)?;
         let mut manifest = self.pick(job, &manifests, id)?.clone();
         let path = job.destination.join(&manifest.file);
         let result = check_stored(context, &manifest)
@@ -1290,6 +1293,43 @@ mod tests {
         ) -> Result<RestoreSummary, BackupError> {
             unreachable!("not restored here")
         }
+    }
+
+    /// A backup deleted by hand while `warden serve` runs is not drilled, and its manifest is
+    /// not written back by the drill.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_drill_never_brings_back_a_deleted_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/notes.txt"), b"notes").unwrap();
+        let yaml = format!(
+            "state_dir: {d}/state\nhost: {{enabled: false}}\nbackups:\n  - {{name: notes, kind: files, paths: [{d}/src], destination: {d}/out}}\n",
+            d = dir.path().display()
+        );
+        let config =
+            Config::try_from_yaml(&yaml, "test", dir.path(), &crate::config::ProcessEnv).unwrap();
+        let backups = tokio::task::spawn_blocking(move || Backups::open(&config))
+            .await
+            .unwrap()
+            .unwrap();
+        let cancel = CancellationToken::new();
+        let made = backups
+            .run("notes", Trigger::Command, &cancel, Arc::default())
+            .await
+            .unwrap();
+        let out = dir.path().join("out");
+        std::fs::remove_file(made.path_in(&out)).unwrap();
+        std::fs::remove_file(out.join(&made.file)).unwrap();
+        let err = backups
+            .drill("notes", Some(made.id.clone()), &cancel)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackupError::UnknownBackup { .. }), "{err}");
+        assert!(
+            !made.path_in(&out).exists(),
+            "the drill wrote the manifest back"
+        );
+        assert!(backups.list(Some("notes")).unwrap().is_empty());
     }
 
     /// A stored file that is not the one the manifest describes is never handed to the kind's
