@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 # chromium (the status page in a real browser), and a Docker engine with docker-compose and
 # debootstrap (the compose stack, on images built from Debian's packages), and systemd with
 # dbus-user-session (a real systemd manager on its own bus for the systemd collector's test).
-packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl chromium docker-compose debootstrap systemd dbus-user-session)
+# ca-certificates: the roots pg_dump and pg_restore verify a server with when no ca_file is set.
+packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl ca-certificates chromium docker-compose debootstrap systemd dbus-user-session)
 # Debian's engine only where no engine is installed (docker.io conflicts with Docker CE's).
 command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
 # Node.js and npm install Grafana's dashboard types (scripts/grafana-schema.sh); the machine's

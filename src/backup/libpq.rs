@@ -35,7 +35,20 @@ pub enum ToolError {
     /// The passfile could not be written.
     #[error("cannot write a passfile for the PostgreSQL tools")]
     Passfile(#[source] std::io::Error),
+    /// The server's certificate must be verified and there are no roots to verify it with.
+    #[error(
+        "postgres/{server}: no CA certificates to verify the server with: set its ca_file, or install Debian's ca-certificates ({SYSTEM_ROOTS})"
+    )]
+    NoRoots {
+        /// The configured server.
+        server: String,
+    },
 }
+
+/// The system's CA bundle (Debian's `ca-certificates`), which libpq is given to verify a
+/// server when the configuration names no `ca_file`: the Mozilla list, as warden's own
+/// connections use (through `webpki-roots`). libpq before 16 has no `sslrootcert=system`.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The path of a PostgreSQL client tool.
 ///
@@ -85,12 +98,21 @@ impl Connection {
     /// passfile, if the DSN has a password, goes in `dir` (the state directory's private one,
     /// whose next opener removes it if warden was killed).
     ///
+    /// TLS is as strict as warden's own sessions, which always verify the certificate: the
+    /// tools get `verify-full` whenever they use TLS. `sslmode=require` always uses it;
+    /// `prefer` (the default) uses it when warden's own session to the server is encrypted
+    /// (`encrypted`: the server offered TLS and its certificate passed), and plain text when
+    /// the server offers no TLS, as warden's session did; libpq's own `prefer` and `require`
+    /// would check no certificate, and `prefer` would fall back to plain text on any TLS
+    /// failure. The roots are the entry's `ca_file`, else [`SYSTEM_ROOTS`].
+    ///
     /// # Errors
-    /// When the passfile cannot be written.
+    /// When the passfile cannot be written, or TLS needs roots and there are none.
     pub fn try_from_config(
         config: &PostgresConfig,
         database: Option<&str>,
         dir: &Path,
+        encrypted: bool,
     ) -> Result<Connection, ToolError> {
         // Parsed at config time; a failure here cannot happen and would only mean defaults.
         let pg: tokio_postgres::Config = config.dsn.expose_secret().parse().unwrap_or_default();
@@ -125,17 +147,25 @@ impl Connection {
                 timeout.as_secs().max(1).to_string().into(),
             ));
         }
-        // warden itself always verifies the certificate when TLS is used; libpq does so only
-        // in verify-full, which needs a CA file (libpq before 16 has no "system" roots).
-        let sslmode = match pg.get_ssl_mode() {
-            SslMode::Disable => "disable",
-            SslMode::Require if config.ca_file.is_some() => "verify-full",
-            SslMode::Require => "require",
-            _ => "prefer",
+        let tls = match pg.get_ssl_mode() {
+            SslMode::Disable => false,
+            SslMode::Require => true,
+            _ => encrypted,
         };
-        vars.push(("PGSSLMODE", sslmode.into()));
-        if let Some(ca) = &config.ca_file {
-            vars.push(("PGSSLROOTCERT", ca.clone().into()));
+        if tls {
+            let roots = match &config.ca_file {
+                Some(ca) => ca.clone(),
+                None if Path::new(SYSTEM_ROOTS).is_file() => PathBuf::from(SYSTEM_ROOTS),
+                None => {
+                    return Err(ToolError::NoRoots {
+                        server: config.name.clone(),
+                    });
+                }
+            };
+            vars.push(("PGSSLMODE", "verify-full".into()));
+            vars.push(("PGSSLROOTCERT", roots.into()));
+        } else {
+            vars.push(("PGSSLMODE", "disable".into()));
         }
         vars.push(("PGAPPNAME", "warden-backup".into()));
         // Messages in English, whatever the host's locale: they end up in warden's errors.
@@ -267,6 +297,7 @@ mod tests {
             &config("postgres://app:pa%3Ass%5C@db.example:5433/shop?sslmode=disable"),
             None,
             dir.path(),
+            false,
         )
         .unwrap();
         let command = connection.command(Path::new("/bin/true"));
@@ -302,5 +333,43 @@ mod tests {
         );
         drop(connection);
         assert!(!passfile.exists());
+    }
+
+    /// The tools verify the server's certificate whenever they use TLS, with the entry's
+    /// `ca_file` or the system's roots; `prefer` follows what warden's own session found.
+    #[test]
+    fn tls_is_verify_full_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = |dsn: &str, ca: bool, encrypted: bool| {
+            let mut pg = config(dsn);
+            if ca {
+                pg.ca_file = Some(PathBuf::from("/etc/warden/ca.pem"));
+            }
+            let connection = Connection::try_from_config(&pg, None, dir.path(), encrypted).unwrap();
+            let command = connection.command(Path::new("/bin/true"));
+            let get = |name: &str| {
+                command
+                    .get_envs()
+                    .find(|(k, _)| *k == name)
+                    .and_then(|(_, v)| v)
+                    .map(|v| v.to_string_lossy().into_owned())
+            };
+            (get("PGSSLMODE"), get("PGSSLROOTCERT"))
+        };
+        let full = |roots: &str| (Some("verify-full".to_owned()), Some(roots.to_owned()));
+        let plain = (Some("disable".to_owned()), None);
+        let db = "postgres://app@db.example/shop";
+        assert_eq!(
+            env(&format!("{db}?sslmode=require"), true, false),
+            full("/etc/warden/ca.pem")
+        );
+        assert_eq!(
+            env(&format!("{db}?sslmode=require"), false, true),
+            full(SYSTEM_ROOTS)
+        );
+        assert_eq!(env(db, true, true), full("/etc/warden/ca.pem"));
+        assert_eq!(env(db, false, true), full(SYSTEM_ROOTS));
+        assert_eq!(env(db, false, false), plain);
+        assert_eq!(env(&format!("{db}?sslmode=disable"), true, true), plain);
     }
 }

@@ -160,6 +160,19 @@ async fn connect(pg: &PostgresConfig, database: Option<&str>) -> Result<Client, 
     Ok(client)
 }
 
+/// Whether `client`'s session is encrypted: what the PostgreSQL tools then use (see
+/// [`Connection::try_from_config`]).
+async fn encrypted(client: &Client) -> Result<bool, BackupError> {
+    let row = client
+        .query_one(
+            "SELECT coalesce((SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()), false)",
+            &[],
+        )
+        .await
+        .map_err(sql_error("read whether the session is encrypted"))?;
+    Ok(row.get(0))
+}
+
 /// Drives a session's connection until it ends, logging the server's notices at debug level
 /// and a broken connection at debug level too (the statement running on it fails and says so).
 async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, endpoint: Endpoint)
@@ -331,8 +344,9 @@ fn spawn(
 fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produced, BackupError> {
     let job = context.job;
     let pg_dump = libpq::tool("pg_dump")?;
-    let connection = Connection::try_from_config(pg, None, context.private)?;
     let client = block(context, connect(pg, None))?;
+    let encrypted = block(context, encrypted(&client))?;
+    let connection = Connection::try_from_config(pg, None, context.private, encrypted)?;
     let (server_version, snapshot) = block(context, async {
         let version: String = client
             .query_one("SHOW server_version", &[])
@@ -512,10 +526,11 @@ fn pg_restore(
     database: &str,
     path: &Path,
     owners: bool,
+    encrypted: bool,
     context: &Context<'_>,
 ) -> Result<(), BackupError> {
     let pg_restore = libpq::tool("pg_restore")?;
-    let connection = Connection::try_from_config(pg, Some(database), context.private)?;
+    let connection = Connection::try_from_config(pg, Some(database), context.private, encrypted)?;
     let mut log = Staged::create(
         &context.job.destination,
         &format!("{}.restore.log", context.id),
@@ -657,6 +672,7 @@ fn drill(
 ) -> Result<String, BackupError> {
     let scratch = Scratch::Drill.name(&context.job.name, &context.id);
     let admin = block(context, connect(pg, None))?;
+    let encrypted = block(context, encrypted(&admin))?;
     block(context, async {
         drop_stale(&admin, Scratch::Drill, &context.job.name).await?;
         admin
@@ -665,7 +681,7 @@ fn drill(
             .map_err(sql_error(format!("create scratch database {scratch}")))
     })?;
     let result = (|| {
-        pg_restore(pg, &scratch, path, false, context)?;
+        pg_restore(pg, &scratch, path, false, encrypted, context)?;
         let client = block(context, connect(pg, Some(&scratch)))?;
         let tables: Vec<String> = manifest.tables.keys().cloned().collect();
         let counts = block(context, count_rows(&client, &tables))?;
@@ -925,6 +941,7 @@ fn restore(
         (true, true) => "template1",
     };
     let admin = block(context, connect(pg, Some(admin_db)))?;
+    let encrypted = block(context, encrypted(&admin))?;
     let (exists, has_data) = block(context, target_state(pg, &admin, target))?;
     if has_data && !force {
         return Err(BackupError::TargetNotEmpty {
@@ -976,7 +993,7 @@ fn restore(
             file_name_part(target),
             context.id
         ));
-        safety_dump(pg, target, &file, context)?;
+        safety_dump(pg, target, &file, encrypted, context)?;
         summary
             .steps
             .push(format!("safety dump of {target}: {}", file.display()));
@@ -998,7 +1015,7 @@ fn restore(
                 .await
                 .map_err(sql_error(format!("create database {scratch}")))
         })?;
-        pg_restore(pg, &scratch, path, superuser, context)?;
+        pg_restore(pg, &scratch, path, superuser, encrypted, context)?;
         let mut steps = vec![format!(
             "pg_restore of {} into a new database ({})",
             manifest.file,
@@ -1120,10 +1137,11 @@ fn safety_dump(
     pg: &PostgresConfig,
     database: &str,
     file: &Path,
+    encrypted: bool,
     context: &Context<'_>,
 ) -> Result<(), BackupError> {
     let pg_dump = libpq::tool("pg_dump")?;
-    let connection = Connection::try_from_config(pg, Some(database), context.private)?;
+    let connection = Connection::try_from_config(pg, Some(database), context.private, encrypted)?;
     super::publish::create_private(file).map_err(BackupError::io("create", file))?;
     let mut log = Staged::create(
         &context.job.destination,

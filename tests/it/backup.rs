@@ -866,6 +866,71 @@ fn the_passfile_stays_in_the_private_directory() {
     assert!(entries.is_empty(), "{entries:?}");
 }
 
+/// With TLS on the server, pg_dump and pg_restore verify its certificate as warden's own
+/// sessions do: `verify-full` with the entry's `ca_file`, under the default `prefer` too
+/// (libpq's `prefer` would take any certificate, and fall back to plain text).
+#[test]
+fn the_postgres_tools_verify_the_server_certificate() {
+    let postgres = Postgres::start();
+    create_app(&postgres);
+    let tls = crate::postgres::tls_files();
+    let file = |name: &str| tls.path().join(name).display().to_string();
+    postgres.psql(
+        "postgres",
+        &format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'; ALTER SYSTEM SET ssl_key_file = '{}'; ALTER SYSTEM SET ssl = on; SELECT pg_reload_conf();",
+            file("server.pem"),
+            file("server.key")
+        ),
+    );
+    let setup = Setup::new(&format!(
+        "postgres:\n  - {{name: main, dsn: '{}', ca_file: {}}}\nbackups:\n  - {{name: pg, kind: postgres, source: postgres/main, destination: @/out, verify: {{restore_test: true}}}}\n",
+        postgres.dsn("app"),
+        file("ca.pem")
+    ));
+    let out = setup.path().join("out");
+    // pg_dump waits on a lock, so its environment and its session can be read.
+    let session = postgres.spawn_psql_session(
+        "app",
+        &["BEGIN;", "LOCK TABLE big IN ACCESS EXCLUSIVE MODE;"],
+    );
+    let child = Command::new(warden_bin())
+        .args(["backup", "run", "pg", "--config"])
+        .arg(&setup.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = wait_for(Duration::from_secs(20), "pg_dump to start", || {
+        pg_dumps_into(&out).first().copied()
+    });
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ).into_owned();
+    let var = |name: &str| {
+        environ
+            .split('\0')
+            .find_map(|v| v.strip_prefix(&format!("{name}=")).map(str::to_owned))
+    };
+    assert_eq!(var("PGSSLMODE").as_deref(), Some("verify-full"));
+    assert_eq!(var("PGSSLROOTCERT"), Some(file("ca.pem")));
+    let encrypted = wait_for(Duration::from_secs(10), "pg_dump's session", || {
+        let row = postgres.psql(
+            "postgres",
+            "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'warden-backup' AND a.wait_event_type = 'Lock'",
+        );
+        (row != "0|").then_some(row)
+    });
+    assert_eq!(
+        encrypted, "1|t",
+        "pg_dump's session waiting on the lock is encrypted"
+    );
+    drop(session);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let list = setup.list("pg");
+    assert_eq!(list[0]["restore_test"]["ok"], true, "{list:#?}");
+}
+
 #[test]
 fn postgres_faults_publish_nothing_and_keep_earlier_backups() {
     let postgres = Postgres::start();

@@ -541,7 +541,7 @@ fn a_huge_result_is_not_read_past_the_row_cap() {
 
 /// A CA and a server certificate for 127.0.0.1, made with the openssl command line, in a
 /// directory the cluster's user can read (the key private to it, as PostgreSQL requires).
-fn tls_files() -> tempfile::TempDir {
+pub(crate) fn tls_files() -> tempfile::TempDir {
     let openssl = crate::support::require_tool("openssl", "openssl");
     let dir = tempfile::Builder::new()
         .prefix("warden-tls-")
