@@ -15,6 +15,7 @@
 //!
 //! Modules:
 //! - [`publish`]: temporary file → fsync → rename → fsync of the directory, and hashing;
+//! - [`destination`]: where backups are kept (the job's directory), behind one trait;
 //! - [`manifest`]: the JSON manifest and reading a destination back;
 //! - [`retention`]: which backups a policy keeps;
 //! - [`libpq`]: running `pg_dump`/`pg_restore` without a shell or a password in argv;
@@ -26,6 +27,7 @@
 
 pub(crate) mod archive;
 pub mod command;
+pub(crate) mod destination;
 pub mod files;
 pub(crate) mod kind;
 pub mod libpq;
@@ -38,7 +40,6 @@ pub mod scheduler;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{BackupConfig, Config};
 use crate::store::{Ran, RunOutcome, Store, StoreError};
+use destination::{Destination, Local};
 use manifest::{Check, FileCounts, Manifest, Verification, format_time};
 use publish::Staged;
 use retention::Decision;
@@ -311,6 +313,8 @@ pub(crate) struct Context<'a> {
     pub runtime: tokio::runtime::Handle,
     /// The state directory's private directory ([`PRIVATE_DIR`]), for passfiles.
     pub private: &'a Path,
+    /// The job's directory: where backups are staged, published and locked.
+    pub local: &'a Local,
 }
 
 impl<'a> Context<'a> {
@@ -329,6 +333,7 @@ impl<'a> Context<'a> {
             progress: self.progress,
             runtime: self.runtime.clone(),
             private: self.private,
+            local: self.local,
         }
     }
 
@@ -399,37 +404,6 @@ pub struct VerifyOutcome {
     pub checks: Vec<String>,
     /// What failed.
     pub error: Option<String>,
-}
-
-/// An exclusive lock on a job's destination; released when dropped.
-struct JobLock(#[allow(dead_code)] File);
-
-impl JobLock {
-    /// Creates the destination if needed and takes its lock without waiting.
-    fn acquire(job: &BackupConfig) -> Result<JobLock, BackupError> {
-        let dir = &job.destination;
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o750);
-        builder
-            .create(dir)
-            .map_err(BackupError::io("create destination", dir))?;
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(BackupError::io("open lock file", &path))?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(JobLock(file)),
-            Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => {
-                Err(BackupError::AlreadyRunning(job.name.clone()))
-            }
-            Err(errno) => Err(BackupError::io("lock", &path)(errno.into())),
-        }
-    }
 }
 
 /// The backup jobs of one warden process, the store they report to, and the bound on how
@@ -531,8 +505,9 @@ impl Backups {
             private,
         });
         for job in &backups.jobs {
-            if let Ok(_lock) = JobLock::acquire(job) {
-                let removed = manifest::remove_leftovers(&job.destination, job.kind.extensions());
+            let local = Local::new(&job.destination);
+            if let Ok(_lock) = local.lock(&job.name) {
+                let removed = local.remove_leftovers(job.kind.extensions());
                 if !removed.is_empty() {
                     tracing::warn!(job = %job.name, files = ?removed, "Removed what interrupted runs left behind.");
                 }
@@ -602,7 +577,7 @@ impl Backups {
 
     /// Rereads `job`'s manifests into the catalog; returns them, newest first.
     fn refresh_catalog(&self, job: &BackupConfig) -> Result<Vec<Manifest>, BackupError> {
-        let scan = manifest::scan(&job.destination, &job.name, job.kind.extensions());
+        let scan = Local::new(&job.destination).scan(&job.name, job.kind.extensions());
         for problem in &scan.problems {
             tracing::warn!(job = %job.name, problem = %problem, "Skipping a manifest.");
         }
@@ -668,8 +643,9 @@ impl Backups {
         let runtime = tokio::runtime::Handle::current();
         let mut task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let _lock = JobLock::acquire(&config)?;
-            let removed = manifest::remove_leftovers(&config.destination, config.kind.extensions());
+            let local = Local::new(&config.destination);
+            let _lock = local.lock(&config.name)?;
+            let removed = local.remove_leftovers(config.kind.extensions());
             if !removed.is_empty() {
                 tracing::warn!(job = %config.name, files = ?removed, "Removed what interrupted runs left behind.");
             }
@@ -683,6 +659,7 @@ impl Backups {
                 progress: &progress,
                 runtime,
                 private: &this.private,
+                local: &local,
             };
             operation(&this, &context).map_err(|err| context.explain(err))
         });
@@ -824,7 +801,7 @@ impl Backups {
         context.check()?;
 
         let file = format!("{}.{}", context.id, produced.extension);
-        let target = job.destination.join(&file);
+        let target = context.local.dir().join(&file);
         produced
             .staged
             .publish(&target)
@@ -856,11 +833,11 @@ impl Backups {
             restore_test: None,
             warden_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        if let Err(err) = manifest.write(&job.destination) {
+        if let Err(err) = context.local.write_manifest(&manifest) {
             // Without its manifest the file is not a backup; remove it rather than leave an
             // orphan for the next run to find.
             let _ = std::fs::remove_file(&target);
-            return Err(BackupError::io("write manifest in", &job.destination)(err));
+            return Err(err);
         }
         self.refresh_catalog(job)?;
 
@@ -987,9 +964,7 @@ impl Backups {
                     }
                 }
             };
-            manifest
-                .write(&job.destination)
-                .map_err(BackupError::io("update manifest in", &job.destination))?;
+            context.local.write_manifest(&manifest)?;
             outcomes.push(outcome);
         }
         self.refresh_catalog(job)?;
@@ -1037,7 +1012,7 @@ impl Backups {
         // a backup that is gone.
         let manifests = self.refresh_catalog(job)?;
         let mut manifest = self.pick(job, &manifests, id)?.clone();
-        let path = job.destination.join(&manifest.file);
+        let path = context.local.file(&manifest);
         let result = check_stored(context, &manifest)
             .and_then(|_| job.kind.drill(&manifest, &path, context))
             .map_err(|err| context.explain(err));
@@ -1070,9 +1045,7 @@ impl Backups {
         self.store
             .record_drill(&job.name, unix(started), unix(Utc::now()), check.ok)?;
         manifest.restore_test = Some(check);
-        manifest
-            .write(&job.destination)
-            .map_err(BackupError::io("update manifest in", &job.destination))?;
+        context.local.write_manifest(&manifest)?;
         self.refresh_catalog(job)?;
         outcome.map(|()| manifest)
     }
@@ -1124,20 +1097,14 @@ impl Backups {
             retention::plan(&candidates, &job.retention, Utc::now())
         };
         if !dry_run {
-            for decision in decisions.iter().filter(|d| !d.keep) {
-                let Some(manifest) = manifests.iter().find(|m| m.id == decision.id) else {
-                    continue;
-                };
-                // The manifest goes first: a backup file without one is a leftover, never a
-                // listed backup, whichever step a crash interrupts.
-                let manifest_path = manifest.path_in(&job.destination);
-                std::fs::remove_file(&manifest_path)
-                    .map_err(BackupError::io("delete", &manifest_path))?;
-                let file = job.destination.join(&manifest.file);
-                std::fs::remove_file(&file).map_err(BackupError::io("delete", &file))?;
-            }
-            publish::sync_parent(&job.destination.join(LOCK_FILE))
-                .map_err(BackupError::io("sync", &job.destination))?;
+            let doomed: Vec<&Manifest> = decisions
+                .iter()
+                .filter(|d| !d.keep)
+                .filter_map(|d| manifests.iter().find(|m| m.id == d.id))
+                .collect();
+            // Each manifest goes first: a backup file without one is a leftover, never a
+            // listed backup, whichever step a crash interrupts.
+            context.local.delete(&doomed)?;
             self.refresh_catalog(job)?;
         }
         Ok(decisions)
@@ -1170,7 +1137,7 @@ impl Backups {
                 )));
             }
             let mut checks = check_stored(context, manifest)?;
-            let path = job.destination.join(&manifest.file);
+            let path = context.local.file(manifest);
             let mut summary = job.kind.restore(manifest, &path, &target, force, context)?;
             checks.append(&mut summary.steps);
             summary.steps = checks;
@@ -1196,7 +1163,7 @@ pub(crate) struct Expected<'a> {
 /// replaced, and the kind's check parses it (an archive's headers, a database's pages), which
 /// only a file known to be the one warden wrote is safe to feed.
 fn check_stored(context: &Context<'_>, manifest: &Manifest) -> Result<Vec<String>, BackupError> {
-    let path = context.job.destination.join(&manifest.file);
+    let path = context.local.file(manifest);
     let cancel = context.cancel;
     let (sha256, size) = publish::sha256_file(&path, &|| cancel.is_cancelled())
         .map_err(BackupError::io("read", &path))?;
@@ -1363,6 +1330,7 @@ mod tests {
             progress: &progress,
             runtime: tokio::runtime::Handle::current(),
             private: dir.path(),
+            local: &Local::new(dir.path()),
         };
         let id = manifest::new_id(started);
         std::fs::write(dir.path().join(format!("{id}.probe")), b"what warden wrote").unwrap();
