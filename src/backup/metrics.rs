@@ -93,6 +93,26 @@ impl BlockingCollector for BackupCollector {
             "warden_backup_restore_test_expected_interval_seconds",
             "The time between two scheduled restore drills of the job (its restore_test_schedule, or the backup schedule when each run is drilled); 0 when none is scheduled.",
         );
+        let mut copy_success = Family::gauge(
+            "warden_backup_copy_last_success_timestamp_seconds",
+            "When the last copy of the job's backups to the destination was stored and read back whole; 0 if none.",
+        );
+        let mut copy_failure = Family::gauge(
+            "warden_backup_copy_last_failure_timestamp_seconds",
+            "When the last copy to the destination failed; 0 if none.",
+        );
+        let mut copy_failures = Family::counter(
+            "warden_backup_copy_failures_total",
+            "Copies to the destination that failed.",
+        );
+        let mut copy_size = Family::gauge(
+            "warden_backup_copy_last_size_bytes",
+            "The bytes of the last copy stored in the destination.",
+        );
+        let mut copy_duration = Family::gauge(
+            "warden_backup_copy_last_duration_seconds",
+            "How long the last copy to the destination took, upload and read-back.",
+        );
         let store = self.backups.store();
         let now = Utc::now();
         for job in self.backups.jobs() {
@@ -144,6 +164,22 @@ impl BlockingCollector for BackupCollector {
                 label(),
                 drill_schedule.map_or(0.0, |s| s.interval(now).as_secs_f64()),
             );
+            for copy in &job.copies {
+                let record = store
+                    .copy(&job.name, &copy.name)
+                    .map_err(collect::Error::Store)?;
+                let labels = || {
+                    [
+                        ("backup", job.name.clone()),
+                        ("destination", copy.name.clone()),
+                    ]
+                };
+                copy_success.push(labels(), record.last_success);
+                copy_failure.push(labels(), record.last_failure);
+                copy_failures.push(labels(), record.failures as f64);
+                copy_size.push(labels(), record.last_bytes as f64);
+                copy_duration.push(labels(), record.last_duration);
+            }
         }
         Ok(vec![
             success,
@@ -160,6 +196,11 @@ impl BlockingCollector for BackupCollector {
             running,
             interval,
             drill_interval,
+            copy_success,
+            copy_failure,
+            copy_failures,
+            copy_size,
+            copy_duration,
         ])
     }
 }

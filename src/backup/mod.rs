@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod postgres;
 pub mod publish;
 pub mod retention;
+pub(crate) mod s3;
 pub mod scheduler;
 pub mod sqlite;
 
@@ -49,9 +50,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BackupConfig, Config};
+use crate::config::{BackupConfig, Config, CopyConfig};
 use crate::store::{Ran, RunOutcome, Store};
 pub use error::BackupError;
+use s3::S3;
 
 use destination::{Destination, Local};
 use manifest::{Check, FileCounts, Manifest, Verification, format_time};
@@ -673,7 +675,169 @@ impl Backups {
                 }
             }
         }
+        for copy in &job.copies {
+            context.check()?;
+            self.copy_blocking(context, copy, &manifest);
+        }
         Ok(manifest)
+    }
+
+    /// Copies the verified backup of `manifest` to `copy`: streamed up, read back and compared
+    /// with the manifest's SHA-256, the manifest put last; then prunes there by the copy's own
+    /// retention. A failure is logged and counted (`warden_backup_copy_*`); the backup on the
+    /// host stands either way.
+    fn copy_blocking(&self, context: &Context<'_>, copy: &CopyConfig, manifest: &Manifest) {
+        let job = context.job;
+        let started = std::time::Instant::now();
+        let result = (|| -> Result<u64, BackupError> {
+            let s3 = S3::open(copy, context.runtime.clone())?;
+            let removed = s3.remove_leftovers(job.kind.extensions());
+            if !removed.is_empty() {
+                tracing::warn!(job = %job.name, destination = %copy.name, objects = ?removed, "Removed what interrupted copies left behind.");
+            }
+            let sent = s3.upload(
+                &context.local.file(manifest),
+                &manifest.file,
+                context.cancel,
+            )?;
+            let (sha256, size) = s3.hash(&manifest.file, context.cancel)?;
+            if sha256 != manifest.sha256 || size != manifest.size_bytes {
+                let _ = s3.remove(&manifest.file);
+                return Err(BackupError::NotVerified(format!(
+                    "the copy in {} reads back with SHA-256 {sha256} over {size} bytes, not {} over {}",
+                    s3.location(),
+                    manifest.sha256,
+                    manifest.size_bytes
+                )));
+            }
+            s3.write_manifest(manifest)?;
+            let held = s3.read(&job.name, job.kind.extensions())?;
+            for problem in &held.problems {
+                tracing::warn!(job = %job.name, destination = %copy.name, problem = %problem, "Skipping a manifest.");
+            }
+            let decisions = plan_retention(&held.manifests, &copy.retention);
+            let doomed: Vec<&Manifest> = decisions
+                .iter()
+                .filter(|d| !d.keep)
+                .filter_map(|d| held.manifests.iter().find(|m| m.id == d.id))
+                .collect();
+            s3.delete(&doomed)?;
+            if !doomed.is_empty() {
+                let ids: Vec<&str> = doomed.iter().map(|m| m.id.as_str()).collect();
+                tracing::info!(job = %job.name, destination = %copy.name, removed = ?ids, "Pruned copies outside the retention policy.");
+            }
+            Ok(sent)
+        })();
+        let bytes = match &result {
+            Ok(sent) => {
+                tracing::info!(job = %job.name, destination = %copy.name, id = %manifest.id, bytes = sent, "Copy stored and read back.");
+                Some(*sent)
+            }
+            Err(BackupError::Cancelled) => return,
+            Err(err) => {
+                tracing::error!(job = %job.name, destination = %copy.name, id = %manifest.id, error = %crate::collect::ErrorChain(err), "Copy failed; the backup on the host stands.");
+                None
+            }
+        };
+        if let Err(err) = self.store.record_copy(
+            &job.name,
+            &copy.name,
+            unix(Utc::now()),
+            bytes,
+            started.elapsed(),
+        ) {
+            tracing::error!(job = %job.name, error = %crate::collect::ErrorChain(&err), "Cannot record the copy.");
+        }
+    }
+
+    fn copy_config<'j>(
+        &self,
+        job: &'j BackupConfig,
+        destination: &str,
+    ) -> Result<&'j CopyConfig, BackupError> {
+        job.copies
+            .iter()
+            .find(|c| c.name == destination)
+            .ok_or_else(|| BackupError::UnknownDestination {
+                job: job.name.clone(),
+                destination: destination.to_owned(),
+            })
+    }
+
+    /// The backups of `job` held in its copy destination `destination`, newest first, read
+    /// from the bucket.
+    ///
+    /// # Errors
+    /// When the job or destination is unknown, or the bucket cannot be listed.
+    pub async fn list_copies(
+        self: &Arc<Self>,
+        job: &str,
+        destination: &str,
+    ) -> Result<Vec<Manifest>, BackupError> {
+        let config = self.job(job)?.clone();
+        let copy = self.copy_config(&config, destination)?.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let s3 = S3::open(&copy, runtime)?;
+            let scan = s3.read(&config.name, config.kind.extensions())?;
+            for problem in &scan.problems {
+                tracing::warn!(job = %config.name, destination = %copy.name, problem = %problem, "Skipping a manifest.");
+            }
+            Ok(scan.manifests)
+        })
+        .await
+        .map_err(BackupError::Worker)?
+    }
+
+    /// Verifies the copies of `job` in `destination` again by reading each back and comparing
+    /// its SHA-256 with its manifest (the bytes the host verified): `id`, or all. Each copy's
+    /// manifest there records the result.
+    ///
+    /// # Errors
+    /// When the job is busy or unknown, the destination or id is unknown, or the bucket
+    /// cannot be read.
+    pub async fn verify_copies(
+        self: &Arc<Self>,
+        job: &str,
+        destination: &str,
+        id: Option<String>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<VerifyOutcome>, BackupError> {
+        let destination = destination.to_owned();
+        self.operate(job, cancel, Arc::default(), move |backups, context| {
+            let job = context.job;
+            let copy = backups.copy_config(job, &destination)?;
+            let s3 = S3::open(copy, context.runtime.clone())?;
+            let held = s3.read(&job.name, job.kind.extensions())?;
+            let chosen: Vec<Manifest> = match id.as_deref() {
+                Some(id) => vec![backups.pick(job, &held.manifests, Some(id))?.clone()],
+                None => held.manifests,
+            };
+            let mut outcomes = Vec::new();
+            for mut manifest in chosen {
+                context.check()?;
+                let (sha256, size) = s3.hash(&manifest.file, context.cancel)?;
+                let now = format_time(Utc::now());
+                let ok = sha256 == manifest.sha256 && size == manifest.size_bytes;
+                let outcome = if ok {
+                    let checks = vec![format!("sha256 {sha256} over {size} bytes in {}", s3.location())];
+                    manifest.verification = Verification { ok: true, checked_at: now, checks: checks.clone(), error: None };
+                    VerifyOutcome { id: manifest.id.clone(), ok: true, checks, error: None }
+                } else {
+                    let message = format!(
+                        "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the copy in {} has {sha256} over {size}",
+                        manifest.sha256, manifest.size_bytes, s3.location()
+                    );
+                    tracing::error!(job = %job.name, destination = %copy.name, id = %manifest.id, error = %message, "Stored copy failed verification.");
+                    manifest.verification = Verification { ok: false, checked_at: now, checks: Vec::new(), error: Some(message.clone()) };
+                    VerifyOutcome { id: manifest.id.clone(), ok: false, checks: Vec::new(), error: Some(message) }
+                };
+                s3.write_manifest(&manifest)?;
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        })
+        .await
     }
 
     /// Verifies stored backups of `job` again: `id`, or every backup when `None`. Each
@@ -879,29 +1043,7 @@ impl Backups {
     ) -> Result<Vec<Decision>, BackupError> {
         let job = context.job;
         let manifests = self.refresh_catalog(job)?;
-        let candidates: Vec<retention::Candidate> = manifests
-            .iter()
-            .map(|m| retention::Candidate {
-                id: m.id.clone(),
-                finished: m.finished(),
-                verified: m.is_verified(),
-                drilled: m.restore_tested().is_some(),
-            })
-            .collect();
-        let decisions = if job.retention.is_empty() {
-            // No policy: nothing is deleted, not even backups that failed verification.
-            candidates
-                .iter()
-                .map(|c| Decision {
-                    id: c.id.clone(),
-                    finished: c.finished,
-                    keep: true,
-                    reasons: vec![retention::Reason::NoPolicy],
-                })
-                .collect()
-        } else {
-            retention::plan(&candidates, &job.retention, Utc::now())
-        };
+        let decisions = plan_retention(&manifests, &job.retention);
         if !dry_run {
             let doomed: Vec<&Manifest> = decisions
                 .iter()
@@ -962,6 +1104,32 @@ pub(crate) struct Expected<'a> {
     pub required_tables: &'a [String],
     pub files: Option<&'a FileCounts>,
     pub compression: Option<&'a str>,
+}
+
+/// What `policy` keeps of `manifests`. No policy deletes nothing, not even backups that failed
+/// verification.
+fn plan_retention(manifests: &[Manifest], policy: &retention::Policy) -> Vec<Decision> {
+    let candidates: Vec<retention::Candidate> = manifests
+        .iter()
+        .map(|m| retention::Candidate {
+            id: m.id.clone(),
+            finished: m.finished(),
+            verified: m.is_verified(),
+            drilled: m.restore_tested().is_some(),
+        })
+        .collect();
+    if policy.is_empty() {
+        return candidates
+            .iter()
+            .map(|c| Decision {
+                id: c.id.clone(),
+                finished: c.finished,
+                keep: true,
+                reasons: vec![retention::Reason::NoPolicy],
+            })
+            .collect();
+    }
+    retention::plan(&candidates, policy, Utc::now())
 }
 
 /// Checks a published backup against its manifest: the checksum first, then the kind's check.
@@ -1124,6 +1292,7 @@ mod tests {
                 restore_test_schedule: None,
             },
             timeout: Duration::from_secs(60),
+            copies: Vec::new(),
         };
         let token = CancellationToken::new();
         let progress = Progress::default();

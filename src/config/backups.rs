@@ -11,11 +11,12 @@ use chrono::{DateTime, Local, Utc};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::error::Problems;
-use super::raw::{RawBackup, RawRetention};
+use super::raw::{RawBackup, RawCopy, RawRetention};
 use super::sources::{check_name, is_identifier};
-use super::{Sources, duration};
+use super::{Env, Sources, duration, secret};
 use crate::backup::kind::{self, Kind, ParseContext};
 use crate::backup::retention::Policy;
+use secrecy::SecretString;
 
 /// How many backups run at once when `max_concurrent_backups` is not set: backups are heavy
 /// on disk and on the database, so one at a time unless the operator says otherwise.
@@ -42,6 +43,35 @@ pub struct BackupConfig {
     pub verify: VerifyConfig,
     /// The longest one run may take; past it the run fails and nothing is published.
     pub timeout: Duration,
+    /// Offsite copies: each verified backup is also kept there.
+    pub copies: Vec<CopyConfig>,
+}
+
+/// An offsite copy destination of a job: a bucket of AWS S3 or a compatible store (MinIO,
+/// Ceph RGW, Cloudflare R2, Backblaze B2).
+#[derive(Debug, Clone)]
+pub struct CopyConfig {
+    /// The destination's name: the `destination` label and `--from NAME`.
+    pub name: String,
+    /// The endpoint URL; `None` is AWS's for the region.
+    pub endpoint: Option<String>,
+    /// The region (`us-east-1` unless set).
+    pub region: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix the job's objects go under (`a/b`, no leading or trailing `/`).
+    pub prefix: String,
+    /// Path-style requests (`endpoint/bucket/key`, as MinIO and most compatibles want) instead
+    /// of virtual-hosted ones (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// The access key id, from `access_key_id_file` or `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: SecretString,
+    /// The secret access key, from `secret_access_key_file` or `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: SecretString,
+    /// A session token, from `session_token_file` or `AWS_SESSION_TOKEN`.
+    pub session_token: Option<SecretString>,
+    /// Which backups this destination keeps: its own `retention`, else the job's.
+    pub retention: Policy,
 }
 
 /// What a `files` job archives.
@@ -181,6 +211,7 @@ pub(super) fn validate(
     raw: Vec<RawBackup>,
     sources: &Sources,
     base: &Path,
+    env: &dyn Env,
     problems: &mut Problems,
 ) -> Vec<BackupConfig> {
     let mut names = HashSet::new();
@@ -212,7 +243,7 @@ pub(super) fn validate(
             );
         }
         destinations.push((destination.clone(), raw.name.clone()));
-        if let Some(job) = validate_job(raw, destination, &path, sources, base, problems) {
+        if let Some(job) = validate_job(raw, destination, &path, sources, base, env, problems) {
             jobs.push((i, job));
         }
     }
@@ -240,6 +271,7 @@ fn validate_job(
     path: &str,
     sources: &Sources,
     base: &Path,
+    env: &dyn Env,
     problems: &mut Problems,
 ) -> Option<BackupConfig> {
     check_name(&raw.name, path, problems);
@@ -287,6 +319,15 @@ fn validate_job(
             "set restore_test: true too, or drop the schedule",
         );
     }
+    let copies = copies(
+        std::mem::take(&mut raw.copies),
+        &raw.name,
+        &retention,
+        path,
+        base,
+        env,
+        problems,
+    );
     let context = ParseContext { base, sources };
     let kind = kind::parse(&raw, path, &context, problems)?;
     Some(BackupConfig {
@@ -301,7 +342,156 @@ fn validate_job(
             restore_test_schedule,
         },
         timeout,
+        copies,
     })
+}
+
+/// The region of a copy that names none.
+const DEFAULT_REGION: &str = "us-east-1";
+
+fn copies(
+    raw: Vec<RawCopy>,
+    job: &str,
+    job_retention: &Policy,
+    path: &str,
+    base: &Path,
+    env: &dyn Env,
+    problems: &mut Problems,
+) -> Vec<CopyConfig> {
+    let mut copies: Vec<CopyConfig> = Vec::new();
+    for (i, raw) in raw.into_iter().enumerate() {
+        let path = format!("{path}.copies[{i}]");
+        check_name(&raw.name, &path, problems);
+        if raw.name == "local" {
+            problems.push(
+                format!("{path}.name"),
+                "`local` names the job's own directory; choose another name",
+            );
+        } else if copies.iter().any(|c| c.name == raw.name) {
+            problems.push(
+                format!("{path}.name"),
+                format!("`{}` is used twice in this job", raw.name),
+            );
+        }
+        let s3 = raw.s3;
+        let s3_path = format!("{path}.s3");
+        if let Some(endpoint) = &s3.endpoint {
+            check_endpoint(endpoint, &format!("{s3_path}.endpoint"), problems);
+        }
+        if !is_bucket_name(&s3.bucket) {
+            problems.push(
+                format!("{s3_path}.bucket"),
+                format!(
+                    "`{}` is not a bucket name (3–63 lowercase letters, digits, `.` and `-`)",
+                    s3.bucket
+                ),
+            );
+        }
+        let prefix = s3.prefix.as_deref().unwrap_or(job).trim_matches('/');
+        if prefix.is_empty()
+            || prefix
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            problems.push(
+                format!("{s3_path}.prefix"),
+                format!("`{prefix}` is not a key prefix such as `warden/{job}`"),
+            );
+        }
+        let mut credential = |key: &str, variable: &str, required: bool| {
+            let file = match key {
+                "access_key_id" => s3.access_key_id_file.clone(),
+                "secret_access_key" => s3.secret_access_key_file.clone(),
+                _ => s3.session_token_file.clone(),
+            };
+            let from_file = secret(None, file, &format!("{s3_path}.{key}"), base, problems);
+            let found = from_file.or_else(|| {
+                env.var(variable)
+                    .filter(|value| !value.is_empty())
+                    .map(SecretString::from)
+            });
+            if found.is_none() && required {
+                problems.push(
+                    format!("{s3_path}.{key}_file"),
+                    format!(
+                        "missing: name a file holding it, or set {variable} in warden's environment"
+                    ),
+                );
+            }
+            found
+        };
+        let access_key_id = credential("access_key_id", "AWS_ACCESS_KEY_ID", true);
+        let secret_access_key = credential("secret_access_key", "AWS_SECRET_ACCESS_KEY", true);
+        let session_token = credential("session_token", "AWS_SESSION_TOKEN", false);
+        let retention = match raw.retention {
+            Some(raw) => retention(raw, &format!("{path}.retention"), problems),
+            None => job_retention.clone(),
+        };
+        let (Some(access_key_id), Some(secret_access_key)) = (access_key_id, secret_access_key)
+        else {
+            continue;
+        };
+        copies.push(CopyConfig {
+            name: raw.name,
+            endpoint: s3.endpoint.map(|e| e.trim_end_matches('/').to_owned()),
+            region: s3.region.unwrap_or_else(|| DEFAULT_REGION.to_owned()),
+            bucket: s3.bucket,
+            prefix: prefix.to_owned(),
+            path_style: s3.path_style.unwrap_or(false),
+            access_key_id,
+            secret_access_key,
+            session_token,
+            retention,
+        });
+    }
+    copies
+}
+
+/// An endpoint is an `https://` URL, or `http://` on a loopback address (a local test server):
+/// a backup sent in plain text over a network could be read on the way.
+fn check_endpoint(endpoint: &str, path: &str, problems: &mut Problems) {
+    let host = |rest: &str| {
+        let authority = rest.split('/').next().unwrap_or("");
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.split(':').next().unwrap_or(""),
+        };
+        host.to_owned()
+    };
+    if let Some(rest) = endpoint.strip_prefix("https://") {
+        if host(rest).is_empty() {
+            problems.push(path, format!("`{endpoint}` names no host"));
+        }
+    } else if let Some(rest) = endpoint.strip_prefix("http://") {
+        let host = host(rest);
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            problems.push(
+                path,
+                format!("`{endpoint}`: plain http is only for a server on this host (127.0.0.1, ::1, localhost); use https"),
+            );
+        }
+    } else {
+        problems.push(
+            path,
+            format!("`{endpoint}` is not an http(s) URL such as https://s3.example.com"),
+        );
+    }
+}
+
+/// S3's bucket naming rules, enough to refuse typos and injection: 3–63 characters of
+/// lowercase letters, digits, `.` and `-`, starting and ending with a letter or digit.
+fn is_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
 }
 
 /// Compiles glob patterns matched against whole paths; `*` crosses directory separators, so

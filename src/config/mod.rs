@@ -34,7 +34,9 @@ pub use actions::{
     WebhookConfig,
 };
 pub(crate) use backups::globs;
-pub use backups::{BackupConfig, Compression, FilesConfig, Schedule, VerifyConfig, build_globs};
+pub use backups::{
+    BackupConfig, Compression, CopyConfig, FilesConfig, Schedule, VerifyConfig, build_globs,
+};
 pub use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};
@@ -195,9 +197,15 @@ pub struct FilesystemConfig {
 impl Default for Config {
     fn default() -> Self {
         // The embedded default is the empty document, validated like any file; it cannot fail.
-        validate(RawConfig::default(), Path::new("."), Problems::default()).unwrap_or_else(
-            |problems| unreachable!("the embedded default configuration is invalid: {problems:?}"),
+        validate(
+            RawConfig::default(),
+            Path::new("."),
+            &ProcessEnv,
+            Problems::default(),
         )
+        .unwrap_or_else(|problems| {
+            unreachable!("the embedded default configuration is invalid: {problems:?}")
+        })
     }
 }
 
@@ -270,7 +278,7 @@ impl Config {
                 problems: problems.0,
             });
         };
-        validate(raw, base, problems).map_err(|problems| Error::Invalid {
+        validate(raw, base, env, problems).map_err(|problems| Error::Invalid {
             problems: problems.0,
         })
     }
@@ -366,7 +374,12 @@ fn index_of(segment: &str) -> Option<usize> {
 /// Turns the raw structs into typed configuration, recording every bad value after those
 /// already found (expansion, structure): a value removed for its wrong type must not be
 /// compared with another as if it were its default.
-fn validate(raw: RawConfig, base: &Path, mut problems: Problems) -> Result<Config, Problems> {
+fn validate(
+    raw: RawConfig,
+    base: &Path,
+    env: &dyn Env,
+    mut problems: Problems,
+) -> Result<Config, Problems> {
     let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = parse_listen(listen, "listen", &mut problems);
     let state_dir = PathBuf::from(raw.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
@@ -470,7 +483,7 @@ fn validate(raw: RawConfig, base: &Path, mut problems: Problems) -> Result<Confi
         base,
         &mut problems,
     );
-    let backups = backups::validate(raw.backups, &sources, base, &mut problems);
+    let backups = backups::validate(raw.backups, &sources, base, env, &mut problems);
     let max_concurrent_backups = bounded_count(
         raw.max_concurrent_backups,
         backups::DEFAULT_MAX_CONCURRENT_BACKUPS,

@@ -331,6 +331,30 @@ pub struct RawBackup {
     pub verify: RawVerify,
     #[serde(default, deserialize_with = "lenient::duration")]
     pub timeout: Option<String>,
+    #[serde(default)]
+    pub copies: Vec<RawCopy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCopy {
+    pub name: String,
+    pub s3: RawS3,
+    pub retention: Option<RawRetention>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: String,
+    pub prefix: Option<String>,
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub path_style: Option<bool>,
+    pub access_key_id_file: Option<String>,
+    pub secret_access_key_file: Option<String>,
+    pub session_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

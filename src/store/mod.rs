@@ -24,7 +24,7 @@ pub const STORE_FILE: &str = "warden.db";
 /// How long a call waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The schema version this warden writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS backup_jobs (
@@ -49,6 +49,16 @@ CREATE TABLE IF NOT EXISTS backups (
     restore_tested REAL NOT NULL,
     manifest TEXT NOT NULL,
     PRIMARY KEY (job, id)
+);
+CREATE TABLE IF NOT EXISTS backup_copies (
+    job TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    last_success REAL NOT NULL DEFAULT 0,
+    last_failure REAL NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_bytes INTEGER NOT NULL DEFAULT 0,
+    last_duration REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (job, destination)
 );
 CREATE TABLE IF NOT EXISTS action_jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -203,6 +213,21 @@ pub struct JobRecord {
     pub verify_failures: u64,
 }
 
+/// What the store knows about one job's copies to one destination; zero means never.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopyRecord {
+    /// When the last copy was stored and read back whole (Unix seconds).
+    pub last_success: f64,
+    /// When the last copy failed.
+    pub last_failure: f64,
+    /// Copies that failed.
+    pub failures: u64,
+    /// The bytes of the last copy stored.
+    pub last_bytes: u64,
+    /// How long the last copy took, upload and read-back.
+    pub last_duration: f64,
+}
+
 /// A job's catalog in sum; zero means none.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CatalogSummary {
@@ -350,6 +375,65 @@ impl Store {
     /// When SQLite fails.
     pub fn record_drill_start(&self, job: &str, started: f64) -> Result<(), StoreError> {
         self.update(job, "drill_started = ?2", &[started])
+    }
+
+    /// Records a copy of a `job`'s backup to `destination` that ended at `at`: stored with
+    /// `bytes` (`Some`), or failed (`None`), after `duration`.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn record_copy(
+        &self,
+        job: &str,
+        destination: &str,
+        at: f64,
+        bytes: Option<u64>,
+        duration: Duration,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let seconds = duration.as_secs_f64();
+        let result = match bytes {
+            Some(bytes) => conn.execute(
+                "INSERT INTO backup_copies (job, destination, last_success, last_bytes, last_duration)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (job, destination) DO UPDATE SET last_success = ?3,
+                     last_bytes = ?4, last_duration = ?5",
+                params![job, destination, at, bytes as i64, seconds],
+            ),
+            None => conn.execute(
+                "INSERT INTO backup_copies (job, destination, last_failure, failures, last_duration)
+                 VALUES (?1, ?2, ?3, 1, ?4)
+                 ON CONFLICT (job, destination) DO UPDATE SET last_failure = ?3,
+                     failures = failures + 1, last_duration = ?4",
+                params![job, destination, at, seconds],
+            ),
+        };
+        result.map(|_| ()).map_err(|err| self.error(err))
+    }
+
+    /// What the store knows about `job`'s copies to `destination` (all zero if nothing).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn copy(&self, job: &str, destination: &str) -> Result<CopyRecord, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT last_success, last_failure, failures, last_bytes, last_duration
+             FROM backup_copies WHERE job = ?1 AND destination = ?2",
+            params![job, destination],
+            |row| {
+                Ok(CopyRecord {
+                    last_success: row.get(0)?,
+                    last_failure: row.get(1)?,
+                    failures: row.get::<_, i64>(2)?.max(0) as u64,
+                    last_bytes: row.get::<_, i64>(3)?.max(0) as u64,
+                    last_duration: row.get(4)?,
+                })
+            },
+        )
+        .optional()
+        .map(Option::unwrap_or_default)
+        .map_err(|err| self.error(err))
     }
 
     /// Counts a stored backup of `job` that failed verification.

@@ -1290,3 +1290,154 @@ fn json_outputs_name_the_job_and_the_backup() {
     assert_eq!(prune[0]["job"], "notes", "{prune:#}");
     assert_eq!(prune[0]["id"], id.as_str(), "{prune:#}");
 }
+
+/// A files job with an offsite copy in `server`'s bucket `backups`, keeping `copy_keep` there
+/// and 3 on the host; credentials from files (`@/key`, `@/secret`).
+fn copy_setup(server: &crate::support::s3::S3Server, bucket: &str, copy_keep: u32) -> Setup {
+    use crate::support::s3::{KEY_ID, SECRET};
+    let setup = Setup::new(&format!(
+        "backups:\n  - name: notes\n    kind: files\n    paths: [@/src]\n    destination: @/out\n    retention: {{keep_last: 3}}\n    copies:\n      - name: offsite\n        s3: {{endpoint: '{}', bucket: {bucket}, prefix: hosts/db1, path_style: true, access_key_id_file: @/key, secret_access_key_file: @/secret}}\n        retention: {{keep_last: {copy_keep}}}\n",
+        server.endpoint()
+    ));
+    std::fs::create_dir(setup.path().join("src")).unwrap();
+    std::fs::write(
+        setup.path().join("src/notes.txt"),
+        b"minutes of the meeting",
+    )
+    .unwrap();
+    std::fs::write(setup.path().join("key"), KEY_ID).unwrap();
+    std::fs::write(setup.path().join("secret"), format!("{SECRET}\n")).unwrap();
+    setup
+}
+
+fn copy_metric(body: &str, name: &str) -> f64 {
+    value(
+        body,
+        name,
+        &[("backup", "notes"), ("destination", "offsite")],
+    )
+    .unwrap_or_else(|| panic!("no {name}{{backup=notes,destination=offsite}} in:\n{body}"))
+}
+
+/// A verified backup is copied to S3 (rclone serve s3, SigV4 checked), read back, its manifest
+/// put last; the copy lists from the bucket, verifies, keeps its own retention, and a flipped
+/// byte in the stored object fails verification with exit 4.
+#[test]
+fn copies_reach_the_bucket_verified_and_a_flipped_byte_is_found() {
+    let server = crate::support::s3::S3Server::start();
+    let setup = copy_setup(&server, "backups", 1);
+    let body = setup.metrics();
+    assert_eq!(
+        copy_metric(&body, "warden_backup_copy_last_success_timestamp_seconds"),
+        0.0,
+        "present from start-up"
+    );
+    setup.ok(&["run", "notes"]);
+    let local = setup.list("notes");
+    let copied: Vec<serde_json::Value> = serde_json::from_str(
+        &setup.ok(&["list", "notes", "--from", "offsite", "--output", "json"]),
+    )
+    .unwrap();
+    assert_eq!(copied.len(), 1, "{copied:#?}");
+    assert_eq!(copied[0]["id"], local[0]["id"]);
+    assert_eq!(copied[0]["sha256"], local[0]["sha256"]);
+    let objects = names(&server.bucket().join("hosts/db1"));
+    let id = local[0]["id"].as_str().unwrap();
+    assert_eq!(
+        objects,
+        [format!("{id}.manifest.json"), format!("{id}.tar.zst")],
+        "the object and its manifest, nothing else"
+    );
+    let body = setup.metrics();
+    assert!(copy_metric(&body, "warden_backup_copy_last_success_timestamp_seconds") > 0.0);
+    assert_eq!(
+        copy_metric(&body, "warden_backup_copy_last_size_bytes"),
+        local[0]["size_bytes"].as_f64().unwrap()
+    );
+    assert_eq!(copy_metric(&body, "warden_backup_copy_failures_total"), 0.0);
+    setup.ok(&["verify", "notes", "--from", "offsite"]);
+
+    // Each destination keeps by its own policy: one in the bucket, three on the host.
+    setup.ok(&["run", "notes"]);
+    setup.ok(&["run", "notes"]);
+    assert_eq!(setup.list("notes").len(), 3);
+    let copied: Vec<serde_json::Value> = serde_json::from_str(
+        &setup.ok(&["list", "notes", "--from", "offsite", "--output", "json"]),
+    )
+    .unwrap();
+    assert_eq!(copied.len(), 1);
+    assert_eq!(copied[0]["id"], setup.list("notes")[0]["id"]);
+    assert_eq!(names(&server.bucket().join("hosts/db1")).len(), 2);
+
+    // A flipped byte in the stored object.
+    let object = server
+        .bucket()
+        .join("hosts/db1")
+        .join(copied[0]["file"].as_str().unwrap());
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&object, bytes).unwrap();
+    let verify = setup.backup(&["verify", "notes", "--from", "offsite"]);
+    assert_eq!(verify.status.code(), Some(4), "{}", stderr(&verify));
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("checksum mismatch"),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+/// Wrong credentials and a missing bucket fail the copy, not the backup on the host, with
+/// a message that names the bucket and the server's reason and never the secret; both are
+/// counted.
+#[test]
+fn copies_fail_clearly_without_the_secret() {
+    let server = crate::support::s3::S3Server::start();
+    let setup = copy_setup(&server, "backups", 2);
+    let secret = "not-the-right-s3cret";
+    std::fs::write(setup.path().join("secret"), secret).unwrap();
+    let run = setup.backup(&["run", "notes"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let log = stderr(&run);
+    assert!(log.contains("Copy failed"), "{log}");
+    assert!(log.contains("s3://backups/hosts/db1/"), "{log}");
+    assert!(log.contains("403 Forbidden"), "{log}");
+    assert!(!log.contains(secret), "the secret leaked: {log}");
+    assert_eq!(
+        setup.list("notes").len(),
+        1,
+        "the backup on the host stands"
+    );
+    let body = setup.metrics();
+    assert_eq!(copy_metric(&body, "warden_backup_copy_failures_total"), 1.0);
+    assert!(copy_metric(&body, "warden_backup_copy_last_failure_timestamp_seconds") > 0.0);
+    assert_eq!(
+        copy_metric(&body, "warden_backup_copy_last_success_timestamp_seconds"),
+        0.0
+    );
+    let list = setup.backup(&["list", "notes", "--from", "offsite"]);
+    assert_eq!(list.status.code(), Some(1));
+    assert!(
+        stderr(&list).contains("cannot list s3://backups/hosts/db1/"),
+        "{}",
+        stderr(&list)
+    );
+    assert!(!stderr(&list).contains(secret));
+
+    let missing = copy_setup(&server, "no-such-bucket", 2);
+    let run = missing.backup(&["run", "notes"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("s3://no-such-bucket/hosts/db1/"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(stderr(&run).contains("404 Not Found"), "{}", stderr(&run));
+    let unknown = missing.backup(&["list", "notes", "--from", "elsewhere"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("job `notes` has no copy destination `elsewhere`"),
+        "{}",
+        stderr(&unknown)
+    );
+}

@@ -6,6 +6,7 @@ pub mod full;
 pub mod http;
 pub mod postgres;
 pub mod prometheus;
+pub mod s3;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
