@@ -675,8 +675,12 @@ impl Backups {
                 }
             }
         }
+        // The backup is published: a timeout or shutdown now ends the copies, not the run.
         for copy in &job.copies {
-            context.check()?;
+            if context.cancel.is_cancelled() {
+                tracing::warn!(job = %job.name, destination = %copy.name, "Copy not made: the run was cancelled or timed out after publishing.");
+                continue;
+            }
             self.copy_blocking(context, copy, &manifest);
         }
         Ok(manifest)
@@ -727,7 +731,9 @@ impl Backups {
                 tracing::info!(job = %job.name, destination = %copy.name, removed = ?ids, "Pruned copies outside the retention policy.");
             }
             Ok(sent)
-        })();
+        })()
+        // A timeout is a failed copy; a shutdown is not counted.
+        .map_err(|err| context.explain(err));
         let bytes = match &result {
             Ok(sent) => {
                 tracing::info!(job = %job.name, destination = %copy.name, id = %manifest.id, bytes = sent, "Copy stored and read back.");
