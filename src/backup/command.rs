@@ -92,6 +92,10 @@ pub enum BackupCommand {
         /// restore fails).
         #[arg(long)]
         force: bool,
+        /// Restore from this copy destination (a `copies` name) instead of the job's directory,
+        /// which may be gone.
+        #[arg(long = "from", value_name = "DESTINATION")]
+        from: Option<String>,
     },
     /// Apply JOB's retention policy. Only says what it would delete unless --apply is given.
     Prune {
@@ -233,10 +237,18 @@ async fn run(
             }
             Ok(0)
         }
-        BackupCommand::Restore { job, id, to, force } => {
+        BackupCommand::Restore {
+            job,
+            id,
+            to,
+            force,
+            from,
+        } => {
             let progress = Arc::new(Progress::default());
             let ticker = show_progress(Arc::clone(&progress));
-            let result = backups.restore(&job, id, to, force, cancel, progress).await;
+            let result = backups
+                .restore(&job, id, to, force, from, cancel, progress)
+                .await;
             ticker.abort();
             clear_progress();
             let summary = result?;

@@ -770,6 +770,52 @@ impl Backups {
             })
     }
 
+    /// Restores from the copy destination `copy`: the copy (`id`, else the newest verified) is
+    /// downloaded into the job's directory, its SHA-256 compared with its manifest's and the
+    /// kind's check run on it, then restored as a local backup would be. The job's directory
+    /// may be gone (a lost disk): it is created again.
+    fn restore_copy(
+        &self,
+        context: &Context<'_>,
+        copy: &CopyConfig,
+        id: Option<&str>,
+        target: &str,
+        force: bool,
+    ) -> Result<RestoreSummary, BackupError> {
+        let job = context.job;
+        let s3 = S3::open(copy, context.runtime.clone())?;
+        let held = s3.read(&job.name, job.kind.extensions())?;
+        let manifest = self.pick(job, &held.manifests, id)?;
+        if !manifest.is_verified() {
+            return Err(BackupError::NotVerified(format!(
+                "the copy of backup {} failed its last verification; pick another",
+                manifest.id
+            )));
+        }
+        let (download, sha256, size) =
+            s3.download(&manifest.file, context.local.dir(), context.cancel)?;
+        if sha256 != manifest.sha256 || size != manifest.size_bytes {
+            return Err(BackupError::NotVerified(format!(
+                "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the copy in {} has {sha256} over {size}",
+                manifest.sha256,
+                manifest.size_bytes,
+                s3.location()
+            )));
+        }
+        let mut steps = vec![format!(
+            "downloaded from {}: sha256 {sha256} over {size} bytes",
+            s3.location()
+        )];
+        steps.extend(check_kind(context, manifest, download.path())?);
+        let mut summary = job
+            .kind
+            .restore(manifest, download.path(), target, force, context)?;
+        steps.append(&mut summary.steps);
+        summary.steps = steps;
+        summary.id = manifest.id.clone();
+        Ok(summary)
+    }
+
     /// The backups of `job` held in its copy destination `destination`, newest first, read
     /// from the bucket.
     ///
@@ -1071,17 +1117,23 @@ impl Backups {
     ///
     /// # Errors
     /// When the restore is refused or fails.
+    #[allow(clippy::too_many_arguments)]
     pub async fn restore(
         self: &Arc<Self>,
         job: &str,
         id: Option<String>,
         target: String,
         force: bool,
+        from: Option<String>,
         cancel: &CancellationToken,
         progress: Arc<Progress>,
     ) -> Result<RestoreSummary, BackupError> {
         self.operate(job, cancel, progress, move |backups, context| {
             let job = context.job;
+            if let Some(destination) = from.as_deref() {
+                let copy = backups.copy_config(job, destination)?;
+                return backups.restore_copy(context, copy, id.as_deref(), &target, force);
+            }
             let manifests = backups.refresh_catalog(job)?;
             let manifest = backups.pick(job, &manifests, id.as_deref())?;
             if !manifest.is_verified() {
@@ -1153,15 +1205,24 @@ fn check_stored(context: &Context<'_>, manifest: &Manifest) -> Result<Vec<String
             manifest.sha256, manifest.size_bytes
         )));
     }
+    let mut checks = vec![format!("sha256 {sha256} over {size} bytes")];
+    checks.extend(check_kind(context, manifest, &path)?);
+    Ok(checks)
+}
+
+/// The kind's check of the file at `path`, which holds the bytes `manifest` describes.
+fn check_kind(
+    context: &Context<'_>,
+    manifest: &Manifest,
+    path: &Path,
+) -> Result<Vec<String>, BackupError> {
     let recorded: Vec<String> = manifest.tables.keys().cloned().collect();
     let expected = Expected {
         required_tables: &recorded,
         files: manifest.files.as_ref(),
         compression: manifest.compression.as_deref(),
     };
-    let mut checks = vec![format!("sha256 {sha256} over {size} bytes")];
-    checks.extend(context.job.kind.verify(&path, &expected, context)?);
-    Ok(checks)
+    context.job.kind.verify(path, &expected, context)
 }
 
 /// A file's hex SHA-256 and size, or why it could not be read.

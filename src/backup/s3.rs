@@ -197,6 +197,39 @@ impl S3 {
         })
     }
 
+    /// Downloads the object `name` into a temporary file in `dir` (removed when dropped),
+    /// hashing it on the way; returns the file, its SHA-256 and size.
+    pub fn download(
+        &self,
+        name: &str,
+        dir: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<(publish::Staged, String, u64), BackupError> {
+        let mut staged = publish::Staged::create(dir, &format!("{name}.download"))
+            .map_err(BackupError::io("create a file in", dir))?;
+        let path = staged.path().to_owned();
+        let file = staged.file().map_err(BackupError::io("open", &path))?;
+        let (sha256, size) = self.block(Some(cancel), async {
+            let got = self
+                .store
+                .get(&self.key(name))
+                .await
+                .map_err(self.error("read", name))?;
+            let mut stream = got.into_stream();
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(self.error("read", name))?;
+                hasher.update(&chunk);
+                std::io::Write::write_all(file, &chunk).map_err(BackupError::io("write", &path))?;
+                size += chunk.len() as u64;
+            }
+            Ok((hex::encode(hasher.finalize()), size))
+        })?;
+        staged.close_unsynced();
+        Ok((staged, sha256, size))
+    }
+
     /// Deletes the object `name`; one already gone is fine.
     pub fn remove(&self, name: &str) -> Result<(), BackupError> {
         self.block(None, async {

@@ -1441,3 +1441,172 @@ fn copies_fail_clearly_without_the_secret() {
         stderr(&unknown)
     );
 }
+
+/// With the host's backup directories gone, every kind restores from its offsite copy: the
+/// object is downloaded, its SHA-256 and the kind's check pass, and the data comes back.
+#[test]
+fn every_kind_restores_from_its_copy_with_the_host_directory_gone() {
+    use crate::support::s3::{KEY_ID, SECRET};
+    let server = crate::support::s3::S3Server::start();
+    let postgres = Postgres::start();
+    create_app(&postgres);
+    let copy = |prefix: &str| {
+        format!(
+            "    copies:\n      - name: offsite\n        s3: {{endpoint: '{}', bucket: backups, prefix: {prefix}, path_style: true, access_key_id_file: @/key, secret_access_key_file: @/secret}}\n",
+            server.endpoint()
+        )
+    };
+    let setup = Setup::new(&format!(
+        "postgres:\n  - {{name: main, dsn: '{}?sslmode=disable'}}\nsqlite:\n  - {{name: app, path: @/app.db}}\nbackups:\n  - name: pg\n    kind: postgres\n    source: postgres/main\n    destination: @/out/pg\n    verify: {{required_tables: [users]}}\n{}  - name: db\n    kind: sqlite\n    source: sqlite/app\n    destination: @/out/db\n{}  - name: notes\n    kind: files\n    paths: [@/src]\n    destination: @/out/notes\n{}",
+        postgres.dsn("app"),
+        copy("pg"),
+        copy("db"),
+        copy("notes")
+    ));
+    std::fs::write(setup.path().join("key"), KEY_ID).unwrap();
+    std::fs::write(setup.path().join("secret"), SECRET).unwrap();
+    make_tree(&setup.path().join("src"));
+    let conn = Connection::open(setup.path().join("app.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 321)
+         INSERT INTO users(name) SELECT 'u' || i FROM n;",
+    )
+    .unwrap();
+    drop(conn);
+    for job in ["pg", "db", "notes"] {
+        setup.ok(&["run", job]);
+    }
+    std::fs::remove_dir_all(setup.path().join("out")).unwrap();
+    for job in ["pg", "db", "notes"] {
+        assert!(
+            setup.list(job).is_empty(),
+            "{job}: nothing left on the host"
+        );
+    }
+
+    let stdout = setup.ok(&["restore", "pg", "--from", "offsite", "--to", "fromcopy"]);
+    assert!(
+        stdout.contains("downloaded from s3://backups/pg"),
+        "{stdout}"
+    );
+    assert_eq!(
+        postgres.psql("fromcopy", "SELECT count(*) FROM users"),
+        "500"
+    );
+
+    let restored_db = setup.path().join("restored.db");
+    setup.ok(&[
+        "restore",
+        "db",
+        "--from",
+        "offsite",
+        "--to",
+        restored_db.to_str().unwrap(),
+    ]);
+    let count: i64 = Connection::open(&restored_db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(count, 321);
+
+    let restored = setup.path().join("restored");
+    setup.ok(&[
+        "restore",
+        "notes",
+        "--from",
+        "offsite",
+        "--to",
+        restored.to_str().unwrap(),
+    ]);
+    let source = setup.path().join("src");
+    let inside = restored.join(source.strip_prefix("/").unwrap());
+    assert_eq!(tree(&inside), tree(&source));
+    // Nothing downloaded is left behind.
+    assert!(
+        names(&setup.path().join("out/notes"))
+            .iter()
+            .all(|n| n == ".warden.lock"),
+        "{:?}",
+        names(&setup.path().join("out/notes"))
+    );
+}
+
+/// The S3 server dies in the middle of an upload: the backup on the host stands, the copy is
+/// counted as failed, and the bucket lists nothing (no object, no manifest) once it is back.
+#[test]
+fn a_server_killed_mid_upload_leaves_nothing_listed() {
+    // 2 MiB/s: a 24 MiB backup takes about 12 s to send.
+    let mut server = crate::support::s3::S3Server::start_with(&["--bwlimit", "2M"]);
+    let setup = copy_setup(&server, "backups", 2);
+    let mut noise = vec![0u8; 24 << 20];
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for chunk in noise.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(setup.path().join("src/noise.bin"), noise).unwrap();
+    let child = Command::new(warden_bin())
+        .args(["backup", "run", "notes", "--config"])
+        .arg(&setup.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The local backup is published before the copy starts.
+    wait_for(Duration::from_secs(30), "the backup on the host", || {
+        names(&setup.path().join("out"))
+            .iter()
+            .any(|n| n.ends_with(".manifest.json"))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    server.kill();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Copy failed"),
+        "{}",
+        stderr(&output)
+    );
+    server.restart();
+    let copied: Vec<serde_json::Value> = serde_json::from_str(
+        &setup.ok(&["list", "notes", "--from", "offsite", "--output", "json"]),
+    )
+    .unwrap();
+    assert!(copied.is_empty(), "{copied:#?}");
+    let prefix = server.bucket().join("hosts/db1");
+    let left: Vec<String> = if prefix.exists() {
+        names(&prefix)
+    } else {
+        Vec::new()
+    };
+    assert!(
+        left.iter().all(|n| !n.ends_with(".manifest.json")),
+        "{left:?}"
+    );
+    let body = setup.metrics();
+    assert_eq!(copy_metric(&body, "warden_backup_copy_failures_total"), 1.0);
+    assert_eq!(
+        copy_metric(&body, "warden_backup_copy_last_success_timestamp_seconds"),
+        0.0
+    );
+    assert_eq!(setup.list("notes").len(), 1);
+    // The next run copies again, and removes anything the cut-off upload left.
+    setup.ok(&["run", "notes"]);
+    let copied: Vec<serde_json::Value> = serde_json::from_str(
+        &setup.ok(&["list", "notes", "--from", "offsite", "--output", "json"]),
+    )
+    .unwrap();
+    assert_eq!(copied.len(), 1);
+    // Objects only: the parts of the cut-off multipart upload are the server's (rclone keeps
+    // them in a hidden directory, S3 until a lifecycle rule aborts the upload) and are no
+    // object to list or delete.
+    let objects: Vec<String> = names(&prefix)
+        .into_iter()
+        .filter(|n| !n.starts_with(".rclone_temp_multipart"))
+        .collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+}

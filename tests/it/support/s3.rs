@@ -44,31 +44,45 @@ pub struct S3Server {
     child: Child,
     port: u16,
     root: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl S3Server {
     /// Starts a server with one bucket, `backups`.
     pub fn start() -> S3Server {
+        S3Server::start_with(&[])
+    }
+
+    /// Starts a server with one bucket, `backups`, and `extra` arguments (`--bwlimit 4M`).
+    pub fn start_with(extra: &[&str]) -> S3Server {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("backups")).unwrap();
         let port = free_port();
-        let child = Command::new(rclone())
-            .args(["serve", "s3", "--addr"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--auth-key")
-            .arg(format!("{KEY_ID},{SECRET}"))
-            .arg(root.path())
-            .env("RCLONE_CONFIG", root.path().join("rclone.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rclone serve s3");
-        let server = S3Server { child, port, root };
-        wait_for(Duration::from_secs(20), "rclone serve s3 to listen", || {
-            TcpStream::connect(("127.0.0.1", server.port)).ok()
-        });
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let child = spawn(root.path(), port, &extra);
+        let server = S3Server {
+            child,
+            port,
+            root,
+            extra,
+        };
+        server.wait();
         server
+    }
+
+    fn wait(&self) {
+        wait_for(Duration::from_secs(20), "rclone serve s3 to listen", || {
+            TcpStream::connect(("127.0.0.1", self.port)).ok()
+        });
+    }
+
+    /// Starts the killed server again on the same port and objects, without the extra
+    /// arguments.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.extra.clear();
+        self.child = spawn(self.root.path(), self.port, &self.extra);
+        self.wait();
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -86,6 +100,22 @@ impl S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(root: &Path, port: u16, extra: &[String]) -> Child {
+    Command::new(rclone())
+        .args(["serve", "s3", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--auth-key")
+        .arg(format!("{KEY_ID},{SECRET}"))
+        .args(extra)
+        .arg(root)
+        .env("RCLONE_CONFIG", root.join("rclone.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rclone serve s3")
 }
 
 impl Drop for S3Server {
