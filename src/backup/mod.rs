@@ -45,6 +45,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
@@ -693,18 +694,23 @@ impl Backups {
     fn copy_blocking(&self, context: &Context<'_>, copy: &CopyConfig, manifest: &Manifest) {
         let job = context.job;
         let started = std::time::Instant::now();
+        let mut timings = (Duration::ZERO, Duration::ZERO);
         let result = (|| -> Result<u64, BackupError> {
             let s3 = S3::open(copy, context.runtime.clone())?;
             let removed = s3.remove_leftovers(job.kind.extensions());
             if !removed.is_empty() {
                 tracing::warn!(job = %job.name, destination = %copy.name, objects = ?removed, "Removed what interrupted copies left behind.");
             }
+            let upload = std::time::Instant::now();
             let sent = s3.upload(
                 &context.local.file(manifest),
                 &manifest.file,
                 context.cancel,
             )?;
+            timings.0 = upload.elapsed();
+            let read_back = std::time::Instant::now();
             let (sha256, size) = s3.hash(&manifest.file, context.cancel)?;
+            timings.1 = read_back.elapsed();
             if sha256 != manifest.sha256 || size != manifest.size_bytes {
                 let _ = s3.remove(&manifest.file);
                 return Err(BackupError::NotVerified(format!(
@@ -736,7 +742,15 @@ impl Backups {
         .map_err(|err| context.explain(err));
         let bytes = match &result {
             Ok(sent) => {
-                tracing::info!(job = %job.name, destination = %copy.name, id = %manifest.id, bytes = sent, "Copy stored and read back.");
+                tracing::info!(
+                    job = %job.name,
+                    destination = %copy.name,
+                    id = %manifest.id,
+                    bytes = sent,
+                    upload_seconds = format!("{:.3}", timings.0.as_secs_f64()),
+                    read_back_seconds = format!("{:.3}", timings.1.as_secs_f64()),
+                    "Copy stored and read back."
+                );
                 Some(*sent)
             }
             Err(BackupError::Cancelled) => return,
@@ -1252,7 +1266,6 @@ fn hash_and_check(
 mod tests {
     use std::path::PathBuf;
     use std::sync::atomic::AtomicBool;
-    use std::time::Duration;
 
     use super::kind::Kind;
     use super::*;
