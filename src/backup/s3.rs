@@ -136,7 +136,9 @@ impl S3 {
                 .map_err(self.error("start an upload to", name))
         })?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut buffer = vec![0u8; PART_SIZE];
+        // The writer gathers reads into parts; a part's worth of buffer here would only double
+        // the memory an upload holds.
+        let mut buffer = vec![0u8; publish::IO_BUFFER];
         let mut sent = 0u64;
         let streamed: Result<(), BackupError> = (|| loop {
             let read = match source.read(&mut buffer) {
