@@ -175,11 +175,13 @@ impl S3 {
         Ok(sent)
     }
 
-    /// The SHA-256 and size of the stored object `name`, read back in full.
-    pub fn hash(
+    /// Reads the stored object `name` in full, handing each piece to `sink`; returns its
+    /// SHA-256 and size.
+    fn read_through(
         &self,
         name: &str,
         cancel: &CancellationToken,
+        mut sink: impl FnMut(&[u8]) -> Result<(), BackupError>,
     ) -> Result<(String, u64), BackupError> {
         self.block(Some(cancel), async {
             let got = self
@@ -193,10 +195,20 @@ impl S3 {
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(self.error("read", name))?;
                 hasher.update(&chunk);
+                sink(&chunk)?;
                 size += chunk.len() as u64;
             }
             Ok((hex::encode(hasher.finalize()), size))
         })
+    }
+
+    /// The SHA-256 and size of the stored object `name`, read back in full.
+    pub fn hash(
+        &self,
+        name: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(String, u64), BackupError> {
+        self.read_through(name, cancel, |_| Ok(()))
     }
 
     /// Downloads the object `name` into a temporary file in `dir` (removed when dropped),
@@ -211,22 +223,8 @@ impl S3 {
             .map_err(BackupError::io("create a file in", dir))?;
         let path = staged.path().to_owned();
         let file = staged.file().map_err(BackupError::io("open", &path))?;
-        let (sha256, size) = self.block(Some(cancel), async {
-            let got = self
-                .store
-                .get(&self.key(name))
-                .await
-                .map_err(self.error("read", name))?;
-            let mut stream = got.into_stream();
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(self.error("read", name))?;
-                hasher.update(&chunk);
-                std::io::Write::write_all(file, &chunk).map_err(BackupError::io("write", &path))?;
-                size += chunk.len() as u64;
-            }
-            Ok((hex::encode(hasher.finalize()), size))
+        let (sha256, size) = self.read_through(name, cancel, |chunk| {
+            std::io::Write::write_all(file, chunk).map_err(BackupError::io("write", &path))
         })?;
         staged.close_unsynced();
         Ok((staged, sha256, size))

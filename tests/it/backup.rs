@@ -792,6 +792,46 @@ fn pg_dumps_into(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Starts `warden backup run pg` of `setup` while a psql session holds a lock on table `big`,
+/// so pg_dump waits: the session (dropping it releases the lock), warden, and pg_dump's pid.
+fn run_with_pg_dump_waiting(
+    postgres: &Postgres,
+    setup: &Setup,
+    piped: bool,
+) -> (
+    crate::support::postgres::PsqlSession,
+    std::process::Child,
+    i32,
+) {
+    let session = postgres.spawn_psql_session(
+        "app",
+        &["BEGIN;", "LOCK TABLE big IN ACCESS EXCLUSIVE MODE;"],
+    );
+    let output = || if piped { Stdio::piped() } else { Stdio::null() };
+    let child = Command::new(warden_bin())
+        .args(["backup", "run", "pg", "--config"])
+        .arg(&setup.config)
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .unwrap();
+    let out = setup.path().join("out");
+    let pid = wait_for(Duration::from_secs(20), "pg_dump to start", || {
+        pg_dumps_into(&out).first().copied()
+    });
+    (session, child, pid)
+}
+
+/// The environment of process `pid`.
+fn environ(pid: i32) -> BTreeMap<String, String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    String::from_utf8_lossy(&raw)
+        .split('\0')
+        .filter_map(|var| var.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
 fn kill(pid: i32) {
     let pid = rustix::process::Pid::from_raw(pid).unwrap();
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
@@ -819,25 +859,12 @@ fn the_passfile_stays_in_the_private_directory() {
     let out = setup.path().join("out");
     let private = setup.path().join("state/private");
     // pg_dump waits on a lock, so its environment can be read while it runs.
-    let session = postgres.spawn_psql_session(
-        "app",
-        &["BEGIN;", "LOCK TABLE big IN ACCESS EXCLUSIVE MODE;"],
+    let (session, mut child, pid) = run_with_pg_dump_waiting(&postgres, &setup, false);
+    let passfile = PathBuf::from(
+        environ(pid)
+            .remove("PGPASSFILE")
+            .expect("pg_dump has a PGPASSFILE"),
     );
-    let mut child = Command::new(warden_bin())
-        .args(["backup", "run", "pg", "--config"])
-        .arg(&setup.config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = wait_for(Duration::from_secs(20), "pg_dump to start", || {
-        pg_dumps_into(&out).first().copied()
-    });
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let passfile = String::from_utf8_lossy(&environ)
-        .split('\0')
-        .find_map(|var| var.strip_prefix("PGPASSFILE=").map(PathBuf::from))
-        .expect("pg_dump has a PGPASSFILE");
     assert_eq!(
         passfile.parent(),
         Some(private.as_path()),
@@ -888,31 +915,14 @@ fn the_postgres_tools_verify_the_server_certificate() {
         postgres.dsn("app"),
         file("ca.pem")
     ));
-    let out = setup.path().join("out");
     // pg_dump waits on a lock, so its environment and its session can be read.
-    let session = postgres.spawn_psql_session(
-        "app",
-        &["BEGIN;", "LOCK TABLE big IN ACCESS EXCLUSIVE MODE;"],
+    let (session, child, pid) = run_with_pg_dump_waiting(&postgres, &setup, true);
+    let environ = environ(pid);
+    assert_eq!(
+        environ.get("PGSSLMODE").map(String::as_str),
+        Some("verify-full")
     );
-    let child = Command::new(warden_bin())
-        .args(["backup", "run", "pg", "--config"])
-        .arg(&setup.config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = wait_for(Duration::from_secs(20), "pg_dump to start", || {
-        pg_dumps_into(&out).first().copied()
-    });
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let environ = String::from_utf8_lossy(&environ).into_owned();
-    let var = |name: &str| {
-        environ
-            .split('\0')
-            .find_map(|v| v.strip_prefix(&format!("{name}=")).map(str::to_owned))
-    };
-    assert_eq!(var("PGSSLMODE").as_deref(), Some("verify-full"));
-    assert_eq!(var("PGSSLROOTCERT"), Some(file("ca.pem")));
+    assert_eq!(environ.get("PGSSLROOTCERT"), Some(&file("ca.pem")));
     let encrypted = wait_for(Duration::from_secs(10), "pg_dump's session", || {
         let row = postgres.psql(
             "postgres",
@@ -943,20 +953,7 @@ fn postgres_faults_publish_nothing_and_keep_earlier_backups() {
     let published = names(&out);
 
     // pg_dump killed mid-run: a session holds a lock so pg_dump waits on it.
-    let session = postgres.spawn_psql_session(
-        "app",
-        &["BEGIN;", "LOCK TABLE big IN ACCESS EXCLUSIVE MODE;"],
-    );
-    let child = Command::new(warden_bin())
-        .args(["backup", "run", "pg", "--config"])
-        .arg(&setup.config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = wait_for(Duration::from_secs(20), "pg_dump to start", || {
-        pg_dumps_into(&out).first().copied()
-    });
+    let (session, child, pid) = run_with_pg_dump_waiting(&postgres, &setup, true);
     // A second trigger while the job runs is refused, not queued.
     let busy = setup.backup(&["run", "pg"]);
     assert_eq!(busy.status.code(), Some(3), "{}", stderr(&busy));
