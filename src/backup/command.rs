@@ -77,6 +77,10 @@ pub enum BackupCommand {
         job: String,
         /// The backup.
         id: Option<String>,
+        /// Drill a copy in this copy destination instead (downloaded first); the result goes
+        /// into the copy's manifest there.
+        #[arg(long = "from", value_name = "DESTINATION")]
+        from: Option<String>,
     },
     /// Restore ID (default: the newest verified) to TARGET: a database name (postgres), a
     /// file (sqlite) or a new directory (files).
@@ -207,8 +211,8 @@ async fn run(
                 EXIT_NOT_VERIFIED
             })
         }
-        BackupCommand::Drill { job, id } => {
-            let manifest = match backups.drill(&job, id, cancel).await {
+        BackupCommand::Drill { job, id, from } => {
+            let manifest = match backups.drill(&job, id, from, cancel).await {
                 Ok(manifest) => manifest,
                 // A drill that found the backup wanting exits 4, as a failed verification; one
                 // that could not run (PostgreSQL down, a tool missing) exits with its error.

@@ -830,6 +830,58 @@ impl Backups {
         Ok(summary)
     }
 
+    /// A restore drill of a copy in `copy` (`id`, else the newest verified): downloaded into the
+    /// job's directory, its SHA-256 and the kind's check, then drilled as a local backup
+    /// would be; the result goes into the copy's manifest there.
+    fn drill_copy(
+        &self,
+        context: &Context<'_>,
+        copy: &CopyConfig,
+        id: Option<&str>,
+    ) -> Result<Manifest, BackupError> {
+        let job = context.job;
+        let s3 = S3::open(copy, context.runtime.clone())?;
+        let held = s3.read(&job.name, job.kind.extensions())?;
+        let mut manifest = self.pick(job, &held.manifests, id)?.clone();
+        let result = (|| {
+            let (download, sha256, size) =
+                s3.download(&manifest.file, context.local.dir(), context.cancel)?;
+            if sha256 != manifest.sha256 || size != manifest.size_bytes {
+                return Err(BackupError::NotVerified(format!(
+                    "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the copy in {} has {sha256} over {size}",
+                    manifest.sha256,
+                    manifest.size_bytes,
+                    s3.location()
+                )));
+            }
+            check_kind(context, &manifest, download.path())?;
+            job.kind.drill(&manifest, download.path(), context)
+        })()
+        .map_err(|err| context.explain(err));
+        let (check, outcome) = match result {
+            Ok(detail) => (
+                Check {
+                    ok: true,
+                    at: format_time(Utc::now()),
+                    detail: format!("from {}: {detail}", s3.location()),
+                },
+                Ok(()),
+            ),
+            Err(err) if !err.is_drill_finding() => return Err(err),
+            Err(err) => (
+                Check {
+                    ok: false,
+                    at: format_time(Utc::now()),
+                    detail: crate::collect::ErrorChain(&err).to_string(),
+                },
+                Err(err),
+            ),
+        };
+        manifest.restore_test = Some(check);
+        s3.write_manifest(&manifest)?;
+        outcome.map(|()| manifest)
+    }
+
     /// The backups of `job` held in its copy destination `destination`, newest first, read
     /// from the bucket.
     ///
@@ -1017,12 +1069,22 @@ impl Backups {
         self: &Arc<Self>,
         job: &str,
         id: Option<String>,
+        from: Option<String>,
         cancel: &CancellationToken,
     ) -> Result<Manifest, BackupError> {
         let result = self
-            .operate(job, cancel, Arc::default(), move |backups, context| {
-                backups.drill_blocking(context, id.as_deref())
-            })
+            .operate(
+                job,
+                cancel,
+                Arc::default(),
+                move |backups, context| match from.as_deref() {
+                    Some(destination) => {
+                        let copy = backups.copy_config(context.job, destination)?;
+                        backups.drill_copy(context, copy, id.as_deref())
+                    }
+                    None => backups.drill_blocking(context, id.as_deref()),
+                },
+            )
             .await;
         match &result {
             Ok(m) => tracing::info!(job, id = %m.id, "Restore drill passed."),
@@ -1343,7 +1405,7 @@ mod tests {
         std::fs::remove_file(made.path_in(&out)).unwrap();
         std::fs::remove_file(out.join(&made.file)).unwrap();
         let err = backups
-            .drill("notes", Some(made.id.clone()), &cancel)
+            .drill("notes", Some(made.id.clone()), None, &cancel)
             .await
             .unwrap_err();
         assert!(matches!(err, BackupError::UnknownBackup { .. }), "{err}");

@@ -158,7 +158,7 @@ async fn run(
                 )
                 .await
                 .map(|_| ()),
-            Work::Drill => backups.drill(&job, None, &shutdown).await.map(|_| ()),
+            Work::Drill => backups.drill(&job, None, None, &shutdown).await.map(|_| ()),
         };
         if shutdown.is_cancelled() {
             return;

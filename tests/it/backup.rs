@@ -1519,6 +1519,15 @@ fn every_kind_restores_from_its_copy_with_the_host_directory_gone() {
     let source = setup.path().join("src");
     let inside = restored.join(source.strip_prefix("/").unwrap());
     assert_eq!(tree(&inside), tree(&source));
+    // Drills of the copies: the result goes into each copy's manifest in the bucket.
+    for job in ["db", "notes"] {
+        setup.ok(&["drill", job, "--from", "offsite"]);
+        let copied: Vec<serde_json::Value> = serde_json::from_str(
+            &setup.ok(&["list", job, "--from", "offsite", "--output", "json"]),
+        )
+        .unwrap();
+        assert_eq!(copied[0]["restore_test"]["ok"], true, "{copied:#?}");
+    }
     // Nothing downloaded is left behind.
     assert!(
         names(&setup.path().join("out/notes"))
