@@ -245,6 +245,41 @@ pub async fn run(config: &Config) -> Report {
         });
     }
 
+    // Each offsite copy destination: the bucket lists under the job's prefix, with these
+    // credentials.
+    for (i, job) in config.backups.iter().enumerate() {
+        for (j, copy) in job.copies.iter().enumerate() {
+            let copy = copy.clone();
+            let name = job.name.clone();
+            let extensions = job.kind.extensions();
+            let limit = Arc::clone(&limit);
+            let runtime = tokio::runtime::Handle::current();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let mut outcome = Outcome::default();
+                let path = format!("backups[{i}].copies[{j}].s3");
+                let check = tokio::task::spawn_blocking(move || {
+                    crate::backup::s3::S3::open(&copy, runtime)?
+                        .read(&name, extensions)
+                        .map(|_| ())
+                });
+                match tokio::time::timeout(DESTINATION_TIMEOUT, check).await {
+                    Ok(Ok(Ok(()))) => outcome.destinations += 1,
+                    Ok(Ok(Err(err))) => {
+                        outcome.push((4, i), path, crate::collect::ErrorChain(&err).to_string())
+                    }
+                    Ok(Err(err)) => outcome.push((4, i), path, format!("the check failed: {err}")),
+                    Err(_) => outcome.push(
+                        (4, i),
+                        path,
+                        format!("did not answer within {DESTINATION_TIMEOUT:?}"),
+                    ),
+                }
+                outcome
+            });
+        }
+    }
+
     let mut found = Vec::new();
     let mut report = Report::default();
     while let Some(joined) = tasks.join_next().await {

@@ -1353,6 +1353,12 @@ fn copies_reach_the_bucket_verified_and_a_flipped_byte_is_found() {
     );
     assert_eq!(copy_metric(&body, "warden_backup_copy_failures_total"), 0.0);
     setup.ok(&["verify", "notes", "--from", "offsite"]);
+    let check = Command::new(warden_bin())
+        .args(["check-config", "--connect"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
 
     // Each destination keeps by its own policy: one in the bucket, three on the host.
     setup.ok(&["run", "notes"]);
@@ -1411,6 +1417,22 @@ fn copies_fail_clearly_without_the_secret() {
     assert_eq!(
         copy_metric(&body, "warden_backup_copy_last_success_timestamp_seconds"),
         0.0
+    );
+    let check = Command::new(warden_bin())
+        .args(["check-config", "--connect"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(!check.status.success(), "{said}");
+    assert!(said.contains("backups[0].copies[0].s3"), "{said}");
+    assert!(
+        said.contains("403 Forbidden") && !said.contains(secret),
+        "{said}"
     );
     let list = setup.backup(&["list", "notes", "--from", "offsite"]);
     assert_eq!(list.status.code(), Some(1));
