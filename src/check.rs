@@ -227,20 +227,11 @@ pub async fn run(config: &Config) -> Report {
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let mut outcome = Outcome::default();
-            let path = format!("backups[{i}].destination");
             let check = tokio::task::spawn_blocking(move || {
                 check_destination(&destination, &name, extensions)
             });
-            match tokio::time::timeout(DESTINATION_TIMEOUT, check).await {
-                Ok(Ok(Ok(()))) => outcome.destinations += 1,
-                Ok(Ok(Err(message))) => outcome.push((4, i), path, message),
-                Ok(Err(err)) => outcome.push((4, i), path, format!("the check failed: {err}")),
-                Err(_) => outcome.push(
-                    (4, i),
-                    path,
-                    format!("did not answer within {DESTINATION_TIMEOUT:?}"),
-                ),
-            }
+            let path = format!("backups[{i}].destination");
+            bounded_destination_check(check, (4, i), path, &mut outcome).await;
             outcome
         });
     }
@@ -257,24 +248,14 @@ pub async fn run(config: &Config) -> Report {
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let mut outcome = Outcome::default();
-                let path = format!("backups[{i}].copies[{j}].s3");
                 let check = tokio::task::spawn_blocking(move || {
-                    crate::backup::s3::S3::open(&copy, runtime)?
-                        .read(&name, extensions)
+                    crate::backup::s3::S3::open(&copy, runtime)
+                        .and_then(|s3| s3.read(&name, extensions))
                         .map(|_| ())
+                        .map_err(|err| crate::collect::ErrorChain(&err).to_string())
                 });
-                match tokio::time::timeout(DESTINATION_TIMEOUT, check).await {
-                    Ok(Ok(Ok(()))) => outcome.destinations += 1,
-                    Ok(Ok(Err(err))) => {
-                        outcome.push((4, i), path, crate::collect::ErrorChain(&err).to_string())
-                    }
-                    Ok(Err(err)) => outcome.push((4, i), path, format!("the check failed: {err}")),
-                    Err(_) => outcome.push(
-                        (4, i),
-                        path,
-                        format!("did not answer within {DESTINATION_TIMEOUT:?}"),
-                    ),
-                }
+                let path = format!("backups[{i}].copies[{j}].s3");
+                bounded_destination_check(check, (4, i), path, &mut outcome).await;
                 outcome
             });
         }
@@ -555,6 +536,26 @@ async fn check_tool(name: &str) -> Result<String, String> {
         Err(_) => Err(format!(
             "`{shown} --version` did not finish within {TOOL_TIMEOUT:?}"
         )),
+    }
+}
+
+/// Waits for a destination's `check` (a blocking task) at most [`DESTINATION_TIMEOUT`], and
+/// counts the destination or records its problem at `path`.
+async fn bounded_destination_check(
+    check: tokio::task::JoinHandle<Result<(), String>>,
+    key: Key,
+    path: String,
+    outcome: &mut Outcome,
+) {
+    match tokio::time::timeout(DESTINATION_TIMEOUT, check).await {
+        Ok(Ok(Ok(()))) => outcome.destinations += 1,
+        Ok(Ok(Err(message))) => outcome.push(key, path, message),
+        Ok(Err(err)) => outcome.push(key, path, format!("the check failed: {err}")),
+        Err(_) => outcome.push(
+            key,
+            path,
+            format!("did not answer within {DESTINATION_TIMEOUT:?}"),
+        ),
     }
 }
 

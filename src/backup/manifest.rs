@@ -126,7 +126,7 @@ impl Manifest {
 
     /// The manifest's path in `destination`.
     pub fn path_in(&self, destination: &Path) -> PathBuf {
-        destination.join(format!("{}{MANIFEST_SUFFIX}", self.id))
+        destination.join(self.name())
     }
 
     /// Writes the manifest atomically into `destination`.
@@ -134,9 +134,22 @@ impl Manifest {
     /// # Errors
     /// The I/O error of writing it.
     pub fn write(&self, destination: &Path) -> std::io::Result<()> {
+        write_atomic(&self.path_in(destination), &self.to_json()?)
+    }
+
+    /// The manifest's own name: `ID.manifest.json`.
+    pub fn name(&self) -> String {
+        format!("{}{MANIFEST_SUFFIX}", self.id)
+    }
+
+    /// The manifest as it is stored: pretty JSON with a final newline.
+    ///
+    /// # Errors
+    /// When it cannot be encoded (never, for the types it holds).
+    pub fn to_json(&self) -> std::io::Result<Vec<u8>> {
         let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         json.push(b'\n');
-        write_atomic(&self.path_in(destination), &json)
+        Ok(json)
     }
 }
 
@@ -245,10 +258,7 @@ pub fn check(
     job: &str,
     extensions: &[&str],
 ) -> Result<(), String> {
-    if manifest.job != job
-        || !is_id(&manifest.id)
-        || name != format!("{}{MANIFEST_SUFFIX}", manifest.id)
-    {
+    if manifest.job != job || !is_id(&manifest.id) || name != manifest.name() {
         return Err(format!(
             "manifest of job `{}`, id `{}`, does not belong here",
             manifest.job, manifest.id
@@ -264,6 +274,16 @@ pub fn check(
         ));
     }
     Ok(())
+}
+
+/// Whether `name` is a backup file warden named (`ID.EXTENSION`, with one of the kind's
+/// `extensions`) whose manifest is missing (`has` says whether a name is present where it
+/// lies): what an interrupted run or copy leaves.
+pub fn is_orphan(name: &str, extensions: &[&str], has: impl Fn(&str) -> bool) -> bool {
+    extensions.iter().any(|ext| {
+        name.strip_suffix(&format!(".{ext}"))
+            .is_some_and(|id| is_id(id) && !has(&format!("{id}{MANIFEST_SUFFIX}")))
+    })
 }
 
 /// Orders manifests newest first by their recorded finish time, then id.
@@ -288,12 +308,7 @@ pub fn remove_leftovers(destination: &Path, extensions: &[&str]) -> Vec<String> 
     let names: Vec<&String> = entries.iter().map(|(name, _)| name).collect();
     let mut removed = Vec::new();
     for (name, is_dir) in &entries {
-        let orphan = !is_dir
-            && extensions.iter().any(|ext| {
-                name.strip_suffix(&format!(".{ext}")).is_some_and(|id| {
-                    is_id(id) && !names.contains(&&format!("{id}{MANIFEST_SUFFIX}"))
-                })
-            });
+        let orphan = !is_dir && is_orphan(name, extensions, |m| names.iter().any(|n| *n == m));
         if !name.starts_with(TEMP_PREFIX) && !orphan {
             continue;
         }

@@ -711,14 +711,10 @@ impl Backups {
             let read_back = std::time::Instant::now();
             let (sha256, size) = s3.hash(&manifest.file, context.cancel)?;
             timings.1 = read_back.elapsed();
-            if sha256 != manifest.sha256 || size != manifest.size_bytes {
+            let place = format!("the copy in {}", s3.location());
+            if let Err(err) = check_checksum(manifest, &sha256, size, &place) {
                 let _ = s3.remove(&manifest.file);
-                return Err(BackupError::NotVerified(format!(
-                    "the copy in {} reads back with SHA-256 {sha256} over {size} bytes, not {} over {}",
-                    s3.location(),
-                    manifest.sha256,
-                    manifest.size_bytes
-                )));
+                return Err(err);
             }
             s3.write_manifest(manifest)?;
             let held = s3.read(&job.name, job.kind.extensions())?;
@@ -806,21 +802,7 @@ impl Backups {
                 manifest.id
             )));
         }
-        let (download, sha256, size) =
-            s3.download(&manifest.file, context.local.dir(), context.cancel)?;
-        if sha256 != manifest.sha256 || size != manifest.size_bytes {
-            return Err(BackupError::NotVerified(format!(
-                "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the copy in {} has {sha256} over {size}",
-                manifest.sha256,
-                manifest.size_bytes,
-                s3.location()
-            )));
-        }
-        let mut steps = vec![format!(
-            "downloaded from {}: sha256 {sha256} over {size} bytes",
-            s3.location()
-        )];
-        steps.extend(check_kind(context, manifest, download.path())?);
+        let (download, mut steps) = fetch_copy(context, &s3, manifest)?;
         let mut summary = job
             .kind
             .restore(manifest, download.path(), target, force, context)?;
@@ -843,40 +825,11 @@ impl Backups {
         let s3 = S3::open(copy, context.runtime.clone())?;
         let held = s3.read(&job.name, job.kind.extensions())?;
         let mut manifest = self.pick(job, &held.manifests, id)?.clone();
-        let result = (|| {
-            let (download, sha256, size) =
-                s3.download(&manifest.file, context.local.dir(), context.cancel)?;
-            if sha256 != manifest.sha256 || size != manifest.size_bytes {
-                return Err(BackupError::NotVerified(format!(
-                    "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the copy in {} has {sha256} over {size}",
-                    manifest.sha256,
-                    manifest.size_bytes,
-                    s3.location()
-                )));
-            }
-            check_kind(context, &manifest, download.path())?;
-            job.kind.drill(&manifest, download.path(), context)
-        })()
-        .map_err(|err| context.explain(err));
-        let (check, outcome) = match result {
-            Ok(detail) => (
-                Check {
-                    ok: true,
-                    at: format_time(Utc::now()),
-                    detail: format!("from {}: {detail}", s3.location()),
-                },
-                Ok(()),
-            ),
-            Err(err) if !err.is_drill_finding() => return Err(err),
-            Err(err) => (
-                Check {
-                    ok: false,
-                    at: format_time(Utc::now()),
-                    detail: crate::collect::ErrorChain(&err).to_string(),
-                },
-                Err(err),
-            ),
-        };
+        let result = fetch_copy(context, &s3, &manifest)
+            .and_then(|(download, _)| job.kind.drill(&manifest, download.path(), context))
+            .map(|detail| format!("from {}: {detail}", s3.location()))
+            .map_err(|err| context.explain(err));
+        let (check, outcome) = drill_check(result)?;
         manifest.restore_test = Some(check);
         s3.write_manifest(&manifest)?;
         outcome.map(|()| manifest)
@@ -934,22 +887,15 @@ impl Backups {
             let mut outcomes = Vec::new();
             for mut manifest in chosen {
                 context.check()?;
-                let (sha256, size) = s3.hash(&manifest.file, context.cancel)?;
-                let now = format_time(Utc::now());
-                let ok = sha256 == manifest.sha256 && size == manifest.size_bytes;
-                let outcome = if ok {
-                    let checks = vec![format!("sha256 {sha256} over {size} bytes in {}", s3.location())];
-                    manifest.verification = Verification { ok: true, checked_at: now, checks: checks.clone(), error: None };
-                    VerifyOutcome { id: manifest.id.clone(), ok: true, checks, error: None }
-                } else {
-                    let message = format!(
-                        "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the copy in {} has {sha256} over {size}",
-                        manifest.sha256, manifest.size_bytes, s3.location()
-                    );
+                let place = format!("the copy in {}", s3.location());
+                let result = s3.hash(&manifest.file, context.cancel).and_then(|(sha256, size)| {
+                    let line = check_checksum(&manifest, &sha256, size, &place)?;
+                    Ok(vec![format!("{line} in {}", s3.location())])
+                });
+                let outcome = verification_outcome(&mut manifest, result)?;
+                if let Some(message) = &outcome.error {
                     tracing::error!(job = %job.name, destination = %copy.name, id = %manifest.id, error = %message, "Stored copy failed verification.");
-                    manifest.verification = Verification { ok: false, checked_at: now, checks: Vec::new(), error: Some(message.clone()) };
-                    VerifyOutcome { id: manifest.id.clone(), ok: false, checks: Vec::new(), error: Some(message) }
-                };
+                }
                 s3.write_manifest(&manifest)?;
                 outcomes.push(outcome);
             }
@@ -1013,45 +959,11 @@ impl Backups {
         for mut manifest in chosen {
             context.check()?;
             let result = check_stored(context, &manifest);
-            let now = format_time(Utc::now());
-            let outcome = match result {
-                Ok(checks) => {
-                    manifest.verification = Verification {
-                        ok: true,
-                        checked_at: now,
-                        checks: checks.clone(),
-                        error: None,
-                    };
-                    VerifyOutcome {
-                        id: manifest.id.clone(),
-                        ok: true,
-                        checks,
-                        error: None,
-                    }
-                }
-                // Only a failed check marks a backup failed (retention then treats it as not a
-                // backup). Anything else — a tool missing, an I/O error, cancellation — says
-                // nothing about the backup and stops the verification with the manifests as
-                // they were.
-                Err(err) if !err.is_verification_failure() => return Err(err),
-                Err(err) => {
-                    let message = crate::collect::ErrorChain(&err).to_string();
-                    tracing::error!(job = %job.name, id = %manifest.id, error = %message, "Stored backup failed verification.");
-                    self.store.record_verify_failure(&job.name)?;
-                    manifest.verification = Verification {
-                        ok: false,
-                        checked_at: now,
-                        checks: Vec::new(),
-                        error: Some(message.clone()),
-                    };
-                    VerifyOutcome {
-                        id: manifest.id.clone(),
-                        ok: false,
-                        checks: Vec::new(),
-                        error: Some(message),
-                    }
-                }
-            };
+            let outcome = verification_outcome(&mut manifest, result)?;
+            if let Some(message) = &outcome.error {
+                tracing::error!(job = %job.name, id = %manifest.id, error = %message, "Stored backup failed verification.");
+                self.store.record_verify_failure(&job.name)?;
+            }
             context.local.write_manifest(&manifest)?;
             outcomes.push(outcome);
         }
@@ -1114,31 +1026,16 @@ impl Backups {
         let result = check_stored(context, &manifest)
             .and_then(|_| job.kind.drill(&manifest, &path, context))
             .map_err(|err| context.explain(err));
-        let (check, outcome) = match result {
-            Ok(detail) => (
-                Check {
-                    ok: true,
-                    at: format_time(Utc::now()),
-                    detail,
-                },
-                Ok(()),
-            ),
+        let (check, outcome) = match drill_check(result) {
+            Ok(checked) => checked,
             Err(BackupError::Cancelled) => return Err(BackupError::Cancelled),
             // The drill could not run: the backup is as good as before. Its start is recorded
             // (a scheduled drill waits for its next firing instead of re-reading the backup
             // every minute), its outcome is not.
-            Err(err) if !err.is_drill_finding() => {
+            Err(err) => {
                 self.store.record_drill_start(&job.name, unix(started))?;
                 return Err(err);
             }
-            Err(err) => (
-                Check {
-                    ok: false,
-                    at: format_time(Utc::now()),
-                    detail: crate::collect::ErrorChain(&err).to_string(),
-                },
-                Err(err),
-            ),
         };
         self.store
             .record_drill(&job.name, unix(started), unix(Utc::now()), check.ok)?;
@@ -1275,15 +1172,100 @@ fn check_stored(context: &Context<'_>, manifest: &Manifest) -> Result<Vec<String
     let cancel = context.cancel;
     let (sha256, size) = publish::sha256_file(&path, &|| cancel.is_cancelled())
         .map_err(BackupError::io("read", &path))?;
+    let mut checks = vec![check_checksum(manifest, &sha256, size, "the file")?];
+    checks.extend(check_kind(context, manifest, &path)?);
+    Ok(checks)
+}
+
+/// Whether bytes with `sha256` and `size` are the ones `manifest` records; `place` names
+/// where they were read (`the file`, `the copy in s3://…`). Returns the check's line.
+fn check_checksum(
+    manifest: &Manifest,
+    sha256: &str,
+    size: u64,
+    place: &str,
+) -> Result<String, BackupError> {
     if sha256 != manifest.sha256 || size != manifest.size_bytes {
         return Err(BackupError::NotVerified(format!(
-            "checksum mismatch: the manifest records SHA-256 {} over {} bytes, the file has {sha256} over {size}",
+            "checksum mismatch: the manifest records SHA-256 {} over {} bytes, {place} has {sha256} over {size}",
             manifest.sha256, manifest.size_bytes
         )));
     }
-    let mut checks = vec![format!("sha256 {sha256} over {size} bytes")];
-    checks.extend(check_kind(context, manifest, &path)?);
-    Ok(checks)
+    Ok(format!("sha256 {sha256} over {size} bytes"))
+}
+
+/// Downloads the copy of `manifest` from `s3` into the job's directory and checks it, the
+/// checksum first and then the kind's check, as [`check_stored`] does on the host. Returns
+/// the download (removed when dropped) and the checks passed.
+fn fetch_copy(
+    context: &Context<'_>,
+    s3: &S3,
+    manifest: &Manifest,
+) -> Result<(publish::Staged, Vec<String>), BackupError> {
+    let (download, sha256, size) =
+        s3.download(&manifest.file, context.local.dir(), context.cancel)?;
+    let place = format!("the copy in {}", s3.location());
+    let line = check_checksum(manifest, &sha256, size, &place)?;
+    let mut checks = vec![format!("downloaded from {}: {line}", s3.location())];
+    checks.extend(check_kind(context, manifest, download.path())?);
+    Ok((download, checks))
+}
+
+/// Writes a verification's result into `manifest` and says it as an outcome. Only a failed
+/// check marks a backup failed (retention then treats it as not a backup); anything else (a
+/// tool missing, an I/O error, cancellation) says nothing about the backup and is returned,
+/// with the manifest as it was.
+fn verification_outcome(
+    manifest: &mut Manifest,
+    result: Result<Vec<String>, BackupError>,
+) -> Result<VerifyOutcome, BackupError> {
+    let (checks, error) = match result {
+        Ok(checks) => (checks, None),
+        Err(err) if !err.is_verification_failure() => return Err(err),
+        Err(err) => (
+            Vec::new(),
+            Some(crate::collect::ErrorChain(&err).to_string()),
+        ),
+    };
+    manifest.verification = Verification {
+        ok: error.is_none(),
+        checked_at: format_time(Utc::now()),
+        checks: checks.clone(),
+        error: error.clone(),
+    };
+    Ok(VerifyOutcome {
+        id: manifest.id.clone(),
+        ok: error.is_none(),
+        checks,
+        error,
+    })
+}
+
+/// A finished drill's result as its manifest records it, and the drill's own result. A drill
+/// that could not run (not [`BackupError::is_drill_finding`], cancellation included) has
+/// nothing to record and is returned as the error.
+fn drill_check(
+    result: Result<String, BackupError>,
+) -> Result<(Check, Result<(), BackupError>), BackupError> {
+    match result {
+        Ok(detail) => Ok((
+            Check {
+                ok: true,
+                at: format_time(Utc::now()),
+                detail,
+            },
+            Ok(()),
+        )),
+        Err(err) if !err.is_drill_finding() => Err(err),
+        Err(err) => Ok((
+            Check {
+                ok: false,
+                at: format_time(Utc::now()),
+                detail: crate::collect::ErrorChain(&err).to_string(),
+            },
+            Err(err),
+        )),
+    }
 }
 
 /// The kind's check of the file at `path`, which holds the bytes `manifest` describes.

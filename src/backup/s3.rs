@@ -314,11 +314,10 @@ impl Destination for S3 {
     }
 
     fn write_manifest(&self, manifest: &Manifest) -> Result<(), BackupError> {
-        let name = format!("{}{MANIFEST_SUFFIX}", manifest.id);
-        let mut json = serde_json::to_vec_pretty(manifest).map_err(|err| {
-            BackupError::io("encode", Path::new(&name))(std::io::Error::other(err))
-        })?;
-        json.push(b'\n');
+        let name = manifest.name();
+        let json = manifest
+            .to_json()
+            .map_err(BackupError::io("encode", Path::new(&name)))?;
         // One PUT: the object appears whole or not at all.
         self.block(None, async {
             self.store
@@ -331,7 +330,7 @@ impl Destination for S3 {
 
     fn delete(&self, manifests: &[&Manifest]) -> Result<(), BackupError> {
         for manifest in manifests {
-            self.remove(&format!("{}{MANIFEST_SUFFIX}", manifest.id))?;
+            self.remove(&manifest.name())?;
             self.remove(&manifest.file)?;
         }
         Ok(())
@@ -343,11 +342,7 @@ impl Destination for S3 {
         };
         let mut removed = Vec::new();
         for name in &names {
-            let orphan = extensions.iter().any(|ext| {
-                name.strip_suffix(&format!(".{ext}")).is_some_and(|id| {
-                    manifest::is_id(id) && !names.contains(&format!("{id}{MANIFEST_SUFFIX}"))
-                })
-            });
+            let orphan = manifest::is_orphan(name, extensions, |m| names.iter().any(|n| n == m));
             if (orphan || name.starts_with(publish::TEMP_PREFIX)) && self.remove(name).is_ok() {
                 removed.push(name.clone());
             }
