@@ -359,6 +359,7 @@ fn copies(
     problems: &mut Problems,
 ) -> Vec<CopyConfig> {
     let mut copies: Vec<CopyConfig> = Vec::new();
+    let mut names = HashSet::new();
     for (i, raw) in raw.into_iter().enumerate() {
         let path = format!("{path}.copies[{i}]");
         check_name(&raw.name, &path, problems);
@@ -367,7 +368,7 @@ fn copies(
                 format!("{path}.name"),
                 "`local` names the job's own directory; choose another name",
             );
-        } else if copies.iter().any(|c| c.name == raw.name) {
+        } else if !names.insert(raw.name.clone()) {
             problems.push(
                 format!("{path}.name"),
                 format!("`{}` is used twice in this job", raw.name),
@@ -398,21 +399,17 @@ fn copies(
                 format!("`{prefix}` is not a key prefix such as `warden/{job}`"),
             );
         }
-        let mut credential = |key: &str, variable: &str, required: bool| {
-            let file = match key {
-                "access_key_id" => s3.access_key_id_file.clone(),
-                "secret_access_key" => s3.secret_access_key_file.clone(),
-                _ => s3.session_token_file.clone(),
-            };
-            let from_file = secret(None, file, &format!("{s3_path}.{key}"), base, problems);
-            let found = from_file.or_else(|| {
+        let mut credential = |file: &Option<String>, key: &str, variable: &str, required: bool| {
+            let path = format!("{s3_path}.{key}");
+            let found = secret(None, file.clone(), &path, base, problems).or_else(|| {
                 env.var(variable)
                     .filter(|value| !value.is_empty())
                     .map(SecretString::from)
             });
-            if found.is_none() && required {
+            // A named file that cannot be read is its own problem, reported above.
+            if found.is_none() && required && file.is_none() {
                 problems.push(
-                    format!("{s3_path}.{key}_file"),
+                    format!("{path}_file"),
                     format!(
                         "missing: name a file holding it, or set {variable} in warden's environment"
                     ),
@@ -420,9 +417,24 @@ fn copies(
             }
             found
         };
-        let access_key_id = credential("access_key_id", "AWS_ACCESS_KEY_ID", true);
-        let secret_access_key = credential("secret_access_key", "AWS_SECRET_ACCESS_KEY", true);
-        let session_token = credential("session_token", "AWS_SESSION_TOKEN", false);
+        let access_key_id = credential(
+            &s3.access_key_id_file,
+            "access_key_id",
+            "AWS_ACCESS_KEY_ID",
+            true,
+        );
+        let secret_access_key = credential(
+            &s3.secret_access_key_file,
+            "secret_access_key",
+            "AWS_SECRET_ACCESS_KEY",
+            true,
+        );
+        let session_token = credential(
+            &s3.session_token_file,
+            "session_token",
+            "AWS_SESSION_TOKEN",
+            false,
+        );
         let retention = match raw.retention {
             Some(raw) => retention(raw, &format!("{path}.retention"), problems),
             None => job_retention.clone(),

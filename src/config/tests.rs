@@ -608,3 +608,60 @@ fn host_collectors_start_from_node_exporter_defaults_and_switch_by_name() {
         "{found:?}"
     );
 }
+
+#[test]
+fn copies_are_validated_with_every_problem_named() {
+    let found = problems(concat!(
+        "backups:\n",
+        "  - name: a\n    kind: files\n    paths: [/srv]\n    destination: /b/a\n    copies:\n",
+        "      - {name: local, s3: {bucket: ok-bucket}}\n",
+        "      - {name: lan, s3: {endpoint: 'http://10.0.0.5:9000', bucket: Bad_Bucket, prefix: '../x'}}\n",
+        "      - {name: lan, s3: {endpoint: 'ftp://x', bucket: ok-bucket, secret_access_key_file: /nonexistent/secret}}\n",
+    ));
+    for needle in [
+        "backups[0].copies[0].name: `local` names the job's own directory",
+        "backups[0].copies[0].s3.access_key_id_file: missing: name a file holding it, or set AWS_ACCESS_KEY_ID",
+        "backups[0].copies[1].s3.endpoint: `http://10.0.0.5:9000`: plain http is only for a server on this host",
+        "backups[0].copies[1].s3.bucket: `Bad_Bucket` is not a bucket name",
+        "backups[0].copies[1].s3.prefix: `../x` is not a key prefix",
+        "backups[0].copies[2].name: `lan` is used twice in this job",
+        "backups[0].copies[2].s3.endpoint: `ftp://x` is not an http(s) URL",
+        "backups[0].copies[2].s3.secret_access_key_file: cannot read /nonexistent/secret",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(needle)),
+            "missing {needle:?} in {found:#?}"
+        );
+    }
+    // A named file that cannot be read is one problem, not also a missing credential.
+    let unreadable = "backups[0].copies[2].s3.secret_access_key_file";
+    assert_eq!(
+        found.iter().filter(|p| p.starts_with(unreadable)).count(),
+        1,
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn copy_credentials_come_from_the_environment_and_the_prefix_defaults_to_the_job() {
+    let env = HashMap::from([
+        ("AWS_ACCESS_KEY_ID".to_owned(), "AKID".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "from-env".to_owned()),
+    ]);
+    let config = Config::try_from_yaml(
+        "backups:\n  - name: notes\n    kind: files\n    paths: [/srv]\n    destination: /b\n    retention: {keep_last: 3}\n    copies:\n      - {name: offsite, s3: {endpoint: 'http://127.0.0.1:9000/', bucket: backups, path_style: true}}\n",
+        "test.yml",
+        Path::new("."),
+        &env,
+    )
+    .unwrap();
+    let copy = &config.backups[0].copies[0];
+    assert_eq!(copy.prefix, "notes");
+    assert_eq!(copy.region, "us-east-1");
+    assert_eq!(copy.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(copy.secret_access_key.expose_secret(), "from-env");
+    assert!(copy.session_token.is_none());
+    assert_eq!(copy.retention.keep_last, Some(3), "the job's retention");
+    // The secret is not in the configuration's debug output.
+    assert!(!format!("{config:?}").contains("from-env"));
+}
