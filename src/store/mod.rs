@@ -565,9 +565,10 @@ impl Store {
 
 /// Opens `warden.db` in `state_dir` (creating both if needed) in WAL mode with the given
 /// `synchronous` level, and creates or upgrades the schema.
-/// Opens a connection to the store in `state_dir`, creating it (and the directory) if needed.
 ///
-/// A damaged file (not a database, or one `PRAGMA quick_check` finds corrupt) is moved aside
+/// A damaged file (not a database, or one `PRAGMA quick_check` finds corrupt, run at the
+/// first open of the file in this process: a process opens the store several times at
+/// start-up, and each check reads the whole file) is moved aside
 /// as `warden.db.damaged-TIME` with its `-wal` and `-shm`, and a new store is started, with a
 /// warning that says where the old one went: the backup catalog is rebuilt from the
 /// manifests, and what else it held (run counters, the action queue, the audit log) is in the
@@ -599,6 +600,10 @@ fn open_connection(
     }
 }
 
+/// The store files this process has already run `PRAGMA quick_check` on.
+static CHECKED: Mutex<std::collections::BTreeSet<PathBuf>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
 fn try_open(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
     let sqlite = |source| StoreError::Sqlite {
         path: path.to_owned(),
@@ -619,7 +624,11 @@ fn try_open(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
             found: version,
         });
     }
-    if version > 0 {
+    let first_open = CHECKED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(path.to_owned());
+    if version > 0 && first_open {
         let verdict: String = conn
             .pragma_query_value(None, "quick_check", |row| row.get(0))
             .map_err(sqlite)?;
