@@ -31,17 +31,22 @@
 //! checksum and gzip a CRC, and the whole compressed stream is read to its end,
 //! so truncation and bit flips are reported as [`FilesError::Corrupt`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use globset::GlobSet;
+use sha2::{Digest, Sha256};
 use tar::{Builder, EntryType, Header, HeaderMode};
+
+use super::delta;
+pub use super::delta::Delta;
+use super::index::{Record, Type};
 
 pub use crate::config::Compression;
 #[cfg(test)]
@@ -84,6 +89,8 @@ pub struct ArchiveStats {
     pub symlinks: u64,
     /// Sum of the regular files' contents, in bytes.
     pub bytes: u64,
+    /// Paths an incremental archive records as deleted since its parent.
+    pub deleted: u64,
 }
 
 /// Errors from writing, verifying or extracting an archive.
@@ -172,6 +179,25 @@ pub enum FilesError {
         #[source]
         source: io::Error,
     },
+    /// An incremental archive does not apply to the tree restored so far: the chain is not
+    /// the one it was made from.
+    #[error("the incremental archive does not apply: {path} {reason}")]
+    ChainMismatch {
+        /// The path, relative to the restore target.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The parent backup's file index could not be read while archiving.
+    #[error(transparent)]
+    Index(#[from] super::index::IndexError),
+    /// Writing the new file index failed.
+    #[error("writing the file index failed")]
+    IndexWrite {
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// The caller asked the run to stop.
     #[error("archiving was cancelled")]
     Cancelled,
@@ -209,6 +235,7 @@ fn write_error(path: &Path, source: io::Error) -> FilesError {
 pub fn write_archive<W: Write>(
     spec: &ArchiveSpec,
     out: W,
+    mut delta: Option<&mut Delta>,
     progress: &dyn Fn(u64),
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(ArchiveStats, W), FilesError> {
@@ -222,13 +249,14 @@ pub fn write_archive<W: Write>(
             if spec.level >= 1 {
                 encoder.multithread(zstd_workers()).map_err(output)?;
             }
-            let (stats, encoder) = write_tar(spec, encoder, progress, cancelled)?;
+            let (stats, encoder) =
+                write_tar(spec, encoder, delta.as_deref_mut(), progress, cancelled)?;
             (stats, encoder.finish().map_err(output)?)
         }
         Compression::Gzip => {
             let level = u32::try_from(spec.level.clamp(0, 9)).unwrap_or(6);
             let encoder = flate2::write::GzEncoder::new(buffered, flate2::Compression::new(level));
-            let (stats, encoder) = write_tar(spec, encoder, progress, cancelled)?;
+            let (stats, encoder) = write_tar(spec, encoder, delta, progress, cancelled)?;
             (stats, encoder.finish().map_err(output)?)
         }
     };
@@ -282,6 +310,7 @@ fn matches(set: Option<&GlobSet>, path: &Path) -> bool {
 fn write_tar<E: Write>(
     spec: &ArchiveSpec,
     encoder: E,
+    delta: Option<&mut Delta>,
     progress: &dyn Fn(u64),
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(ArchiveStats, E), FilesError> {
@@ -300,10 +329,16 @@ fn write_tar<E: Write>(
             cancelled,
         },
         buf: vec![0; IO_BUFFER],
+        delta,
     };
-    for root in &spec.paths {
-        walker.walk(root)?;
+    for (root, path) in spec.paths.iter().enumerate() {
+        walker.walk(u32::try_from(root).unwrap_or(u32::MAX), path)?;
     }
+    if let Some(delta) = walker.delta.as_deref_mut() {
+        delta.end()?;
+        walker.stats.deleted = delta.deleted;
+    }
+    walker.flush_deletions(true)?;
     progress(walker.stats.bytes);
     let encoder = walker.tar.into_inner().map_err(output)?;
     Ok((walker.stats, encoder))
@@ -341,12 +376,16 @@ struct Walker<'a, E: Write> {
     stats: ArchiveStats,
     counter: Counter<'a>,
     buf: Vec<u8>,
+    /// The incremental pass, when one runs (a full archive of an incremental job has one too:
+    /// it writes the index the next incremental compares with).
+    delta: Option<&'a mut Delta>,
 }
 
 impl<E: Write> Walker<'_, E> {
     /// Archives one source path and, for a directory, everything below it in
-    /// name order (depth first, parents before children).
-    fn walk(&mut self, root: &Path) -> Result<(), FilesError> {
+    /// name order (depth first, parents before children). `index` is the source
+    /// path's position in the job's paths.
+    fn walk(&mut self, index: u32, root: &Path) -> Result<(), FilesError> {
         let mut stack = vec![(root.to_path_buf(), true)];
         while let Some((path, is_root)) = stack.pop() {
             if (self.counter.cancelled)() {
@@ -364,6 +403,11 @@ impl<E: Write> Walker<'_, E> {
             let name = archive_name(&path);
             if file_type.is_dir() {
                 if !name.as_os_str().is_empty() {
+                    if let Some(delta) = self.delta.as_deref_mut() {
+                        delta.before(index, &name, Type::Dir)?;
+                        delta.record(Record::new(index, name.clone(), Type::Dir, &meta))?;
+                    }
+                    self.flush_deletions(false)?;
                     self.append_dir(&name, &meta)?;
                 }
                 match sorted_children(&path) {
@@ -380,14 +424,59 @@ impl<E: Write> Walker<'_, E> {
                 {
                     continue;
                 }
-                if file_type.is_file() {
-                    self.append_file(&path, &name)?;
+                let kind = if file_type.is_file() {
+                    Type::File
                 } else {
-                    self.append_symlink(&path, &name, &meta)?;
+                    Type::Symlink
+                };
+                let previous = match self.delta.as_deref_mut() {
+                    Some(delta) => delta.before(index, &name, kind)?,
+                    None => None,
+                };
+                self.flush_deletions(false)?;
+                if let (Some(delta), Some(previous)) = (self.delta.as_deref_mut(), &previous) {
+                    let now = Record::new(index, name.clone(), kind, &meta);
+                    if delta.unchanged(previous, &now, &path)? {
+                        delta.keep(previous.clone())?;
+                        continue;
+                    }
+                }
+                let archived = if kind == Type::File {
+                    self.append_file(&path, &name)?
+                } else {
+                    self.append_symlink(&path, &name, &meta)?
+                };
+                if let Some(delta) = self.delta.as_deref_mut() {
+                    match (archived, previous) {
+                        (Some(mut record), _) => {
+                            record.root = index;
+                            delta.record(record)?;
+                        }
+                        // Gone since the listing: gone from this backup too.
+                        (None, Some(previous)) => delta.deleted(previous),
+                        (None, None) => {}
+                    }
                 }
             }
             // Sockets, fifos and devices are not backed up.
         }
+        Ok(())
+    }
+
+    /// Writes the deletions recorded so far as one PAX global header entry, once they fill
+    /// a chunk (or with `all`, whatever is left), so memory stays bounded whatever is deleted.
+    fn flush_deletions(&mut self, all: bool) -> Result<(), FilesError> {
+        let Some(records) = self.delta.as_deref_mut().and_then(|d| d.pending(all)) else {
+            return Ok(());
+        };
+        let mut header = Header::new_ustar();
+        header.set_entry_type(EntryType::XGlobalHeader);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_size(records.len() as u64);
+        self.tar
+            .append_data(&mut header, delta::GLOBAL_HEADER_NAME, records.as_slice())
+            .map_err(output)?;
         Ok(())
     }
 
@@ -403,15 +492,16 @@ impl<E: Write> Walker<'_, E> {
         Ok(())
     }
 
+    /// Archives a symlink; `None` when it is gone.
     fn append_symlink(
         &mut self,
         path: &Path,
         name: &Path,
         meta: &fs::Metadata,
-    ) -> Result<(), FilesError> {
+    ) -> Result<Option<Record>, FilesError> {
         let target = match fs::read_link(path) {
             Ok(target) => target,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(read_error(path, err)),
         };
         let mut header = Header::new_gnu();
@@ -422,10 +512,13 @@ impl<E: Write> Walker<'_, E> {
             .append_link(&mut header, name, &target)
             .map_err(output)?;
         self.stats.symlinks += 1;
-        Ok(())
+        Ok(Some(Record::new(0, name.to_owned(), Type::Symlink, meta)))
     }
 
-    fn append_file(&mut self, path: &Path, name: &Path) -> Result<(), FilesError> {
+    /// Archives a regular file; `None` when it is gone. For an incremental pass, a file
+    /// modified so recently that a later write could leave its size and times as they are
+    /// has its stored content hashed into the record.
+    fn append_file(&mut self, path: &Path, name: &Path) -> Result<Option<Record>, FilesError> {
         // Non-blocking, so that a file swapped for a FIFO since the listing fails the type
         // check below instead of waiting forever for a writer; not following a symlink swapped
         // in. Neither flag changes how a regular file reads.
@@ -436,7 +529,7 @@ impl<E: Write> Walker<'_, E> {
             .open(path)
         {
             Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             // ELOOP: the path is a symlink now.
             Err(err) if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
                 return Err(FilesError::FileChanged {
@@ -458,6 +551,8 @@ impl<E: Write> Walker<'_, E> {
             });
         }
         let len = meta.len();
+        let mut record = Record::new(0, name.to_owned(), Type::File, &meta);
+        let racy = self.delta.is_some() && delta::racy(record.mtime);
         let mut header = Header::new_gnu();
         header.set_metadata_in_mode(&meta, HeaderMode::Complete);
         header.set_entry_type(EntryType::Regular);
@@ -470,9 +565,11 @@ impl<E: Write> Walker<'_, E> {
             filled: 0,
             counter: &mut self.counter,
             fault: None,
+            hasher: racy.then(Sha256::new),
         };
         let result = self.tar.append_data(&mut header, name, &mut data);
         let fault = data.fault.take();
+        record.sha256 = data.hasher.take().map(|h| h.finalize().into());
         match (result, fault) {
             (Ok(()), _) => {}
             (Err(_), Some(Fault::Cancelled)) => return Err(FilesError::Cancelled),
@@ -486,7 +583,7 @@ impl<E: Write> Walker<'_, E> {
         }
         self.stats.files += 1;
         self.stats.bytes += len;
-        Ok(())
+        Ok(Some(record))
     }
 }
 
@@ -516,6 +613,8 @@ struct FileData<'a, 'c> {
     filled: usize,
     counter: &'a mut Counter<'c>,
     fault: Option<Fault>,
+    /// Hashes the bytes stored, when the file's content must be recognisable later.
+    hasher: Option<Sha256>,
 }
 
 impl FileData<'_, '_> {
@@ -541,6 +640,9 @@ impl FileData<'_, '_> {
         self.left -= n as u64;
         self.pos = 0;
         self.filled = n;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&self.buf[..n]);
+        }
         if !self.counter.advance(n as u64) {
             return Err(self.fail(Fault::Cancelled));
         }
@@ -719,6 +821,10 @@ pub fn verify_archive<R: Read>(
     let mut buf = vec![0; IO_BUFFER];
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
+        if entry.header().entry_type() == EntryType::XGlobalHeader {
+            stats.deleted += delta::read_deletions(&mut entry, entry_path)?.len() as u64;
+            continue;
+        }
         let checked = guard.check(&entry)?;
         let bytes = read_entry(&mut entry, &mut buf, |_| Ok(()))?;
         match checked {
@@ -736,6 +842,7 @@ pub fn verify_archive<R: Read>(
         ("dirs", expected.dirs, stats.dirs),
         ("symlinks", expected.symlinks, stats.symlinks),
         ("bytes", expected.bytes, stats.bytes),
+        ("deleted paths", expected.deleted, stats.deleted),
     ] {
         if expected != found {
             return Err(FilesError::Mismatch {
@@ -748,90 +855,277 @@ pub fn verify_archive<R: Read>(
     Ok(stats)
 }
 
-/// Restores an archive into `target`.
-///
-/// `target` must be an empty directory, or not exist with an existing parent
-/// (it is then created). Each entry is checked before anything is written for
-/// it (see the module doc); files are created with `create_new` and never
-/// overwrite, and nothing is written through a symlink. File and directory
-/// modes come from the archive masked with `0o777` (no setuid, setgid or
-/// sticky bits); file and directory mtimes are restored best-effort, symlink
-/// mtimes and owners are not. On error whatever was already extracted is left
-/// in place: restore into a fresh directory and discard it on failure.
+/// Restores an archive into `target`: [`Restore`] with one archive.
 pub fn extract_archive<R: Read>(
     input: R,
     compression: Compression,
     target: &Path,
 ) -> Result<ArchiveStats, FilesError> {
-    prepare_target(target)?;
-    let mut archive = tar::Archive::new(decoder(input, compression)?);
-    let mut stats = ArchiveStats::default();
-    let mut guard = Guard::default();
-    let mut buf = vec![0; IO_BUFFER];
-    // Directory modes and mtimes are applied last, deepest first, so that a
-    // read-only directory can still be filled and its mtime is not bumped.
-    let mut dirs = Vec::new();
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let checked = guard.check(&entry)?;
-        let mode = entry.header().mode().map_err(corrupt)? & 0o777;
-        let mtime = entry
-            .header()
-            .mtime()
-            .ok()
-            .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
-        let entry_name = || String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        match checked {
-            Checked::File(rel) => {
-                let dest = prepare_parents(target, &rel, &entry_name())?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&dest)
-                    .map_err(|err| existing_or(err, &dest, &entry_name()))?;
-                let bytes = read_entry(&mut entry, &mut buf, |chunk| {
-                    file.write_all(chunk).map_err(|err| write_error(&dest, err))
-                })?;
-                file.set_permissions(fs::Permissions::from_mode(mode))
-                    .map_err(|err| write_error(&dest, err))?;
-                if let Some(mtime) = mtime {
-                    // Best-effort: a filesystem without mtimes still restores.
-                    let _ = file.set_modified(mtime);
+    let mut restore = Restore::new(target)?;
+    let stats = restore.apply(input, compression)?;
+    restore.finish()?;
+    Ok(stats)
+}
+
+/// A restore of one archive, or of an incremental chain (a full, then each incremental on top
+/// of what the ones before left), into `target`.
+///
+/// `target` must be an empty directory, or not exist with an existing parent
+/// (it is then created). Each entry is checked before anything is written for
+/// it (see the module doc), and nothing is written through a symlink. The
+/// first archive only creates (`create_new`, never overwriting); an
+/// incremental one replaces what its entries name and removes what it records
+/// as deleted, and a deletion of a path that is not there means the chain is
+/// not the one the archive was made from ([`FilesError::ChainMismatch`]). File
+/// and directory modes come from the archive masked with `0o777` (no setuid,
+/// setgid or sticky bits); file and directory mtimes are restored best-effort,
+/// symlink mtimes and owners are not. On error whatever was already extracted
+/// is left in place: restore into a fresh directory and discard it on failure.
+pub struct Restore {
+    target: PathBuf,
+    /// Directory modes and mtimes, applied by [`Restore::finish`] deepest first, so that a
+    /// read-only directory can still be filled and its mtime is not bumped.
+    dirs: BTreeMap<PathBuf, (u32, Option<SystemTime>)>,
+    applied: usize,
+    /// Directories created only as parents of stored paths (the source paths' ancestors).
+    implicit: u64,
+}
+
+impl Restore {
+    /// Checks (or creates) the empty target.
+    ///
+    /// # Errors
+    /// The target is not empty, is someone else's, or cannot be created.
+    pub fn new(target: &Path) -> Result<Restore, FilesError> {
+        prepare_target(target)?;
+        Ok(Restore {
+            target: target.to_owned(),
+            dirs: BTreeMap::new(),
+            applied: 0,
+            implicit: 0,
+        })
+    }
+
+    /// Applies the next archive of the chain; returns what it held.
+    ///
+    /// # Errors
+    /// A corrupt or unsafe archive, one that does not apply, or a write that fails.
+    pub fn apply<R: Read>(
+        &mut self,
+        input: R,
+        compression: Compression,
+    ) -> Result<ArchiveStats, FilesError> {
+        let first = self.applied == 0;
+        self.applied += 1;
+        let mut archive = tar::Archive::new(decoder(input, compression)?);
+        let mut stats = ArchiveStats::default();
+        let mut guard = Guard::default();
+        let mut buf = vec![0; IO_BUFFER];
+        // In a full archive `create_new` finds duplicates; an incremental one replaces what is
+        // there, so it remembers what it wrote.
+        let mut seen = HashSet::new();
+        for entry in archive.entries().map_err(corrupt)? {
+            let mut entry = entry.map_err(corrupt)?;
+            if entry.header().entry_type() == EntryType::XGlobalHeader {
+                let deleted = delta::read_deletions(&mut entry, entry_path)?;
+                if first {
+                    return Err(FilesError::UnsafeEntry {
+                        entry: delta::GLOBAL_HEADER_NAME.to_owned(),
+                        reason: "deletions in the first archive of a chain",
+                    });
                 }
-                stats.files += 1;
-                stats.bytes += bytes;
+                for rel in deleted {
+                    self.delete(&rel)?;
+                    stats.deleted += 1;
+                }
+                continue;
             }
-            Checked::Dir(rel) => {
-                let dest = prepare_parents(target, &rel, &entry_name())?;
+            let checked = guard.check(&entry)?;
+            let mode = entry.header().mode().map_err(corrupt)? & 0o777;
+            let mtime = entry
+                .header()
+                .mtime()
+                .ok()
+                .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
+            let entry_name = || String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            if !first {
+                let rel = match &checked {
+                    Checked::File(rel) | Checked::Dir(rel) | Checked::Symlink(rel, _) => rel,
+                };
+                if !seen.insert(rel.clone()) {
+                    return Err(duplicate(&entry_name()));
+                }
+            }
+            match checked {
+                Checked::File(rel) => {
+                    let dest = self.parents(&rel, &entry_name())?;
+                    if !first {
+                        self.clear(&dest, false)?;
+                    }
+                    let mut file = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&dest)
+                        .map_err(|err| existing_or(err, &dest, &entry_name()))?;
+                    let bytes = read_entry(&mut entry, &mut buf, |chunk| {
+                        file.write_all(chunk).map_err(|err| write_error(&dest, err))
+                    })?;
+                    file.set_permissions(fs::Permissions::from_mode(mode))
+                        .map_err(|err| write_error(&dest, err))?;
+                    if let Some(mtime) = mtime {
+                        // Best-effort: a filesystem without mtimes still restores.
+                        let _ = file.set_modified(mtime);
+                    }
+                    stats.files += 1;
+                    stats.bytes += bytes;
+                }
+                Checked::Dir(rel) => {
+                    let dest = self.parents(&rel, &entry_name())?;
+                    match fs::symlink_metadata(&dest) {
+                        Ok(meta) if meta.is_dir() => {
+                            if first {
+                                return Err(duplicate(&entry_name()));
+                            }
+                        }
+                        Ok(_) if first => return Err(duplicate(&entry_name())),
+                        Ok(_) => {
+                            self.clear(&dest, true)?;
+                            fs::create_dir(&dest).map_err(|err| write_error(&dest, err))?;
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                            fs::create_dir(&dest).map_err(|err| write_error(&dest, err))?;
+                        }
+                        Err(err) => return Err(write_error(&dest, err)),
+                    }
+                    self.dirs.insert(dest, (mode, mtime));
+                    stats.dirs += 1;
+                }
+                Checked::Symlink(rel, link_target) => {
+                    let dest = self.parents(&rel, &entry_name())?;
+                    if !first {
+                        self.clear(&dest, false)?;
+                    }
+                    std::os::unix::fs::symlink(&link_target, &dest)
+                        .map_err(|err| existing_or(err, &dest, &entry_name()))?;
+                    stats.symlinks += 1;
+                }
+            }
+        }
+        drain(archive.into_inner())?;
+        Ok(stats)
+    }
+
+    /// [`prepare_parents`], counting the directories it had to create.
+    fn parents(&mut self, rel: &Path, entry: &str) -> Result<PathBuf, FilesError> {
+        let (dest, created) = prepare_parents(&self.target, rel, entry)?;
+        self.implicit += created;
+        Ok(dest)
+    }
+
+    /// Removes what is at `dest` before an incremental entry replaces it: a directory with
+    /// everything under it (and its pending mode), anything else by unlinking. With
+    /// `keep_dirs`, a directory stays (a directory entry over a directory).
+    fn clear(&mut self, dest: &Path, keep_dirs: bool) -> Result<(), FilesError> {
+        match fs::symlink_metadata(dest) {
+            Ok(meta) if meta.is_dir() && keep_dirs => Ok(()),
+            Ok(meta) if meta.is_dir() => {
+                self.forget_dirs(dest);
+                super::publish::remove_tree(dest).map_err(|err| write_error(dest, err))
+            }
+            Ok(_) => fs::remove_file(dest).map_err(|err| write_error(dest, err)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(write_error(dest, err)),
+        }
+    }
+
+    /// Applies one recorded deletion.
+    fn delete(&mut self, rel: &Path) -> Result<(), FilesError> {
+        let mismatch = |reason| FilesError::ChainMismatch {
+            path: rel.to_owned(),
+            reason,
+        };
+        let mut dest = self.target.clone();
+        for component in rel.components() {
+            if dest != self.target {
                 match fs::symlink_metadata(&dest) {
                     Ok(meta) if meta.is_dir() => {}
-                    Ok(_) => return Err(duplicate(&entry_name())),
+                    Ok(_) => return Err(mismatch("is under something that is not a directory")),
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                        fs::create_dir(&dest).map_err(|err| write_error(&dest, err))?;
+                        return Err(mismatch("is recorded as deleted but is not there"));
                     }
-                    Err(err) => return Err(write_error(&dest, err)),
+                    Err(err) => return Err(read_error(&dest, err)),
                 }
-                dirs.push((dest, mode, mtime));
-                stats.dirs += 1;
             }
-            Checked::Symlink(rel, link_target) => {
-                let dest = prepare_parents(target, &rel, &entry_name())?;
-                std::os::unix::fs::symlink(&link_target, &dest)
-                    .map_err(|err| existing_or(err, &dest, &entry_name()))?;
-                stats.symlinks += 1;
+            dest.push(component);
+        }
+        match fs::symlink_metadata(&dest) {
+            Ok(meta) if meta.is_dir() => {
+                self.forget_dirs(&dest);
+                super::publish::remove_tree(&dest).map_err(|err| write_error(&dest, err))
             }
+            Ok(_) => fs::remove_file(&dest).map_err(|err| write_error(&dest, err)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                Err(mismatch("is recorded as deleted but is not there"))
+            }
+            Err(err) => Err(read_error(&dest, err)),
         }
     }
-    drain(archive.into_inner())?;
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
-    for (dir, mode, mtime) in dirs {
-        if let Some(mtime) = mtime {
-            let _ = File::open(&dir).and_then(|d| d.set_modified(mtime));
+
+    /// Drops the pending modes of `dir` and everything under it.
+    fn forget_dirs(&mut self, dir: &Path) {
+        let under: Vec<PathBuf> = self
+            .dirs
+            .range(dir.to_path_buf()..)
+            .map(|(path, _)| path)
+            .take_while(|path| path.starts_with(dir))
+            .cloned()
+            .collect();
+        for path in under {
+            self.dirs.remove(&path);
         }
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
-            .map_err(|err| write_error(&dir, err))?;
     }
+
+    /// Directories created only as parents of stored paths; a count of the restored tree
+    /// leaves them out to compare with what was archived.
+    pub fn implicit_dirs(&self) -> u64 {
+        self.implicit
+    }
+
+    /// Applies the directories' modes and mtimes, deepest first.
+    ///
+    /// # Errors
+    /// A mode that cannot be set.
+    pub fn finish(self) -> Result<(), FilesError> {
+        for (dir, (mode, mtime)) in self.dirs.into_iter().rev() {
+            if let Some(mtime) = mtime {
+                let _ = File::open(&dir).and_then(|d| d.set_modified(mtime));
+            }
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                .map_err(|err| write_error(&dir, err))?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts what the restored tree under `target` holds, as the archive counts it: every
+/// directory but the `implicit` ones, files with their bytes, and symlinks.
+pub fn count_tree(target: &Path, implicit: u64) -> Result<ArchiveStats, FilesError> {
+    let mut stats = ArchiveStats::default();
+    let mut stack = sorted_children(target).map_err(|err| read_error(target, err))?;
+    while let Some(path) = stack.pop() {
+        let meta = fs::symlink_metadata(&path).map_err(|err| read_error(&path, err))?;
+        if meta.is_dir() {
+            stats.dirs += 1;
+            stack.extend(sorted_children(&path).map_err(|err| read_error(&path, err))?);
+        } else if meta.file_type().is_symlink() {
+            stats.symlinks += 1;
+        } else {
+            stats.files += 1;
+            stats.bytes += meta.len();
+        }
+    }
+    stats.dirs = stats.dirs.saturating_sub(implicit);
     Ok(stats)
 }
 
@@ -880,8 +1174,10 @@ fn prepare_target(target: &Path) -> Result<(), FilesError> {
 
 /// Makes sure every parent of `rel` under `target` is a real directory
 /// (creating missing ones), refusing symlinks and non-directories on the way.
-/// Returns the full destination path of `rel`.
-fn prepare_parents(target: &Path, rel: &Path, entry: &str) -> Result<PathBuf, FilesError> {
+/// Returns the full destination path of `rel` and how many directories were
+/// created.
+fn prepare_parents(target: &Path, rel: &Path, entry: &str) -> Result<(PathBuf, u64), FilesError> {
+    let mut created = 0;
     let refuse = |reason| FilesError::UnsafeEntry {
         entry: entry.to_owned(),
         reason,
@@ -901,11 +1197,12 @@ fn prepare_parents(target: &Path, rel: &Path, entry: &str) -> Result<PathBuf, Fi
             Ok(_) => return Err(refuse("parent is not a directory")),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&dest).map_err(|err| write_error(&dest, err))?;
+                created += 1;
             }
             Err(err) => return Err(write_error(&dest, err)),
         }
     }
-    Ok(dest)
+    Ok((dest, created))
 }
 
 #[cfg(test)]
@@ -918,6 +1215,7 @@ mod tests {
         let mut tar = Builder::new(Vec::new());
         tar.follow_symlinks(false);
         Walker {
+            delta: None,
             spec,
             tar,
             stats: ArchiveStats::default(),
@@ -991,7 +1289,7 @@ mod tests {
     }
 
     fn archive(spec: &ArchiveSpec) -> (ArchiveStats, Vec<u8>) {
-        write_archive(spec, Vec::new(), &|_| {}, &|| false).unwrap()
+        write_archive(spec, Vec::new(), None, &|_| {}, &|| false).unwrap()
     }
 
     /// Where a source path lands under a restore target.
@@ -1059,7 +1357,7 @@ mod tests {
             let spec = excluding(compression, &[&src, &single]);
             let last = Cell::new(0);
             let (stats, bytes) =
-                write_archive(&spec, Vec::new(), &|n| last.set(n), &|| false).unwrap();
+                write_archive(&spec, Vec::new(), None, &|n| last.set(n), &|| false).unwrap();
             let expected_bytes = 14 + (3 << 20) + 10 + 9 + 12;
             assert_eq!(
                 stats,
@@ -1067,7 +1365,8 @@ mod tests {
                     files: 5,
                     dirs: 5,
                     symlinks: 1,
-                    bytes: expected_bytes
+                    bytes: expected_bytes,
+                    deleted: 0,
                 },
                 "{compression:?}"
             );
@@ -1191,7 +1490,8 @@ mod tests {
                 files: 1,
                 dirs: 1,
                 symlinks: 0,
-                bytes: 1
+                bytes: 1,
+                deleted: 0,
             }
         );
     }
@@ -1208,7 +1508,8 @@ mod tests {
                 files: 1,
                 dirs: 0,
                 symlinks: 0,
-                bytes: 2
+                bytes: 2,
+                deleted: 0,
             }
         );
         let target = base.path().join("restore");
@@ -1232,6 +1533,7 @@ mod tests {
             let err = write_archive(
                 &spec(&paths, Compression::Gzip),
                 Vec::new(),
+                None,
                 &|_| {},
                 &|| false,
             )
@@ -1250,7 +1552,7 @@ mod tests {
         let big = base.path().join("big");
         fs::write(&big, noise(12 << 20, 3)).unwrap();
         let spec = spec(&[&big], Compression::Zstd);
-        let err = write_archive(&spec, Vec::new(), &|_| {}, &|| true).unwrap_err();
+        let err = write_archive(&spec, Vec::new(), None, &|_| {}, &|| true).unwrap_err();
         assert!(matches!(err, FilesError::Cancelled), "{err:?}");
 
         // The first poll is before the file; the second is inside it.
@@ -1259,6 +1561,7 @@ mod tests {
         let err = write_archive(
             &spec,
             Vec::new(),
+            None,
             &|n| progress.borrow_mut().push(n),
             &|| {
                 polls.set(polls.get() + 1);
@@ -1280,6 +1583,7 @@ mod tests {
         let (stats, _) = write_archive(
             &spec(&[&big], Compression::Zstd),
             Vec::new(),
+            None,
             &|n| seen.borrow_mut().push(n),
             &|| false,
         )
@@ -1316,6 +1620,7 @@ mod tests {
             filled: 0,
             counter: &mut counter,
             fault: None,
+            hasher: None,
         };
         let mut out = Vec::new();
         io::copy(&mut data, &mut out).unwrap();
@@ -1329,6 +1634,7 @@ mod tests {
             filled: 0,
             counter: &mut counter,
             fault: None,
+            hasher: None,
         };
         assert!(io::copy(&mut data, &mut io::sink()).is_err());
         assert!(matches!(data.fault, Some(Fault::Shrunk)));
@@ -1579,7 +1885,8 @@ mod tests {
                 files: 2,
                 dirs: 0,
                 symlinks: 3,
-                bytes: 10
+                bytes: 10,
+                deleted: 0,
             }
         );
         assert_eq!(fs::read(target.join("a/up")).unwrap(), b"owned");

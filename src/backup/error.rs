@@ -123,6 +123,10 @@ pub enum BackupError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An incremental backup's chain cannot be restored: a parent is missing or failed its
+    /// last verification. Treated as [`BackupError::NotVerified`].
+    #[error("the incremental chain is broken: {0}")]
+    BrokenChain(String),
     /// A restore drill found the restored copy different from the manifest.
     #[error("restore drill failed: {0}")]
     DrillFailed(String),
@@ -187,7 +191,7 @@ impl BackupError {
     pub fn is_verification_failure(&self) -> bool {
         matches!(
             self,
-            BackupError::NotVerified(_) | BackupError::Broken { .. }
+            BackupError::NotVerified(_) | BackupError::Broken { .. } | BackupError::BrokenChain(_)
         )
     }
 
@@ -201,6 +205,7 @@ impl BackupError {
             BackupError::DrillFailed(_)
                 | BackupError::NotVerified(_)
                 | BackupError::Broken { .. }
+                | BackupError::BrokenChain(_)
                 | BackupError::ToolFailed { .. }
                 | BackupError::Sqlite { .. }
                 | BackupError::Files(_)

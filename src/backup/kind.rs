@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::manifest::Manifest;
 use super::{BackupError, Context, Expected, Produced, RestoreSummary, files, postgres, sqlite};
-use crate::config::{Problems, RawBackup, Sources, Target};
+use crate::config::{IncrementalConfig, Problems, RawBackup, Sources, Target};
 
 /// Every kind, by the `kind` value that selects it.
 pub(crate) const KINDS: &[Registration] = &[postgres::KIND, sqlite::KIND, files::KIND];
@@ -56,6 +56,7 @@ pub(crate) const KEYS: &[(&str, IsSet)] = &[
     ("exclude", |raw| !raw.exclude.is_empty()),
     ("compression", |raw| raw.compression.is_some()),
     ("level", |raw| raw.level.is_some()),
+    ("incremental", |raw| raw.incremental.is_some()),
     ("verify.required_tables", |raw| {
         !raw.verify.required_tables.is_empty()
     }),
@@ -136,6 +137,26 @@ pub(crate) fn source<'a, T>(
     found
 }
 
+/// One backup of the chain a restore or drill applies: its manifest and its (already
+/// checksummed) file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link<'a> {
+    pub manifest: &'a Manifest,
+    pub path: &'a Path,
+}
+
+/// The one backup of a chain, for a kind without incrementals.
+pub(crate) fn single<'a>(chain: &[Link<'a>]) -> Result<Link<'a>, BackupError> {
+    match chain {
+        [link] => Ok(*link),
+        [.., tip] => Err(BackupError::BrokenChain(format!(
+            "backup {} names a parent, but its kind makes no incremental backups",
+            tip.manifest.id
+        ))),
+        [] => Err(BackupError::BrokenChain("no backup given".to_owned())),
+    }
+}
+
 /// One kind of backup, configured for one job. Every method but the accessors runs on the
 /// operation's blocking thread, under the job's lock, with the job's timeout and cancellation
 /// in `context` (check [`Context::check`] or `context.cancel` between steps; return
@@ -155,8 +176,15 @@ pub(crate) trait Kind: Debug + Send + Sync {
     fn reads(&self) -> &[PathBuf];
 
     /// Writes a new backup into a staged file in the job's destination, with what its
-    /// manifest records (tool, source, row or file counts).
-    fn produce(&self, context: &Context<'_>) -> Result<Produced, BackupError>;
+    /// manifest records (tool, source, row or file counts). `held` is what the destination
+    /// holds, newest first (an incremental backup's parent is among them).
+    fn produce(&self, context: &Context<'_>, held: &[Manifest]) -> Result<Produced, BackupError>;
+
+    /// How the job makes incremental backups, for a kind that does; retention keeps their
+    /// parents.
+    fn incremental(&self) -> Option<&IncrementalConfig> {
+        None
+    }
 
     /// The kind's own check of a backup file, beyond the checksum: one line per check passed,
     /// or [`BackupError::NotVerified`] for a backup found wanting. Any other error means the
@@ -168,21 +196,16 @@ pub(crate) trait Kind: Debug + Send + Sync {
         context: &Context<'_>,
     ) -> Result<Vec<String>, BackupError>;
 
-    /// Restores the (already checksummed) backup at `path` into a scratch place, compares it
-    /// with `manifest`, removes the scratch copy, and describes what matched.
-    fn drill(
-        &self,
-        manifest: &Manifest,
-        path: &Path,
-        context: &Context<'_>,
-    ) -> Result<String, BackupError>;
+    /// Restores the backup at the end of `chain` (its full first, then each incremental;
+    /// one backup for a kind without incrementals) into a scratch place, compares it with its
+    /// manifest, removes the scratch copy, and describes what matched.
+    fn drill(&self, chain: &[Link<'_>], context: &Context<'_>) -> Result<String, BackupError>;
 
-    /// Restores the (already checksummed) backup at `path` into `target`. A target holding
-    /// data is refused unless `force` (where the kind can keep a safety copy).
+    /// Restores the backup at the end of `chain` into `target`. A target holding data is
+    /// refused unless `force` (where the kind can keep a safety copy).
     fn restore(
         &self,
-        manifest: &Manifest,
-        path: &Path,
+        chain: &[Link<'_>],
         target: &str,
         force: bool,
         context: &Context<'_>,

@@ -58,6 +58,14 @@ pub struct Manifest {
     /// The compression of a `files` archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    /// The backup an incremental `files` backup holds the changes since (its id); none for a
+    /// full one. Restoring it applies the chain from its full up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// What the whole tree held at this backup, which restoring its chain gives (incremental
+    /// `files` jobs; for a full it is `files`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<FileCounts>,
     /// The last verification's result.
     pub verification: Verification,
     /// The last restore drill's result, if one ran.
@@ -65,6 +73,10 @@ pub struct Manifest {
     pub restore_test: Option<Check>,
     /// The warden version that wrote the backup.
     pub warden_version: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The counts of a `files` archive.
@@ -78,6 +90,9 @@ pub struct FileCounts {
     pub symlinks: u64,
     /// Bytes of regular file content.
     pub bytes: u64,
+    /// Paths an incremental archive records as deleted since its parent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deleted: u64,
 }
 
 /// The result of verifying a backup.
@@ -151,6 +166,38 @@ impl Manifest {
         json.push(b'\n');
         Ok(json)
     }
+}
+
+/// The chain restoring `tip` applies, its full first: `tip`'s parent, that one's parent, and
+/// so on, found in `manifests`. A parent that is missing or failed its last verification
+/// breaks the chain; the message says which.
+///
+/// # Errors
+/// The chain is broken, or its parents form a loop.
+pub fn chain<'m>(
+    manifests: &'m [Manifest],
+    tip: &'m Manifest,
+) -> Result<Vec<&'m Manifest>, String> {
+    let mut chain = vec![tip];
+    let mut at = tip;
+    while let Some(parent) = &at.parent {
+        if chain.len() > manifests.len() {
+            return Err(format!("the parents of backup {} form a loop", tip.id));
+        }
+        let Some(found) = manifests.iter().find(|m| m.id == *parent) else {
+            return Err(format!("backup {}'s parent {parent} is missing", at.id));
+        };
+        if !found.is_verified() {
+            return Err(format!(
+                "backup {}'s parent {parent} failed its last verification",
+                at.id
+            ));
+        }
+        chain.push(found);
+        at = found;
+    }
+    chain.reverse();
+    Ok(chain)
 }
 
 /// A time as written in manifests: RFC 3339, UTC, milliseconds.
@@ -348,6 +395,8 @@ mod tests {
             tables: BTreeMap::new(),
             files: None,
             compression: Some("zstd".to_owned()),
+            parent: None,
+            tree: None,
             verification: Verification {
                 ok: true,
                 checked_at: finished.to_owned(),

@@ -27,9 +27,11 @@
 
 pub(crate) mod archive;
 pub mod command;
+mod delta;
 pub(crate) mod destination;
 mod error;
 pub mod files;
+mod index;
 pub(crate) mod kind;
 pub mod libpq;
 pub mod manifest;
@@ -57,6 +59,7 @@ pub use error::BackupError;
 use s3::S3;
 
 use destination::{Destination, Local};
+use kind::{Kind, Link};
 use manifest::{Check, FileCounts, Manifest, Verification, format_time};
 use publish::Staged;
 use retention::Decision;
@@ -187,6 +190,13 @@ pub(crate) struct Produced {
     pub compression: Option<String>,
     /// The SHA-256 computed while writing, when the kind wrote the bytes itself.
     pub streamed_sha256: Option<String>,
+    /// The backup an incremental one holds the changes since.
+    pub parent: Option<String>,
+    /// What restoring the chain gives (incremental `files` jobs).
+    pub tree: Option<FileCounts>,
+    /// A staged file of the kind's own state (the file index) and where it goes once the
+    /// backup's manifest is written; a backup that is not published leaves the old one.
+    pub state: Option<(Staged, PathBuf)>,
 }
 
 /// What a restore did, one line per step, for the command line.
@@ -575,7 +585,8 @@ impl Backups {
 
     fn run_blocking(&self, context: &Context<'_>) -> Result<Manifest, BackupError> {
         let job = context.job;
-        let produced = job.kind.produce(context)?;
+        let held = self.refresh_catalog(job)?;
+        let produced = job.kind.produce(context, &held)?;
         context.check()?;
         let staged_path = produced.staged.path().to_owned();
         let expected = Expected {
@@ -633,6 +644,8 @@ impl Backups {
             tables: produced.tables,
             files: produced.files,
             compression: produced.compression,
+            parent: produced.parent,
+            tree: produced.tree,
             verification: Verification {
                 ok: true,
                 checked_at: format_time(finished),
@@ -647,6 +660,11 @@ impl Backups {
             // orphan for the next run to find.
             let _ = std::fs::remove_file(&target);
             return Err(err);
+        }
+        if let Some((staged, path)) = produced.state
+            && let Err(err) = staged.publish(&path)
+        {
+            tracing::warn!(job = %job.name, path = %path.display(), error = %crate::collect::ErrorChain(&err), "Cannot keep the file index; the next run makes a full backup.");
         }
         self.refresh_catalog(job)?;
 
@@ -701,27 +719,34 @@ impl Backups {
             if !removed.is_empty() {
                 tracing::warn!(job = %job.name, destination = %copy.name, objects = ?removed, "Removed what interrupted copies left behind.");
             }
-            let upload = std::time::Instant::now();
-            let sent = s3.upload(
-                &context.local.file(manifest),
-                &manifest.file,
-                context.cancel,
-            )?;
-            timings.0 = upload.elapsed();
-            let read_back = std::time::Instant::now();
-            let (sha256, size) = s3.hash(&manifest.file, context.cancel)?;
-            timings.1 = read_back.elapsed();
-            let place = format!("the copy in {}", s3.location());
-            if let Err(err) = check_checksum(manifest, &sha256, size, &place) {
-                let _ = s3.remove(&manifest.file);
-                return Err(err);
+            // An incremental backup's copy is only restorable with its parents there: those
+            // the destination lacks (an earlier copy failed) go first, oldest first.
+            let there = s3.read(&job.name, job.kind.extensions())?;
+            let local = self.refresh_catalog(job)?;
+            let chain = manifest::chain(&local, manifest).unwrap_or_else(|_| vec![manifest]);
+            let mut sent = 0;
+            for link in chain {
+                if link.id != manifest.id && there.manifests.iter().any(|m| m.id == link.id) {
+                    continue;
+                }
+                let upload = std::time::Instant::now();
+                sent += s3.upload(&context.local.file(link), &link.file, context.cancel)?;
+                timings.0 += upload.elapsed();
+                let read_back = std::time::Instant::now();
+                let (sha256, size) = s3.hash(&link.file, context.cancel)?;
+                timings.1 += read_back.elapsed();
+                let place = format!("the copy in {}", s3.location());
+                if let Err(err) = check_checksum(link, &sha256, size, &place) {
+                    let _ = s3.remove(&link.file);
+                    return Err(err);
+                }
+                s3.write_manifest(link)?;
             }
-            s3.write_manifest(manifest)?;
             let held = s3.read(&job.name, job.kind.extensions())?;
             for problem in &held.problems {
                 tracing::warn!(job = %job.name, destination = %copy.name, problem = %problem, "Skipping a manifest.");
             }
-            let decisions = plan_retention(&held.manifests, &copy.retention);
+            let decisions = plan_retention(&held.manifests, &copy.retention, job.kind.as_ref());
             let doomed: Vec<&Manifest> = decisions
                 .iter()
                 .filter(|d| !d.keep)
@@ -802,10 +827,10 @@ impl Backups {
                 manifest.id
             )));
         }
-        let (download, mut steps) = fetch_copy(context, &s3, manifest)?;
-        let mut summary = job
-            .kind
-            .restore(manifest, download.path(), target, force, context)?;
+        let chain = chain_of(&held.manifests, manifest)?;
+        let (downloads, mut steps) = fetch_chain(context, &s3, &chain)?;
+        let links = links(&chain, &downloads);
+        let mut summary = job.kind.restore(&links, target, force, context)?;
         steps.append(&mut summary.steps);
         summary.steps = steps;
         summary.id = manifest.id.clone();
@@ -825,8 +850,11 @@ impl Backups {
         let s3 = S3::open(copy, context.runtime.clone())?;
         let held = s3.read(&job.name, job.kind.extensions())?;
         let mut manifest = self.pick(job, &held.manifests, id)?.clone();
-        let result = fetch_copy(context, &s3, &manifest)
-            .and_then(|(download, _)| job.kind.drill(&manifest, download.path(), context))
+        let result = chain_of(&held.manifests, &manifest)
+            .and_then(|chain| {
+                let (downloads, _) = fetch_chain(context, &s3, &chain)?;
+                job.kind.drill(&links(&chain, &downloads), context)
+            })
             .map(|detail| format!("from {}: {detail}", s3.location()))
             .map_err(|err| context.explain(err));
         let (check, outcome) = drill_check(result)?;
@@ -951,14 +979,31 @@ impl Backups {
     ) -> Result<Vec<VerifyOutcome>, BackupError> {
         let job = context.job;
         let manifests = self.refresh_catalog(job)?;
+        // One backup is verified with the chain it needs, its full first.
         let chosen: Vec<Manifest> = match id {
-            Some(id) => vec![self.pick(job, &manifests, Some(id))?.clone()],
-            None => manifests,
+            Some(id) => {
+                let picked = self.pick(job, &manifests, Some(id))?;
+                match manifest::chain(&manifests, picked) {
+                    Ok(chain) => chain.into_iter().cloned().collect(),
+                    Err(_) => vec![picked.clone()],
+                }
+            }
+            None => manifests.clone(),
         };
         let mut outcomes = Vec::new();
         for mut manifest in chosen {
             context.check()?;
-            let result = check_stored(context, &manifest);
+            let result = check_stored(context, &manifest).and_then(|mut checks| {
+                if manifest.parent.is_some() {
+                    let chain = chain_of(&manifests, &manifest)?;
+                    checks.push(format!(
+                        "chain complete: the full {} and {} incrementals",
+                        chain[0].id,
+                        chain.len() - 1
+                    ));
+                }
+                Ok(checks)
+            });
             let outcome = verification_outcome(&mut manifest, result)?;
             if let Some(message) = &outcome.error {
                 tracing::error!(job = %job.name, id = %manifest.id, error = %message, "Stored backup failed verification.");
@@ -1022,9 +1067,11 @@ impl Backups {
         // a backup that is gone.
         let manifests = self.refresh_catalog(job)?;
         let mut manifest = self.pick(job, &manifests, id)?.clone();
-        let path = context.local.file(&manifest);
-        let result = check_stored(context, &manifest)
-            .and_then(|_| job.kind.drill(&manifest, &path, context))
+        let result = chain_of(&manifests, &manifest)
+            .and_then(|chain| {
+                let paths = check_chain(context, &chain)?;
+                job.kind.drill(&links(&chain, &paths), context)
+            })
             .map_err(|err| context.explain(err));
         let (check, outcome) = match drill_check(result) {
             Ok(checked) => checked,
@@ -1068,7 +1115,7 @@ impl Backups {
     ) -> Result<Vec<Decision>, BackupError> {
         let job = context.job;
         let manifests = self.refresh_catalog(job)?;
-        let decisions = plan_retention(&manifests, &job.retention);
+        let decisions = plan_retention(&manifests, &job.retention, job.kind.as_ref());
         if !dry_run {
             let doomed: Vec<&Manifest> = decisions
                 .iter()
@@ -1115,9 +1162,20 @@ impl Backups {
                     manifest.id
                 )));
             }
-            let mut checks = check_stored(context, manifest)?;
-            let path = context.local.file(manifest);
-            let mut summary = job.kind.restore(manifest, &path, &target, force, context)?;
+            let chain = chain_of(&manifests, manifest)?;
+            let mut checks = Vec::new();
+            for link in &chain {
+                for line in check_stored(context, link)? {
+                    checks.push(match chain.len() {
+                        1 => line,
+                        _ => format!("{}: {line}", link.id),
+                    });
+                }
+            }
+            let paths: Vec<PathBuf> = chain.iter().map(|m| context.local.file(m)).collect();
+            let mut summary = job
+                .kind
+                .restore(&links(&chain, &paths), &target, force, context)?;
             checks.append(&mut summary.steps);
             summary.steps = checks;
             summary.id = manifest.id.clone();
@@ -1138,8 +1196,36 @@ pub(crate) struct Expected<'a> {
 }
 
 /// What `policy` keeps of `manifests`. No policy deletes nothing, not even backups that failed
-/// verification.
-fn plan_retention(manifests: &[Manifest], policy: &retention::Policy) -> Vec<Decision> {
+/// verification. For a kind with incrementals, `policy` keeps the fulls and the incremental
+/// policy (else `policy`) the incrementals, each among their own; then every parent of a kept
+/// backup is kept too ([`retention::Reason::Needed`]), so no kept backup loses its chain.
+fn plan_retention(
+    manifests: &[Manifest],
+    policy: &retention::Policy,
+    kind: &dyn Kind,
+) -> Vec<Decision> {
+    let Some(incremental) = kind.incremental() else {
+        return plan_level(manifests, policy);
+    };
+    let (incrementals, fulls): (Vec<Manifest>, Vec<Manifest>) =
+        manifests.iter().cloned().partition(|m| m.parent.is_some());
+    let mut decisions = plan_level(&fulls, policy);
+    decisions.extend(plan_level(
+        &incrementals,
+        incremental.retention.as_ref().unwrap_or(policy),
+    ));
+    retention::keep_parents(&mut decisions, |id| {
+        manifests
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.parent.clone())
+    });
+    decisions.sort_by(|a, b| b.finished.cmp(&a.finished).then_with(|| b.id.cmp(&a.id)));
+    decisions
+}
+
+/// What `policy` keeps of `manifests`, all of one level.
+fn plan_level(manifests: &[Manifest], policy: &retention::Policy) -> Vec<Decision> {
     let candidates: Vec<retention::Candidate> = manifests
         .iter()
         .map(|m| retention::Candidate {
@@ -1175,6 +1261,57 @@ fn check_stored(context: &Context<'_>, manifest: &Manifest) -> Result<Vec<String
     let mut checks = vec![check_checksum(manifest, &sha256, size, "the file")?];
     checks.extend(check_kind(context, manifest, &path)?);
     Ok(checks)
+}
+
+/// The chain restoring `tip` applies, its full first (just `tip` for a full backup).
+fn chain_of<'m>(
+    manifests: &'m [Manifest],
+    tip: &'m Manifest,
+) -> Result<Vec<&'m Manifest>, BackupError> {
+    manifest::chain(manifests, tip).map_err(BackupError::BrokenChain)
+}
+
+/// Checks every backup of `chain` on the host ([`check_stored`]); returns their files.
+fn check_chain(context: &Context<'_>, chain: &[&Manifest]) -> Result<Vec<PathBuf>, BackupError> {
+    chain
+        .iter()
+        .map(|link| {
+            check_stored(context, link)?;
+            Ok(context.local.file(link))
+        })
+        .collect()
+}
+
+/// The chain's manifests with their files, as a kind's drill and restore take them.
+fn links<'a, P: AsRef<Path>>(chain: &[&'a Manifest], files: &'a [P]) -> Vec<Link<'a>> {
+    chain
+        .iter()
+        .zip(files)
+        .map(|(manifest, file)| Link {
+            manifest,
+            path: file.as_ref(),
+        })
+        .collect()
+}
+
+/// Downloads and checks every backup of `chain` from `s3` ([`fetch_copy`]); returns the
+/// downloads (removed when dropped) and the checks passed.
+fn fetch_chain(
+    context: &Context<'_>,
+    s3: &S3,
+    chain: &[&Manifest],
+) -> Result<(Vec<publish::Staged>, Vec<String>), BackupError> {
+    let mut downloads = Vec::new();
+    let mut steps = Vec::new();
+    for link in chain {
+        let (download, checks) = fetch_copy(context, s3, link)?;
+        downloads.push(download);
+        steps.extend(checks.into_iter().map(|line| match chain.len() {
+            1 => line,
+            _ => format!("{}: {line}", link.id),
+        }));
+    }
+    Ok((downloads, steps))
 }
 
 /// Whether bytes with `sha256` and `size` are the ones `manifest` records; `place` names
@@ -1334,7 +1471,7 @@ mod tests {
         fn reads(&self) -> &[PathBuf] {
             &[]
         }
-        fn produce(&self, _: &Context<'_>) -> Result<Produced, BackupError> {
+        fn produce(&self, _: &Context<'_>, _: &[Manifest]) -> Result<Produced, BackupError> {
             unreachable!("not produced here")
         }
         fn verify(
@@ -1346,13 +1483,12 @@ mod tests {
             self.checked.store(true, Ordering::SeqCst);
             Ok(vec!["probed".to_owned()])
         }
-        fn drill(&self, _: &Manifest, _: &Path, _: &Context<'_>) -> Result<String, BackupError> {
+        fn drill(&self, _: &[Link<'_>], _: &Context<'_>) -> Result<String, BackupError> {
             unreachable!("not drilled here")
         }
         fn restore(
             &self,
-            _: &Manifest,
-            _: &Path,
+            _: &[Link<'_>],
             _: &str,
             _: bool,
             _: &Context<'_>,
@@ -1453,6 +1589,8 @@ mod tests {
             tables: BTreeMap::new(),
             files: None,
             compression: None,
+            parent: None,
+            tree: None,
             verification: Verification {
                 ok: true,
                 checked_at: format_time(started),

@@ -20,7 +20,7 @@ use secrecy::ExposeSecret;
 use sha2::Digest;
 use tokio_postgres::{Client, NoTls};
 
-use super::kind::{self, Kind, ParseContext, Registration};
+use super::kind::{self, Kind, Link, ParseContext, Registration, single};
 use super::libpq::{self, Connection};
 use super::manifest::Manifest;
 use super::publish::Staged;
@@ -71,7 +71,7 @@ impl Kind for Postgres {
         &[]
     }
 
-    fn produce(&self, context: &Context<'_>) -> Result<Produced, BackupError> {
+    fn produce(&self, context: &Context<'_>, _held: &[Manifest]) -> Result<Produced, BackupError> {
         dump(&self.0, context)
     }
 
@@ -84,23 +84,19 @@ impl Kind for Postgres {
         verify(path, expected.required_tables)
     }
 
-    fn drill(
-        &self,
-        manifest: &Manifest,
-        path: &Path,
-        context: &Context<'_>,
-    ) -> Result<String, BackupError> {
+    fn drill(&self, chain: &[Link<'_>], context: &Context<'_>) -> Result<String, BackupError> {
+        let Link { manifest, path } = single(chain)?;
         drill(&self.0, manifest, path, context)
     }
 
     fn restore(
         &self,
-        manifest: &Manifest,
-        path: &Path,
+        chain: &[Link<'_>],
         target: &str,
         force: bool,
         context: &Context<'_>,
     ) -> Result<RestoreSummary, BackupError> {
+        let Link { manifest, path } = single(chain)?;
         restore(&self.0, manifest, path, target, force, context)
     }
 }
@@ -422,6 +418,9 @@ fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produced, BackupEr
         files: None,
         compression: None,
         streamed_sha256: None,
+        parent: None,
+        tree: None,
+        state: None,
     })
 }
 

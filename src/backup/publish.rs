@@ -23,6 +23,12 @@ pub struct Staged {
     file: Option<File>,
 }
 
+impl AsRef<Path> for Staged {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Staged {
     /// Creates `DIR/.tmp-NAME` (mode 0600), failing if it exists.
     ///

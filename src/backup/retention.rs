@@ -111,6 +111,8 @@ pub enum Reason {
     UnverifiedKept,
     /// Deleted: no rule keeps it.
     OutsidePolicy,
+    /// Kept: a kept incremental backup is restored through it.
+    Needed,
 }
 
 impl Reason {
@@ -129,6 +131,7 @@ impl Reason {
             Reason::NotVerified => "not verified",
             Reason::UnverifiedKept => "kept: no newer verified backup",
             Reason::OutsidePolicy => "outside policy",
+            Reason::Needed => "needed by a kept incremental",
         }
     }
 }
@@ -144,6 +147,34 @@ pub struct Decision {
     pub keep: bool,
     /// Every reason that applies, in rule order; never empty.
     pub reasons: Vec<Reason>,
+}
+
+/// Keeps every parent of a kept backup, whatever decided otherwise: an incremental backup is
+/// only restorable with its whole chain. `parent_of` gives a backup's parent id, if it has one.
+pub fn keep_parents(decisions: &mut [Decision], parent_of: impl Fn(&str) -> Option<String>) {
+    let kept: Vec<String> = decisions
+        .iter()
+        .filter(|d| d.keep)
+        .map(|d| d.id.clone())
+        .collect();
+    for id in kept {
+        let mut next = parent_of(&id);
+        // Bounded by the number of decisions, so a loop of parents ends.
+        for _ in 0..decisions.len() {
+            let Some(parent) = next else { break };
+            let Some(decision) = decisions.iter_mut().find(|d| d.id == parent) else {
+                break;
+            };
+            if !decision.reasons.contains(&Reason::Needed) {
+                if !decision.keep {
+                    decision.reasons.clear();
+                }
+                decision.keep = true;
+                decision.reasons.push(Reason::Needed);
+            }
+            next = parent_of(&parent);
+        }
+    }
 }
 
 /// Decides, for every candidate, whether `policy` keeps it at `now`.
@@ -348,6 +379,47 @@ mod tests {
     }
 
     use Reason::*;
+
+    #[test]
+    fn every_parent_of_a_kept_backup_is_kept() {
+        // f1 <- i1 <- i2, f2 <- i3; the policy kept i2 and f2 only.
+        let parents = [("i1", "f1"), ("i2", "i1"), ("i3", "f2")];
+        let decision = |id: &str, keep| Decision {
+            id: id.to_owned(),
+            finished: at(2026, 1, 1, 0),
+            keep,
+            reasons: vec![if keep { Last } else { OutsidePolicy }],
+        };
+        let mut decisions = vec![
+            decision("i3", false),
+            decision("f2", true),
+            decision("i2", true),
+            decision("i1", false),
+            decision("f1", false),
+        ];
+        keep_parents(&mut decisions, |id| {
+            parents
+                .iter()
+                .find(|(child, _)| *child == id)
+                .map(|(_, parent)| (*parent).to_owned())
+        });
+        assert_eq!(
+            summary(&decisions),
+            vec![
+                ("i3", false, vec![OutsidePolicy]),
+                ("f2", true, vec![Last]),
+                ("i2", true, vec![Last]),
+                ("i1", true, vec![Needed]),
+                ("f1", true, vec![Needed]),
+            ]
+        );
+        // A loop of parents ends.
+        let mut looped = vec![decision("a", true), decision("b", false)];
+        keep_parents(&mut looped, |id| {
+            Some(if id == "a" { "b" } else { "a" }.to_owned())
+        });
+        assert!(looped.iter().all(|d| d.keep));
+    }
 
     #[test]
     fn empty_policy_keeps_every_verified_backup() {

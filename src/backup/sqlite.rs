@@ -24,7 +24,7 @@ use std::time::Duration;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
-use super::kind::{self, Kind, ParseContext, Registration};
+use super::kind::{self, Kind, Link, ParseContext, Registration, single};
 use super::manifest::Manifest;
 use super::postgres::{compare_counts, describe_counts, quote};
 use super::publish::Staged;
@@ -92,7 +92,7 @@ impl Kind for Sqlite {
         &[]
     }
 
-    fn produce(&self, context: &Context<'_>) -> Result<Produced, BackupError> {
+    fn produce(&self, context: &Context<'_>, _held: &[Manifest]) -> Result<Produced, BackupError> {
         copy(&self.db, context)
     }
 
@@ -105,23 +105,19 @@ impl Kind for Sqlite {
         verify(path, expected.required_tables, self.check, context)
     }
 
-    fn drill(
-        &self,
-        manifest: &Manifest,
-        path: &Path,
-        context: &Context<'_>,
-    ) -> Result<String, BackupError> {
+    fn drill(&self, chain: &[Link<'_>], context: &Context<'_>) -> Result<String, BackupError> {
+        let Link { manifest, path } = single(chain)?;
         drill(manifest, path, self.check, context)
     }
 
     fn restore(
         &self,
-        manifest: &Manifest,
-        path: &Path,
+        chain: &[Link<'_>],
         target: &str,
         force: bool,
         context: &Context<'_>,
     ) -> Result<RestoreSummary, BackupError> {
+        let Link { manifest, path } = single(chain)?;
         restore(manifest, path, target, force, context)
     }
 }
@@ -396,6 +392,9 @@ fn copy(db: &SqliteConfig, context: &Context<'_>) -> Result<Produced, BackupErro
         files: None,
         compression: None,
         streamed_sha256: None,
+        parent: None,
+        tree: None,
+        state: None,
     })
 }
 

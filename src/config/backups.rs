@@ -87,6 +87,61 @@ pub struct FilesConfig {
     pub compression: Compression,
     /// The compression level.
     pub level: i32,
+    /// Incremental backups between fulls, when set.
+    pub incremental: Option<IncrementalConfig>,
+    /// The paths and filters, hashed: the file index records it, and an index made under
+    /// another selection is not built on.
+    pub fingerprint: [u8; 32],
+}
+
+/// When a `files` job makes incremental backups, and how long it keeps them.
+#[derive(Debug, Clone)]
+pub struct IncrementalConfig {
+    /// Every Nth run is a full (the first and the Nth after each full).
+    pub full_every: Option<u32>,
+    /// A run is a full once this schedule has fired since the last full started.
+    pub full_schedule: Option<Schedule>,
+    /// Which incrementals are kept; `None` keeps them by the job's `retention`, which keeps
+    /// the fulls. A kept backup's parents are kept whatever either says.
+    pub retention: Option<Policy>,
+}
+
+/// Parses a `files` job's `incremental` section.
+pub(crate) fn incremental(
+    raw: &super::raw::RawIncremental,
+    path: &str,
+    problems: &mut Problems,
+) -> IncrementalConfig {
+    let full_every = match raw.full_every {
+        Some(n) if n < 2 => {
+            problems.push(
+                format!("{path}.full_every"),
+                "must be ≥ 2 (every run a full is no incremental at all)",
+            );
+            None
+        }
+        Some(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        None => None,
+    };
+    let full_schedule = raw
+        .full_schedule
+        .as_deref()
+        .and_then(|text| schedule(text, &format!("{path}.full_schedule"), problems));
+    if raw.full_every.is_none() && raw.full_schedule.is_none() {
+        problems.push(
+            path,
+            "set full_every, full_schedule or both: without fulls the chain of incrementals grows without end",
+        );
+    }
+    let retention = raw
+        .retention
+        .clone()
+        .map(|own| retention(own, &format!("{path}.retention"), problems));
+    IncrementalConfig {
+        full_every,
+        full_schedule,
+        retention,
+    }
 }
 
 /// How a `files` archive is compressed.

@@ -33,10 +33,11 @@ pub use actions::{
     ActConfig, ActionConfig, DEFAULT_MAX_BODY_BYTES, MatchOp, Matcher, RouteConfig, StatusFilter,
     WebhookConfig,
 };
-pub(crate) use backups::globs;
 pub use backups::{
-    BackupConfig, Compression, CopyConfig, FilesConfig, Schedule, VerifyConfig, build_globs,
+    BackupConfig, Compression, CopyConfig, FilesConfig, IncrementalConfig, Schedule, VerifyConfig,
+    build_globs,
 };
+pub(crate) use backups::{globs, incremental};
 pub use error::Problems;
 pub use error::{Error, Problem};
 pub use expand::{Env, ProcessEnv};

@@ -333,6 +333,16 @@ pub struct RawBackup {
     pub timeout: Option<String>,
     #[serde(default)]
     pub copies: Vec<RawCopy>,
+    pub incremental: Option<RawIncremental>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncremental {
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub full_every: Option<u64>,
+    pub full_schedule: Option<String>,
+    pub retention: Option<RawRetention>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,7 +367,7 @@ pub struct RawS3 {
     pub session_token_file: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetention {
     #[serde(default, deserialize_with = "lenient::u64")]

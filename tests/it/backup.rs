@@ -1638,3 +1638,187 @@ fn a_server_killed_mid_upload_leaves_nothing_listed() {
         .collect();
     assert_eq!(objects.len(), 2, "{objects:?}");
 }
+
+/// The `parent`'s id of a listed backup, if it is an incremental one.
+fn parent(backup: &serde_json::Value) -> Option<&str> {
+    backup["parent"].as_str()
+}
+
+#[test]
+fn incremental_chains_restore_verify_prune_and_start_over_when_broken() {
+    let setup = Setup::new(
+        "backups:\n  - name: inc\n    kind: files\n    paths: [@/src]\n    destination: @/out\n    retention: {keep_last: 1}\n    incremental: {full_every: 3, retention: {keep_last: 1}}\n    verify: {restore_test: true}\n",
+    );
+    let src = setup.path().join("src");
+    make_tree(&src);
+    let out = setup.path().join("out");
+    let restore_matches = |name: &str| {
+        let target = setup.path().join(name);
+        let stdout = setup.ok(&["restore", "inc", "--to", target.to_str().unwrap()]);
+        assert!(stdout.contains("counts match the manifest"), "{stdout}");
+        assert_eq!(
+            tree(&target.join(src.strip_prefix("/").unwrap())),
+            tree(&src),
+            "{stdout}"
+        );
+        stdout
+    };
+
+    setup.ok(&["run", "inc"]);
+    let full = setup.list("inc").remove(0);
+    assert_eq!(parent(&full), None, "the first run is a full: {full:#?}");
+    assert_eq!(full["tree"], full["files"]);
+
+    // Changed, deleted and new files: the incremental holds only those.
+    std::fs::write(src.join("tools/a.json"), br#"{"name":"a","v":2}"#).unwrap();
+    std::fs::remove_file(src.join("audit.jsonl")).unwrap();
+    std::fs::write(src.join("new.txt"), b"new").unwrap();
+    setup.ok(&["run", "inc"]);
+    let first = setup.list("inc").remove(0);
+    assert_eq!(parent(&first), full["id"].as_str(), "{first:#?}");
+    assert_eq!(first["files"]["files"], 2, "{first:#?}");
+    assert_eq!(first["files"]["deleted"], 1, "{first:#?}");
+    assert!(
+        first["size_bytes"].as_u64().unwrap() < full["size_bytes"].as_u64().unwrap(),
+        "{first:#?}"
+    );
+    assert_eq!(
+        first["restore_test"]["ok"], true,
+        "the drill applies the chain: {first:#?}"
+    );
+    let stdout = restore_matches("restored1");
+    assert!(
+        stdout.contains("a full and 1 incrementals applied"),
+        "{stdout}"
+    );
+
+    // Nothing changed: directories only. keep_last 1 for both levels keeps the chain whole.
+    setup.ok(&["run", "inc"]);
+    let list = setup.list("inc");
+    assert_eq!(
+        list.len(),
+        3,
+        "the newest incremental needs both others: {list:#?}"
+    );
+    assert_eq!(parent(&list[0]), first["id"].as_str());
+    assert_eq!(list[0]["files"]["files"], 0);
+    restore_matches("restored2");
+    let prune = setup.ok(&["prune", "inc"]);
+    assert!(prune.contains("needed by a kept incremental"), "{prune}");
+    let verify = setup.ok(&["verify", "inc", list[0]["id"].as_str().unwrap()]);
+    assert!(verify.contains("chain complete"), "{verify}");
+    assert_eq!(
+        verify.matches("sha256").count(),
+        3,
+        "the whole chain is read: {verify}"
+    );
+
+    // full_every 3: the fourth run is a full; the fifth builds on it, and the old chain goes.
+    setup.ok(&["run", "inc"]);
+    let second_full = setup.list("inc").remove(0);
+    assert_eq!(parent(&second_full), None, "{second_full:#?}");
+    std::fs::write(src.join("tools/nested/b.json"), br#"{"name":"b","v":2}"#).unwrap();
+    setup.ok(&["run", "inc"]);
+    let list = setup.list("inc");
+    let ids: Vec<&str> = list.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(list.len(), 2, "{ids:?}");
+    assert_eq!(parent(&list[0]), second_full["id"].as_str());
+    restore_matches("restored3");
+
+    // The full is deleted by hand: the incremental fails verification, and the next run is
+    // a full that says why.
+    for name in names(&out) {
+        if name.starts_with(second_full["id"].as_str().unwrap()) {
+            std::fs::remove_file(out.join(name)).unwrap();
+        }
+    }
+    let verify = setup.backup(&["verify", "inc"]);
+    assert_eq!(verify.status.code(), Some(4), "{}", stderr(&verify));
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(text.contains("is missing"), "{text}");
+    let run = setup.backup(&["run", "inc"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("incremental chain cannot go on"),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(parent(&setup.list("inc")[0]), None);
+    restore_matches("restored4");
+
+    // A lost state directory loses the file index: a full again, then incrementals.
+    std::fs::remove_dir_all(setup.path().join("state")).unwrap();
+    setup.ok(&["run", "inc"]);
+    assert_eq!(parent(&setup.list("inc")[0]), None);
+    std::fs::write(src.join("later.txt"), b"later").unwrap();
+    setup.ok(&["run", "inc"]);
+    let newest = setup.list("inc").remove(0);
+    assert!(parent(&newest).is_some(), "{newest:#?}");
+    assert_eq!(newest["files"]["files"], 1, "{newest:#?}");
+    restore_matches("restored5");
+}
+
+/// An incremental chain in the bucket: a copy that failed is made up for by the next run (an
+/// incremental's parents go first), and with the host's directory gone the chain restores and
+/// drills from the bucket alone.
+#[test]
+fn an_incremental_chain_restores_from_its_copy_with_the_host_directory_gone() {
+    let mut server = crate::support::s3::S3Server::start();
+    let setup = copy_setup(&server, "backups", 10);
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace(
+            "    retention: {keep_last: 3}\n",
+            "    retention: {keep_last: 3}\n    incremental: {full_every: 10}\n",
+        ),
+    )
+    .unwrap();
+    let src = setup.path().join("src");
+    setup.ok(&["run", "notes"]);
+    let list_copies = || -> Vec<serde_json::Value> {
+        serde_json::from_str(&setup.ok(&["list", "notes", "--from", "offsite", "--output", "json"]))
+            .unwrap()
+    };
+    assert_eq!(list_copies().len(), 1);
+
+    // The server is down for the second run: the incremental stands on the host only.
+    server.kill();
+    std::fs::write(src.join("agenda.txt"), b"1. backups").unwrap();
+    setup.ok(&["run", "notes"]);
+    let second = setup.list("notes").remove(0);
+    assert!(second["parent"].is_string(), "{second:#?}");
+    server.restart();
+
+    std::fs::write(src.join("notes.txt"), b"minutes, amended").unwrap();
+    setup.ok(&["run", "notes"]);
+    let copies = list_copies();
+    let ids: Vec<&str> = copies.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        copies.len(),
+        3,
+        "the missed incremental went up first: {ids:?}"
+    );
+    assert!(ids.contains(&second["id"].as_str().unwrap()), "{ids:?}");
+
+    std::fs::remove_dir_all(setup.path().join("out")).unwrap();
+    let restored = setup.path().join("restored");
+    let stdout = setup.ok(&[
+        "restore",
+        "notes",
+        "--from",
+        "offsite",
+        "--to",
+        restored.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("a full and 2 incrementals applied"),
+        "{stdout}"
+    );
+    assert_eq!(
+        tree(&restored.join(src.strip_prefix("/").unwrap())),
+        tree(&src)
+    );
+    setup.ok(&["drill", "notes", "--from", "offsite"]);
+    assert_eq!(list_copies()[0]["restore_test"]["ok"], true);
+}
