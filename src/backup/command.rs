@@ -364,12 +364,15 @@ fn print_manifests(manifests: &[Manifest], output: Output) {
                             Some(_) => "FAILED".into(),
                             None => "-".into(),
                         },
+                        m.parent.clone().unwrap_or_else(|| "-".into()),
                         m.file.clone(),
                     ]
                 })
                 .collect();
             print_table(
-                &["JOB", "ID", "FINISHED", "SIZE", "VERIFIED", "DRILL", "FILE"],
+                &[
+                    "JOB", "ID", "FINISHED", "SIZE", "VERIFIED", "DRILL", "PARENT", "FILE",
+                ],
                 &rows,
             );
         }

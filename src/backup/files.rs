@@ -357,6 +357,16 @@ impl IndexPass {
                 None
             }
         };
+        // What a killed run left under the staged name (the job's lock is held: no other run
+        // writes it).
+        let leftover = dir.join(format!("{TEMP_PREFIX}{job}.index"));
+        match std::fs::remove_file(&leftover) {
+            Ok(()) => {
+                tracing::info!(job, path = %leftover.display(), "Removed a file index an interrupted run left.")
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(BackupError::io("remove", &leftover)(err)),
+        }
         let mut staged = Staged::create(&dir, &format!("{job}.index"))
             .map_err(BackupError::io("create a file in", &dir))?;
         let file = staged

@@ -1714,7 +1714,11 @@ fn incremental_chains_restore_verify_prune_and_start_over_when_broken() {
     );
 
     // full_every 3: the fourth run is a full; the fifth builds on it, and the old chain goes.
+    // A killed run's staged index does not stand in the way.
+    let private = setup.path().join("state/private/incremental");
+    std::fs::write(private.join(".tmp-inc.index"), b"cut short").unwrap();
     setup.ok(&["run", "inc"]);
+    assert_eq!(names(&private), vec!["inc.index"]);
     let second_full = setup.list("inc").remove(0);
     assert_eq!(parent(&second_full), None, "{second_full:#?}");
     std::fs::write(src.join("tools/nested/b.json"), br#"{"name":"b","v":2}"#).unwrap();
