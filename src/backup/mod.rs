@@ -1197,23 +1197,29 @@ pub(crate) struct Expected<'a> {
 
 /// What `policy` keeps of `manifests`. No policy deletes nothing, not even backups that failed
 /// verification. For a kind with incrementals, `policy` keeps the fulls and the incremental
-/// policy (else `policy`) the incrementals, each among their own; then every parent of a kept
-/// backup is kept too ([`retention::Reason::Needed`]), so no kept backup loses its chain.
+/// policy (else `policy`) the incrementals, each among their own. Then, whatever the kind,
+/// every parent of a kept backup is kept too ([`retention::Reason::Needed`]), so no kept
+/// backup loses its chain.
 fn plan_retention(
     manifests: &[Manifest],
     policy: &retention::Policy,
     kind: &dyn Kind,
 ) -> Vec<Decision> {
-    let Some(incremental) = kind.incremental() else {
-        return plan_level(manifests, policy);
+    let mut decisions = match kind.incremental() {
+        Some(incremental) => {
+            let (incrementals, fulls): (Vec<Manifest>, Vec<Manifest>) =
+                manifests.iter().cloned().partition(|m| m.parent.is_some());
+            let mut decisions = plan_level(&fulls, policy);
+            decisions.extend(plan_level(
+                &incrementals,
+                incremental.retention.as_ref().unwrap_or(policy),
+            ));
+            decisions
+        }
+        // Incrementals made before `incremental` was taken out of the config still need
+        // their parents.
+        None => plan_level(manifests, policy),
     };
-    let (incrementals, fulls): (Vec<Manifest>, Vec<Manifest>) =
-        manifests.iter().cloned().partition(|m| m.parent.is_some());
-    let mut decisions = plan_level(&fulls, policy);
-    decisions.extend(plan_level(
-        &incrementals,
-        incremental.retention.as_ref().unwrap_or(policy),
-    ));
     retention::keep_parents(&mut decisions, |id| {
         manifests
             .iter()
@@ -1451,6 +1457,59 @@ mod tests {
     use super::kind::Kind;
     use super::*;
     use crate::config::{Target, VerifyConfig};
+
+    /// Parents are kept even for a kind (or a config) without incrementals: a job whose
+    /// `incremental` was taken out still has its old chains.
+    #[test]
+    fn retention_keeps_the_parents_of_kept_incrementals_for_any_kind() {
+        let at = |hours: i64| format_time(Utc::now() - chrono::TimeDelta::hours(hours));
+        let backup = |id: &str, parent: Option<&str>, hours| Manifest {
+            format: manifest::FORMAT,
+            id: id.to_owned(),
+            job: "job".to_owned(),
+            kind: "probe".to_owned(),
+            file: format!("{id}.probe"),
+            started_at: at(hours),
+            finished_at: at(hours),
+            duration_seconds: 0.0,
+            size_bytes: 1,
+            sha256: String::new(),
+            tool: String::new(),
+            server_version: None,
+            source: String::new(),
+            tables: BTreeMap::new(),
+            files: None,
+            compression: None,
+            parent: parent.map(str::to_owned),
+            tree: None,
+            verification: Verification {
+                ok: true,
+                checked_at: at(hours),
+                checks: Vec::new(),
+                error: None,
+            },
+            restore_test: None,
+            warden_version: String::new(),
+        };
+        let manifests = [
+            backup("g", None, 1),
+            backup("i2", Some("i1"), 2),
+            backup("i1", Some("f"), 3),
+            backup("f", None, 4),
+            backup("old", None, 5),
+        ];
+        let policy = retention::Policy {
+            keep_last: Some(2),
+            ..retention::Policy::default()
+        };
+        let decisions = plan_retention(&manifests, &policy, &Probe::default());
+        let kept: Vec<&str> = decisions
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.id.as_str())
+            .collect();
+        assert_eq!(kept, ["g", "i2", "i1", "f"]);
+    }
 
     /// A kind whose check only notes that it ran.
     #[derive(Debug, Default)]
