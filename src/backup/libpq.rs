@@ -11,11 +11,14 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio_postgres::config::{Host, SslMode};
 
+use super::publish::Staged;
+use super::{BackupError, Context};
 use crate::config::PostgresConfig;
 
 /// Where Debian installs each PostgreSQL version's binaries.
@@ -272,6 +275,96 @@ pub fn version(program: &Path) -> String {
         .and_then(|out| String::from_utf8(out.stdout).ok())
         .and_then(|text| text.lines().next().map(str::to_owned))
         .unwrap_or_else(|| program.display().to_string())
+}
+
+/// How often a running child is checked for exit, cancellation and progress.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How much of a tool's stderr goes into an error message.
+const STDERR_TAIL: usize = 2000;
+
+/// Waits for a child, killing it when the context is cancelled; `on_poll` runs every
+/// [`POLL`] (progress). Fails with the tool's stderr (from `log`) unless it exits 0.
+pub(super) fn wait(
+    mut child: Child,
+    tool: &str,
+    log: &Staged,
+    context: &Context<'_>,
+    on_poll: &dyn Fn(),
+) -> Result<(), BackupError> {
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(err) => return Err(BackupError::io("wait for", Path::new(tool))(err)),
+        }
+        if context.cancel.is_cancelled() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BackupError::Cancelled);
+        }
+        on_poll();
+        std::thread::sleep(POLL);
+    };
+    if status.success() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    let described = match std::os::unix::process::ExitStatusExt::signal(&status) {
+        Some(signal) => format!("killed by signal {signal}"),
+        None => status.to_string(),
+    };
+    #[cfg(not(unix))]
+    let described = status.to_string();
+    Err(BackupError::ToolFailed {
+        tool: tool.to_owned(),
+        status: described,
+        stderr: stderr_tail(log.path()),
+    })
+}
+
+fn stderr_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = text.trim();
+    let start = text.len().saturating_sub(STDERR_TAIL);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    if text.is_empty() {
+        "(no output)".to_owned()
+    } else {
+        text[start..].to_owned()
+    }
+}
+
+/// Starts `program` with `args`, stdout and stderr going to `log`.
+pub(super) fn spawn(
+    connection: &Connection,
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    log: &mut Staged,
+) -> Result<Child, BackupError> {
+    let path = log.path().to_owned();
+    let file = log.file().map_err(BackupError::io("open log", &path))?;
+    let stdout = file
+        .try_clone()
+        .map_err(BackupError::io("open log", &path))?;
+    let stderr = file
+        .try_clone()
+        .map_err(BackupError::io("open log", &path))?;
+    connection
+        .command(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(BackupError::io("run", program))
+}
+
+pub(super) fn kill(mut child: Child) -> std::io::Result<()> {
+    child.kill()?;
+    child.wait().map(|_| ())
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@
 //! - [`metrics`]: the `warden_backup_*` families.
 
 pub(crate) mod archive;
+mod check;
 pub mod command;
+mod copies;
 mod delta;
 pub(crate) mod destination;
 mod error;
@@ -41,26 +43,26 @@ pub mod publish;
 pub mod retention;
 pub(crate) mod s3;
 pub mod scheduler;
+mod session;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BackupConfig, Config, CopyConfig};
+use crate::config::{BackupConfig, Config};
 use crate::store::{Ran, RunOutcome, Store};
 pub use error::BackupError;
-use s3::S3;
 
+use check::{check_chain, check_stored, drill_check, hash_and_check, verification_outcome};
 use destination::{Destination, Local};
 use kind::{Kind, Link};
-use manifest::{Check, FileCounts, Manifest, Verification, format_time};
+use manifest::{FileCounts, Manifest, Verification, format_time};
 use publish::Staged;
 use retention::Decision;
 
@@ -705,233 +707,6 @@ impl Backups {
         Ok(manifest)
     }
 
-    /// Copies the verified backup of `manifest` to `copy`: streamed up, read back and compared
-    /// with the manifest's SHA-256, the manifest put last; then prunes there by the copy's own
-    /// retention. A failure is logged and counted (`warden_backup_copy_*`); the backup on the
-    /// host stands either way.
-    fn copy_blocking(&self, context: &Context<'_>, copy: &CopyConfig, manifest: &Manifest) {
-        let job = context.job;
-        let started = std::time::Instant::now();
-        let mut timings = (Duration::ZERO, Duration::ZERO);
-        let result = (|| -> Result<u64, BackupError> {
-            let s3 = S3::open(copy, context.runtime.clone())?;
-            let removed = s3.remove_leftovers(job.kind.extensions());
-            if !removed.is_empty() {
-                tracing::warn!(job = %job.name, destination = %copy.name, objects = ?removed, "Removed what interrupted copies left behind.");
-            }
-            // An incremental backup's copy is only restorable with its parents there: those
-            // the destination lacks (an earlier copy failed) go first, oldest first.
-            let there = s3.read(&job.name, job.kind.extensions())?;
-            let local = self.refresh_catalog(job)?;
-            let chain = manifest::chain(&local, manifest).unwrap_or_else(|_| vec![manifest]);
-            let mut sent = 0;
-            for link in chain {
-                if link.id != manifest.id && there.manifests.iter().any(|m| m.id == link.id) {
-                    continue;
-                }
-                let upload = std::time::Instant::now();
-                sent += s3.upload(&context.local.file(link), &link.file, context.cancel)?;
-                timings.0 += upload.elapsed();
-                let read_back = std::time::Instant::now();
-                let (sha256, size) = s3.hash(&link.file, context.cancel)?;
-                timings.1 += read_back.elapsed();
-                let place = format!("the copy in {}", s3.location());
-                if let Err(err) = check_checksum(link, &sha256, size, &place) {
-                    let _ = s3.remove(&link.file);
-                    return Err(err);
-                }
-                s3.write_manifest(link)?;
-            }
-            let held = s3.read(&job.name, job.kind.extensions())?;
-            for problem in &held.problems {
-                tracing::warn!(job = %job.name, destination = %copy.name, problem = %problem, "Skipping a manifest.");
-            }
-            let decisions = plan_retention(&held.manifests, &copy.retention, job.kind.as_ref());
-            let doomed: Vec<&Manifest> = decisions
-                .iter()
-                .filter(|d| !d.keep)
-                .filter_map(|d| held.manifests.iter().find(|m| m.id == d.id))
-                .collect();
-            s3.delete(&doomed)?;
-            if !doomed.is_empty() {
-                let ids: Vec<&str> = doomed.iter().map(|m| m.id.as_str()).collect();
-                tracing::info!(job = %job.name, destination = %copy.name, removed = ?ids, "Pruned copies outside the retention policy.");
-            }
-            Ok(sent)
-        })()
-        // A timeout is a failed copy; a shutdown is not counted.
-        .map_err(|err| context.explain(err));
-        let bytes = match &result {
-            Ok(sent) => {
-                tracing::info!(
-                    job = %job.name,
-                    destination = %copy.name,
-                    id = %manifest.id,
-                    bytes = sent,
-                    upload_seconds = format!("{:.3}", timings.0.as_secs_f64()),
-                    read_back_seconds = format!("{:.3}", timings.1.as_secs_f64()),
-                    "Copy stored and read back."
-                );
-                Some(*sent)
-            }
-            Err(BackupError::Cancelled) => return,
-            Err(err) => {
-                tracing::error!(job = %job.name, destination = %copy.name, id = %manifest.id, error = %crate::collect::ErrorChain(err), "Copy failed; the backup on the host stands.");
-                None
-            }
-        };
-        if let Err(err) = self.store.record_copy(
-            &job.name,
-            &copy.name,
-            unix(Utc::now()),
-            bytes,
-            started.elapsed(),
-        ) {
-            tracing::error!(job = %job.name, error = %crate::collect::ErrorChain(&err), "Cannot record the copy.");
-        }
-    }
-
-    fn copy_config<'j>(
-        &self,
-        job: &'j BackupConfig,
-        destination: &str,
-    ) -> Result<&'j CopyConfig, BackupError> {
-        job.copies
-            .iter()
-            .find(|c| c.name == destination)
-            .ok_or_else(|| BackupError::UnknownDestination {
-                job: job.name.clone(),
-                destination: destination.to_owned(),
-            })
-    }
-
-    /// Restores from the copy destination `copy`: the copy (`id`, else the newest verified) is
-    /// downloaded into the job's directory, its SHA-256 compared with its manifest's and the
-    /// kind's check run on it, then restored as a local backup would be. The job's directory
-    /// may be gone (a lost disk): it is created again.
-    fn restore_copy(
-        &self,
-        context: &Context<'_>,
-        copy: &CopyConfig,
-        id: Option<&str>,
-        target: &str,
-        force: bool,
-    ) -> Result<RestoreSummary, BackupError> {
-        let job = context.job;
-        let s3 = S3::open(copy, context.runtime.clone())?;
-        let held = s3.read(&job.name, job.kind.extensions())?;
-        let manifest = self.pick(job, &held.manifests, id)?;
-        if !manifest.is_verified() {
-            return Err(BackupError::NotVerified(format!(
-                "the copy of backup {} failed its last verification; pick another",
-                manifest.id
-            )));
-        }
-        let chain = chain_of(&held.manifests, manifest)?;
-        let (downloads, mut steps) = fetch_chain(context, &s3, &chain)?;
-        let links = links(&chain, &downloads);
-        let mut summary = job.kind.restore(&links, target, force, context)?;
-        steps.append(&mut summary.steps);
-        summary.steps = steps;
-        summary.id = manifest.id.clone();
-        Ok(summary)
-    }
-
-    /// A restore drill of a copy in `copy` (`id`, else the newest verified): downloaded into the
-    /// job's directory, its SHA-256 and the kind's check, then drilled as a local backup
-    /// would be; the result goes into the copy's manifest there.
-    fn drill_copy(
-        &self,
-        context: &Context<'_>,
-        copy: &CopyConfig,
-        id: Option<&str>,
-    ) -> Result<Manifest, BackupError> {
-        let job = context.job;
-        let s3 = S3::open(copy, context.runtime.clone())?;
-        let held = s3.read(&job.name, job.kind.extensions())?;
-        let mut manifest = self.pick(job, &held.manifests, id)?.clone();
-        let result = chain_of(&held.manifests, &manifest)
-            .and_then(|chain| {
-                let (downloads, _) = fetch_chain(context, &s3, &chain)?;
-                job.kind.drill(&links(&chain, &downloads), context)
-            })
-            .map(|detail| format!("from {}: {detail}", s3.location()))
-            .map_err(|err| context.explain(err));
-        let (check, outcome) = drill_check(result)?;
-        manifest.restore_test = Some(check);
-        s3.write_manifest(&manifest)?;
-        outcome.map(|()| manifest)
-    }
-
-    /// The backups of `job` held in its copy destination `destination`, newest first, read
-    /// from the bucket.
-    ///
-    /// # Errors
-    /// When the job or destination is unknown, or the bucket cannot be listed.
-    pub async fn list_copies(
-        self: &Arc<Self>,
-        job: &str,
-        destination: &str,
-    ) -> Result<Vec<Manifest>, BackupError> {
-        let config = self.job(job)?.clone();
-        let copy = self.copy_config(&config, destination)?.clone();
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let s3 = S3::open(&copy, runtime)?;
-            let scan = s3.read(&config.name, config.kind.extensions())?;
-            for problem in &scan.problems {
-                tracing::warn!(job = %config.name, destination = %copy.name, problem = %problem, "Skipping a manifest.");
-            }
-            Ok(scan.manifests)
-        })
-        .await
-        .map_err(BackupError::Worker)?
-    }
-
-    /// Verifies the copies of `job` in `destination` again by reading each back and comparing
-    /// its SHA-256 with its manifest (the bytes the host verified): `id`, or all. Each copy's
-    /// manifest there records the result.
-    ///
-    /// # Errors
-    /// When the job is busy or unknown, the destination or id is unknown, or the bucket
-    /// cannot be read.
-    pub async fn verify_copies(
-        self: &Arc<Self>,
-        job: &str,
-        destination: &str,
-        id: Option<String>,
-        cancel: &CancellationToken,
-    ) -> Result<Vec<VerifyOutcome>, BackupError> {
-        let destination = destination.to_owned();
-        self.operate(job, cancel, Arc::default(), move |backups, context| {
-            let job = context.job;
-            let copy = backups.copy_config(job, &destination)?;
-            let s3 = S3::open(copy, context.runtime.clone())?;
-            let held = s3.read(&job.name, job.kind.extensions())?;
-            let chosen: Vec<Manifest> = match id.as_deref() {
-                Some(id) => vec![backups.pick(job, &held.manifests, Some(id))?.clone()],
-                None => held.manifests,
-            };
-            let mut outcomes = Vec::new();
-            for mut manifest in chosen {
-                context.check()?;
-                let place = format!("the copy in {}", s3.location());
-                let result = s3.hash(&manifest.file, context.cancel).and_then(|(sha256, size)| {
-                    let line = check_checksum(&manifest, &sha256, size, &place)?;
-                    Ok(vec![format!("{line} in {}", s3.location())])
-                });
-                let outcome = verification_outcome(&mut manifest, result)?;
-                if let Some(message) = &outcome.error {
-                    tracing::error!(job = %job.name, destination = %copy.name, id = %manifest.id, error = %message, "Stored copy failed verification.");
-                }
-                s3.write_manifest(&manifest)?;
-                outcomes.push(outcome);
-            }
-            Ok(outcomes)
-        })
-        .await
-    }
-
     /// Verifies stored backups of `job` again: `id`, or every backup when `None`. Each
     /// manifest is updated with the result; failures are counted.
     ///
@@ -1255,37 +1030,12 @@ fn plan_level(manifests: &[Manifest], policy: &retention::Policy) -> Vec<Decisio
     retention::plan(&candidates, policy, Utc::now())
 }
 
-/// Checks a published backup against its manifest: the checksum first, then the kind's check.
-/// One after the other, not side by side as for a new backup: a stored file may have been
-/// replaced, and the kind's check parses it (an archive's headers, a database's pages), which
-/// only a file known to be the one warden wrote is safe to feed.
-fn check_stored(context: &Context<'_>, manifest: &Manifest) -> Result<Vec<String>, BackupError> {
-    let path = context.local.file(manifest);
-    let cancel = context.cancel;
-    let (sha256, size) = publish::sha256_file(&path, &|| cancel.is_cancelled())
-        .map_err(BackupError::io("read", &path))?;
-    let mut checks = vec![check_checksum(manifest, &sha256, size, "the file")?];
-    checks.extend(check_kind(context, manifest, &path)?);
-    Ok(checks)
-}
-
 /// The chain restoring `tip` applies, its full first (just `tip` for a full backup).
 fn chain_of<'m>(
     manifests: &'m [Manifest],
     tip: &'m Manifest,
 ) -> Result<Vec<&'m Manifest>, BackupError> {
     manifest::chain(manifests, tip).map_err(BackupError::BrokenChain)
-}
-
-/// Checks every backup of `chain` on the host ([`check_stored`]); returns their files.
-fn check_chain(context: &Context<'_>, chain: &[&Manifest]) -> Result<Vec<PathBuf>, BackupError> {
-    chain
-        .iter()
-        .map(|link| {
-            check_stored(context, link)?;
-            Ok(context.local.file(link))
-        })
-        .collect()
 }
 
 /// The chain's manifests with their files, as a kind's drill and restore take them.
@@ -1300,159 +1050,11 @@ fn links<'a, P: AsRef<Path>>(chain: &[&'a Manifest], files: &'a [P]) -> Vec<Link
         .collect()
 }
 
-/// Downloads and checks every backup of `chain` from `s3` ([`fetch_copy`]); returns the
-/// downloads (removed when dropped) and the checks passed.
-fn fetch_chain(
-    context: &Context<'_>,
-    s3: &S3,
-    chain: &[&Manifest],
-) -> Result<(Vec<publish::Staged>, Vec<String>), BackupError> {
-    let mut downloads = Vec::new();
-    let mut steps = Vec::new();
-    for link in chain {
-        let (download, checks) = fetch_copy(context, s3, link)?;
-        downloads.push(download);
-        steps.extend(checks.into_iter().map(|line| match chain.len() {
-            1 => line,
-            _ => format!("{}: {line}", link.id),
-        }));
-    }
-    Ok((downloads, steps))
-}
-
-/// Whether bytes with `sha256` and `size` are the ones `manifest` records; `place` names
-/// where they were read (`the file`, `the copy in s3://…`). Returns the check's line.
-fn check_checksum(
-    manifest: &Manifest,
-    sha256: &str,
-    size: u64,
-    place: &str,
-) -> Result<String, BackupError> {
-    if sha256 != manifest.sha256 || size != manifest.size_bytes {
-        return Err(BackupError::NotVerified(format!(
-            "checksum mismatch: the manifest records SHA-256 {} over {} bytes, {place} has {sha256} over {size}",
-            manifest.sha256, manifest.size_bytes
-        )));
-    }
-    Ok(format!("sha256 {sha256} over {size} bytes"))
-}
-
-/// Downloads the copy of `manifest` from `s3` into the job's directory and checks it, the
-/// checksum first and then the kind's check, as [`check_stored`] does on the host. Returns
-/// the download (removed when dropped) and the checks passed.
-fn fetch_copy(
-    context: &Context<'_>,
-    s3: &S3,
-    manifest: &Manifest,
-) -> Result<(publish::Staged, Vec<String>), BackupError> {
-    let (download, sha256, size) =
-        s3.download(&manifest.file, context.local.dir(), context.cancel)?;
-    let place = format!("the copy in {}", s3.location());
-    let line = check_checksum(manifest, &sha256, size, &place)?;
-    let mut checks = vec![format!("downloaded from {}: {line}", s3.location())];
-    checks.extend(check_kind(context, manifest, download.path())?);
-    Ok((download, checks))
-}
-
-/// Writes a verification's result into `manifest` and says it as an outcome. Only a failed
-/// check marks a backup failed (retention then treats it as not a backup); anything else (a
-/// tool missing, an I/O error, cancellation) says nothing about the backup and is returned,
-/// with the manifest as it was.
-fn verification_outcome(
-    manifest: &mut Manifest,
-    result: Result<Vec<String>, BackupError>,
-) -> Result<VerifyOutcome, BackupError> {
-    let (checks, error) = match result {
-        Ok(checks) => (checks, None),
-        Err(err) if !err.is_verification_failure() => return Err(err),
-        Err(err) => (
-            Vec::new(),
-            Some(crate::collect::ErrorChain(&err).to_string()),
-        ),
-    };
-    manifest.verification = Verification {
-        ok: error.is_none(),
-        checked_at: format_time(Utc::now()),
-        checks: checks.clone(),
-        error: error.clone(),
-    };
-    Ok(VerifyOutcome {
-        id: manifest.id.clone(),
-        ok: error.is_none(),
-        checks,
-        error,
-    })
-}
-
-/// A finished drill's result as its manifest records it, and the drill's own result. A drill
-/// that could not run (not [`BackupError::is_drill_finding`], cancellation included) has
-/// nothing to record and is returned as the error.
-fn drill_check(
-    result: Result<String, BackupError>,
-) -> Result<(Check, Result<(), BackupError>), BackupError> {
-    match result {
-        Ok(detail) => Ok((
-            Check {
-                ok: true,
-                at: format_time(Utc::now()),
-                detail,
-            },
-            Ok(()),
-        )),
-        Err(err) if !err.is_drill_finding() => Err(err),
-        Err(err) => Ok((
-            Check {
-                ok: false,
-                at: format_time(Utc::now()),
-                detail: crate::collect::ErrorChain(&err).to_string(),
-            },
-            Err(err),
-        )),
-    }
-}
-
-/// The kind's check of the file at `path`, which holds the bytes `manifest` describes.
-fn check_kind(
-    context: &Context<'_>,
-    manifest: &Manifest,
-    path: &Path,
-) -> Result<Vec<String>, BackupError> {
-    let recorded: Vec<String> = manifest.tables.keys().cloned().collect();
-    let expected = Expected {
-        required_tables: &recorded,
-        files: manifest.files.as_ref(),
-        compression: manifest.compression.as_deref(),
-    };
-    context.job.kind.verify(path, &expected, context)
-}
-
-/// A file's hex SHA-256 and size, or why it could not be read.
-type Hashed = std::io::Result<(String, u64)>;
-
-/// The SHA-256 of a new backup at `path` and the kind's check of it, run side by side: both
-/// only read the file the run just wrote, and one after the other they would double the
-/// verification's wall time (a 1 GiB SQLite copy needs a hash pass and an integrity check
-/// pass).
-fn hash_and_check(
-    path: &Path,
-    expected: &Expected<'_>,
-    context: &Context<'_>,
-) -> (Hashed, Result<Vec<String>, BackupError>) {
-    std::thread::scope(|scope| {
-        let cancel = context.cancel;
-        let hasher = scope.spawn(move || publish::sha256_file(path, &|| cancel.is_cancelled()));
-        let checks = context.job.kind.verify(path, expected, context);
-        let hashed = hasher
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked")));
-        (hashed, checks)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
     use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
 
     use super::kind::Kind;
     use super::*;

@@ -12,21 +12,21 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use sha2::Digest;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::kind::{self, Kind, Link, ParseContext, Registration, single};
-use super::libpq::{self, Connection};
+use super::libpq::{self, Connection, kill, spawn, wait};
 use super::manifest::Manifest;
 use super::publish::Staged;
+use super::session::{block, connect, count_rows, encrypted, quote_ident, sql_error};
 use super::{BackupError, Context, Expected, Produced, RestoreSummary};
 use crate::collect::ErrorChain;
-use crate::collect::postgres::error::{Endpoint, PgError};
+use crate::collect::postgres::error::PgError;
 use crate::config::{PostgresConfig, Problems, RawBackup, Target};
 
 /// The `postgres` kind: `source: postgres/NAME` and the tables a dump must hold.
@@ -99,241 +99,6 @@ impl Kind for Postgres {
         let Link { manifest, path } = single(chain)?;
         restore(&self.0, manifest, path, target, force, context)
     }
-}
-
-/// How often a running child is checked for exit, cancellation and progress.
-const POLL: Duration = Duration::from_millis(20);
-/// How much of a tool's stderr goes into an error message.
-const STDERR_TAIL: usize = 2000;
-/// The longest a connection attempt of warden's own session may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A client session of warden's own (not the collector's read-only one), to `database`.
-///
-/// The server's notices (an ANALYZE skipping what the role does not own, a DROP ... IF EXISTS
-/// of nothing) go to the debug log: they are PostgreSQL talking to itself, not warden's news.
-async fn connect(pg: &PostgresConfig, database: Option<&str>) -> Result<Client, BackupError> {
-    let mut config: tokio_postgres::Config = pg.dsn.expose_secret().parse().unwrap_or_default();
-    if let Some(database) = database {
-        config.dbname(database);
-    }
-    config
-        .application_name("warden-backup")
-        .connect_timeout(pg.timeout.max(CONNECT_TIMEOUT));
-    let endpoint = Endpoint::new(&pg.name, &config);
-    tracing::debug!(
-        server = %pg.name,
-        address = %endpoint.address,
-        database = %endpoint.database,
-        user = endpoint.user.as_deref().unwrap_or(""),
-        tls = endpoint.tls,
-        timeout = ?pg.timeout.max(CONNECT_TIMEOUT),
-        "Connecting to PostgreSQL."
-    );
-    let failed = |err: tokio_postgres::Error| BackupError::Postgres {
-        action: format!("connect to {endpoint}"),
-        source: err.into(),
-    };
-    let client = if matches!(
-        config.get_ssl_mode(),
-        tokio_postgres::config::SslMode::Disable
-    ) {
-        let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
-        tokio::spawn(drive(connection, endpoint.clone()));
-        client
-    } else {
-        let tls =
-            crate::collect::postgres::tls::connector(pg.ca_file.as_deref()).map_err(|source| {
-                BackupError::CaFile {
-                    server: pg.name.clone(),
-                    source,
-                }
-            })?;
-        let (client, connection) = config.connect(tls).await.map_err(failed)?;
-        tokio::spawn(drive(connection, endpoint.clone()));
-        client
-    };
-    Ok(client)
-}
-
-/// Whether `client`'s session is encrypted: what the PostgreSQL tools then use (see
-/// [`Connection::try_from_config`]).
-async fn encrypted(client: &Client) -> Result<bool, BackupError> {
-    let row = client
-        .query_one(
-            "SELECT coalesce((SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()), false)",
-            &[],
-        )
-        .await
-        .map_err(sql_error("read whether the session is encrypted"))?;
-    Ok(row.get(0))
-}
-
-/// Drives a session's connection until it ends, logging the server's notices at debug level
-/// and a broken connection at debug level too (the statement running on it fails and says so).
-async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, endpoint: Endpoint)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-        match message {
-            Ok(tokio_postgres::AsyncMessage::Notice(notice)) => {
-                tracing::debug!(server = %endpoint.server, database = %endpoint.database, notice = %PgNotice(&notice), "PostgreSQL notice.");
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::debug!(server = %endpoint.server, database = %endpoint.database, error = %ErrorChain(&PgError::from(err)), "PostgreSQL session ended.");
-                return;
-            }
-        }
-    }
-}
-
-/// A notice as `WARNING 01000: message`.
-struct PgNotice<'a>(&'a tokio_postgres::error::DbError);
-
-impl std::fmt::Display for PgNotice<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.0.severity(),
-            self.0.code().code(),
-            self.0.message()
-        )
-    }
-}
-
-/// Runs `future` on the runtime from this blocking thread, giving up when cancelled.
-fn block<T>(
-    context: &Context<'_>,
-    future: impl Future<Output = Result<T, BackupError>>,
-) -> Result<T, BackupError> {
-    context.runtime.block_on(async {
-        tokio::select! {
-            result = future => result,
-            () = context.cancel.cancelled() => Err(BackupError::Cancelled),
-        }
-    })
-}
-
-fn sql_error(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> BackupError {
-    let action = action.into();
-    move |err| BackupError::Postgres {
-        action,
-        source: err.into(),
-    }
-}
-
-/// One name (a database or a role) as a quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `schema.table` or `table` as a quoted SQL identifier, for PostgreSQL and SQLite alike. Names
-/// are validated (at config time, or from a manifest by the caller); quotes are doubled anyway.
-pub(crate) fn quote(name: &str) -> String {
-    name.split('.')
-        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// Counts the rows of each table over `client`.
-async fn count_rows(
-    client: &Client,
-    tables: &[String],
-) -> Result<BTreeMap<String, u64>, BackupError> {
-    let mut counts = BTreeMap::new();
-    for table in tables {
-        let row = client
-            .query_one(&format!("SELECT count(*) FROM {}", quote(table)), &[])
-            .await
-            .map_err(sql_error(format!("count the rows of {table}")))?;
-        let count: i64 = row.get(0);
-        counts.insert(table.clone(), count.max(0) as u64);
-    }
-    Ok(counts)
-}
-
-/// Waits for a child, killing it when the context is cancelled; `on_poll` runs every
-/// [`POLL`] (progress). Fails with the tool's stderr (from `log`) unless it exits 0.
-fn wait(
-    mut child: Child,
-    tool: &str,
-    log: &Staged,
-    context: &Context<'_>,
-    on_poll: &dyn Fn(),
-) -> Result<(), BackupError> {
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
-            Err(err) => return Err(BackupError::io("wait for", Path::new(tool))(err)),
-        }
-        if context.cancel.is_cancelled() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(BackupError::Cancelled);
-        }
-        on_poll();
-        std::thread::sleep(POLL);
-    };
-    if status.success() {
-        return Ok(());
-    }
-    #[cfg(unix)]
-    let described = match std::os::unix::process::ExitStatusExt::signal(&status) {
-        Some(signal) => format!("killed by signal {signal}"),
-        None => status.to_string(),
-    };
-    #[cfg(not(unix))]
-    let described = status.to_string();
-    Err(BackupError::ToolFailed {
-        tool: tool.to_owned(),
-        status: described,
-        stderr: stderr_tail(log.path()),
-    })
-}
-
-fn stderr_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let text = text.trim();
-    let start = text.len().saturating_sub(STDERR_TAIL);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    if text.is_empty() {
-        "(no output)".to_owned()
-    } else {
-        text[start..].to_owned()
-    }
-}
-
-/// Starts `program` with `args`, stdout and stderr going to `log`.
-fn spawn(
-    connection: &Connection,
-    program: &Path,
-    args: &[&std::ffi::OsStr],
-    log: &mut Staged,
-) -> Result<Child, BackupError> {
-    let path = log.path().to_owned();
-    let file = log.file().map_err(BackupError::io("open log", &path))?;
-    let stdout = file
-        .try_clone()
-        .map_err(BackupError::io("open log", &path))?;
-    let stderr = file
-        .try_clone()
-        .map_err(BackupError::io("open log", &path))?;
-    connection
-        .command(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .map_err(BackupError::io("run", program))
 }
 
 /// Dumps the DSN's database into a staged file in the job's destination.
@@ -422,11 +187,6 @@ fn dump(pg: &PostgresConfig, context: &Context<'_>) -> Result<Produced, BackupEr
         tree: None,
         state: None,
     })
-}
-
-fn kill(mut child: Child) -> std::io::Result<()> {
-    child.kill()?;
-    child.wait().map(|_| ())
 }
 
 /// The entries `pg_restore --list` prints for an archive: `(description, schema, name)`.
@@ -1219,12 +979,6 @@ mod tests {
         assert_eq!(conninfo_value(r"it's\x"), r"'it\'s\\x'");
         assert_eq!(file_name_part("my-app"), "my-app");
         assert_eq!(file_name_part("../a b"), ".._a_b");
-    }
-
-    #[test]
-    fn quoting_keeps_schemas_apart() {
-        assert_eq!(quote("users"), "\"users\"");
-        assert_eq!(quote("app.users"), "\"app\".\"users\"");
     }
 
     #[test]

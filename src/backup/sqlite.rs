@@ -26,8 +26,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::kind::{self, Kind, Link, ParseContext, Registration, single};
 use super::manifest::Manifest;
-use super::postgres::{compare_counts, describe_counts, quote};
+use super::postgres::{compare_counts, describe_counts};
 use super::publish::Staged;
+use super::session::quote;
 use super::{BackupError, Context, Expected, Produced, RestoreSummary};
 use crate::config::{IntegrityCheck, Problems, RawBackup, SqliteConfig, Target};
 
