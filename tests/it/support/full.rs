@@ -3,11 +3,12 @@
 //! default), PostgreSQL with per-table statistics and an inactive replication slot, a run queue
 //! with a job in each state, the tutorial SQLite database held open by its application (WAL)
 //! with its integrity check and request-log queries, a scheduled SQLite backup job with restore
-//! drills, and two actions behind routes (the action and webhook families).
+//! drills and an offsite copy (`rclone serve s3`), and two actions behind routes (the action and webhook families).
 
 use std::time::Duration;
 
 use super::postgres::Postgres;
+use super::s3::{KEY_ID, S3Server, SECRET};
 use super::{Warden, value, wait_for};
 use crate::sqlite::{create_tutorial_db, tutorial_config};
 
@@ -21,6 +22,8 @@ pub struct FullWarden {
     /// open the file without creating one.
     _app: rusqlite::Connection,
     _dir: tempfile::TempDir,
+    /// The backup job's offsite copy destination.
+    _s3: S3Server,
     /// The warden serving every source.
     pub warden: Warden,
 }
@@ -41,6 +44,9 @@ impl FullWarden {
              SELECT pg_create_physical_replication_slot('warden_full_test');",
         );
         let dir = tempfile::tempdir().unwrap();
+        let s3 = S3Server::start();
+        std::fs::write(dir.path().join("s3-key"), KEY_ID).unwrap();
+        std::fs::write(dir.path().join("s3-secret"), SECRET).unwrap();
         let db = dir.path().join("fastmcp.db");
         let app = create_tutorial_db(&db, "WAL");
         let config = format!(
@@ -49,13 +55,18 @@ impl FullWarden {
              states: {{queued: [scheduled], running: [running], succeeded: [completed], failed: [failed]}}\n    \
              queued_since: created_at\n    running_since: started_at\n    id_column: id\n    top_running: 3\n    interval: 1s\n    timeout: 1s\n\
              backups:\n  - name: tutorial-db\n    kind: sqlite\n    source: sqlite/tutorial\n    destination: {dest}\n    \
-             schedule: \"0 3 * * *\"\n    verify: {{required_tables: [users], restore_test: true}}\n\
+             schedule: \"0 3 * * *\"\n    verify: {{required_tables: [users], restore_test: true}}\n    \
+             copies:\n      - {{name: offsite, s3: {{endpoint: '{s3}', bucket: backups, path_style: true, \
+             access_key_id_file: {key}, secret_access_key_file: {secret}}}}}\n\
              actions:\n  - {{name: backup-tutorial-db, backup: tutorial-db}}\n  - {{name: note, command: [/bin/true]}}\n\
              routes:\n  - {{match: {{alertname: BackupStale, backup: tutorial-db}}, actions: [backup-tutorial-db]}}\n  \
              - {{match: {{alertname: {NOTE_ALERT}}}, actions: [note]}}\n\
              {tutorial}\n",
             dsn = pg.dsn("app"),
             dest = dir.path().join("backups").display(),
+            s3 = s3.endpoint(),
+            key = dir.path().join("s3-key").display(),
+            secret = dir.path().join("s3-secret").display(),
             tutorial = tutorial_config(&db),
         );
         let warden = Warden::start(&config);
@@ -82,6 +93,7 @@ impl FullWarden {
                 ) == Some(1.0)
                 && positive("warden_backup_last_verified_timestamp_seconds")
                 && positive("warden_backup_restore_test_last_success_timestamp_seconds")
+                && positive("warden_backup_copy_last_success_timestamp_seconds")
                 && body.contains("\nwarden_action_runs_total{");
             ok.then_some(())
         });
@@ -89,6 +101,7 @@ impl FullWarden {
             _pg: pg,
             _app: app,
             _dir: dir,
+            _s3: s3,
             warden,
         }
     }
