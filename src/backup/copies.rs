@@ -226,9 +226,16 @@ impl Backups {
             let copy = backups.copy_config(job, &destination)?;
             let s3 = S3::open(copy, context.runtime.clone())?;
             let held = s3.read(&job.name, job.kind.extensions())?;
+            // One copy is verified with the chain it needs there, its full first.
             let chosen: Vec<Manifest> = match id.as_deref() {
-                Some(id) => vec![backups.pick(job, &held.manifests, Some(id))?.clone()],
-                None => held.manifests,
+                Some(id) => {
+                    let picked = backups.pick(job, &held.manifests, Some(id))?;
+                    match manifest::chain(&held.manifests, picked) {
+                        Ok(chain) => chain.into_iter().cloned().collect(),
+                        Err(_) => vec![picked.clone()],
+                    }
+                }
+                None => held.manifests.clone(),
             };
             let mut outcomes = Vec::new();
             for mut manifest in chosen {
@@ -236,7 +243,16 @@ impl Backups {
                 let place = format!("the copy in {}", s3.location());
                 let result = s3.hash(&manifest.file, context.cancel).and_then(|(sha256, size)| {
                     let line = check_checksum(&manifest, &sha256, size, &place)?;
-                    Ok(vec![format!("{line} in {}", s3.location())])
+                    let mut checks = vec![format!("{line} in {}", s3.location())];
+                    if manifest.parent.is_some() {
+                        let chain = chain_of(&held.manifests, &manifest)?;
+                        checks.push(format!(
+                            "chain complete there: the full {} and {} incrementals",
+                            chain[0].id,
+                            chain.len() - 1
+                        ));
+                    }
+                    Ok(checks)
                 });
                 let outcome = verification_outcome(&mut manifest, result)?;
                 if let Some(message) = &outcome.error {

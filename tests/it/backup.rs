@@ -1825,4 +1825,23 @@ fn an_incremental_chain_restores_from_its_copy_with_the_host_directory_gone() {
     );
     setup.ok(&["drill", "notes", "--from", "offsite"]);
     assert_eq!(list_copies()[0]["restore_test"]["ok"], true);
+
+    // Verifying the newest copy reads its chain there; without its parent it fails.
+    let newest = list_copies()[0]["id"].as_str().unwrap().to_owned();
+    let verify = setup.ok(&["verify", "notes", &newest, "--from", "offsite"]);
+    assert!(verify.contains("chain complete there"), "{verify}");
+    assert_eq!(verify.matches("sha256").count(), 3, "{verify}");
+    let bucket = server.bucket().join("hosts/db1");
+    for name in names(&bucket) {
+        if name.starts_with(second["id"].as_str().unwrap()) {
+            std::fs::remove_file(bucket.join(name)).unwrap();
+        }
+    }
+    let verify = setup.backup(&["verify", "notes", &newest, "--from", "offsite"]);
+    assert_eq!(verify.status.code(), Some(4), "{}", stderr(&verify));
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("is missing"),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
