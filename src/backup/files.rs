@@ -473,6 +473,15 @@ fn plan(
             false,
         );
     }
+    if parent.tree.is_none() {
+        return full(
+            format!(
+                "the newest backup {} was made before the job had `incremental`",
+                parent.id
+            ),
+            false,
+        );
+    }
     let Some(index) = index else {
         return full("no file index (a new state directory?)".to_owned(), true);
     };
@@ -699,7 +708,7 @@ mod tests {
             files: None,
             compression: Some("zstd".to_owned()),
             parent: parent.map(str::to_owned),
-            tree: None,
+            tree: Some(FileCounts::default()),
             verification: Verification {
                 ok,
                 checked_at: format_time(started),
@@ -793,6 +802,14 @@ mod tests {
         ))
         .unwrap_err();
         assert!(why.contains("newest backup i1") && broken, "{why}");
+
+        // A job that just got `incremental`: its newest backup has no tree, and no index.
+        let before = Manifest {
+            tree: None,
+            ..backup("old", None, now - hour, true)
+        };
+        let (why, broken) = level(plan(&spec, &every3, &[before], None, now)).unwrap_err();
+        assert!(why.contains("before the job had") && !broken, "{why}");
 
         // full_schedule: a full once the schedule fired since the chain's full started.
         let (_, hourly) = config(None, Some("0 * * * *"));
