@@ -429,17 +429,18 @@ impl<E: Write> Walker<'_, E> {
                 } else {
                     Type::Symlink
                 };
-                let previous = match self.delta.as_deref_mut() {
+                let mut previous = match self.delta.as_deref_mut() {
                     Some(delta) => delta.before(index, &name, kind)?,
                     None => None,
                 };
                 self.flush_deletions(false)?;
-                if let (Some(delta), Some(previous)) = (self.delta.as_deref_mut(), &previous) {
-                    let now = Record::new(index, name.clone(), kind, &meta);
-                    if delta.unchanged(previous, &now, &path)? {
-                        delta.keep(previous.clone())?;
-                        continue;
-                    }
+                if let Some(delta) = self.delta.as_deref_mut()
+                    && let Some(record) = &previous
+                    && delta.unchanged(record, kind, &meta, &path)?
+                    && let Some(record) = previous.take()
+                {
+                    delta.keep(record)?;
+                    continue;
                 }
                 let archived = if kind == Type::File {
                     self.append_file(&path, &name)?

@@ -124,14 +124,15 @@ impl Delta {
         }
     }
 
-    /// Whether the path described by `now` (at `path`) is as `previous` recorded it.
+    /// Whether the path at `path`, a `kind` with `meta`, is as `previous` recorded it.
     pub fn unchanged(
         &self,
         previous: &Record,
-        now: &Record,
+        kind: Type,
+        meta: &std::fs::Metadata,
         path: &Path,
     ) -> Result<bool, FilesError> {
-        if !previous.same_metadata(now) {
+        if !previous.matches(kind, meta) {
             return Ok(false);
         }
         let Some(expected) = previous.sha256 else {
@@ -447,6 +448,9 @@ mod tests {
         fs::write(&path, "abc").unwrap();
         let meta = fs::symlink_metadata(&path).unwrap();
         let now = Record::new(0, PathBuf::from("f"), Type::File, &meta);
+        let unchanged = |delta: &Delta, previous: &Record| {
+            delta.unchanged(previous, Type::File, &meta, &path).unwrap()
+        };
         let header = Header {
             id: "x".to_owned(),
             fingerprint: [0; 32],
@@ -459,15 +463,15 @@ mod tests {
             Writer::new(File::create(&index).unwrap(), &header).unwrap(),
         );
         let mut previous = now.clone();
-        assert!(delta.unchanged(&previous, &now, &path).unwrap());
+        assert!(unchanged(&delta, &previous));
         previous.sha256 = Some(Sha256::digest(b"abc").into());
-        assert!(delta.unchanged(&previous, &now, &path).unwrap());
+        assert!(unchanged(&delta, &previous));
         // Same size and times, other content: what a write in the same clock tick leaves.
         previous.sha256 = Some(Sha256::digest(b"abd").into());
-        assert!(!delta.unchanged(&previous, &now, &path).unwrap());
+        assert!(!unchanged(&delta, &previous));
         previous.sha256 = None;
         previous.ctime += 1;
-        assert!(!delta.unchanged(&previous, &now, &path).unwrap());
+        assert!(!unchanged(&delta, &previous));
         // A file just written is racy, one written long ago is not.
         assert!(racy(now.mtime));
         assert!(!racy(now.mtime - 10_000_000_000));

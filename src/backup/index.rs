@@ -13,7 +13,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -81,15 +81,18 @@ impl Record {
         }
     }
 
-    /// Whether `now` describes the same path content as this record by its metadata: type,
-    /// size, modification and change times, inode. (A hash, where recorded, is checked by the
-    /// caller.)
-    pub fn same_metadata(&self, now: &Record) -> bool {
-        self.kind == now.kind
-            && self.size == now.size
-            && self.mtime == now.mtime
-            && self.ctime == now.ctime
-            && self.ino == now.ino
+    /// Whether `meta` (a path of type `kind`) describes the same content as this record by
+    /// its metadata: type, size, modification and change times, inode. (A hash, where
+    /// recorded, is the caller's to check.)
+    pub fn matches(&self, kind: Type, meta: &std::fs::Metadata) -> bool {
+        let size = if kind == Type::File { meta.size() } else { 0 };
+        self.kind == kind
+            && self.size == size
+            && self.mtime
+                == i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+            && self.ctime
+                == i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+            && self.ino == meta.ino()
     }
 
     /// The walk order: source position, then path.
@@ -189,8 +192,6 @@ pub struct Reader {
     input: BufReader<zstd::stream::read::Decoder<'static, BufReader<File>>>,
     header: Header,
     next: Option<Record>,
-    /// The key of the record read last, to check the order.
-    last: Option<(u32, PathBuf)>,
     count: u64,
     ended: bool,
 }
@@ -239,11 +240,10 @@ impl Reader {
             input,
             header: Header { id, fingerprint },
             next: None,
-            last: None,
             count: 0,
             ended: false,
         };
-        reader.advance()?;
+        reader.next = reader.read(None)?;
         Ok(Some(reader))
     }
 
@@ -261,18 +261,20 @@ impl Reader {
     /// # Errors
     /// When the index turns out damaged past this record.
     pub fn take(&mut self) -> Result<Option<Record>, IndexError> {
-        let record = self.next.take();
-        if record.is_some() {
-            self.advance()?;
-        }
-        Ok(record)
+        let Some(current) = self.next.take() else {
+            return Ok(None);
+        };
+        self.next = self.read(Some(current.key()))?;
+        Ok(Some(current))
     }
 
-    fn advance(&mut self) -> Result<(), IndexError> {
+    /// Reads the record after the one with key `after` (none: the first); `None` at the
+    /// terminator.
+    fn read(&mut self, after: Option<(u32, &Path)>) -> Result<Option<Record>, IndexError> {
         if self.ended {
-            return Ok(());
+            return Ok(None);
         }
-        let path = self.path.clone();
+        let path = &self.path;
         let damaged = |reason| IndexError::Damaged {
             path: path.clone(),
             reason,
@@ -295,7 +297,7 @@ impl Reader {
                 return Err(damaged("data after the terminator"));
             }
             self.ended = true;
-            return Ok(());
+            return Ok(None);
         }
         let kind = Type::from_code(code[0]).ok_or_else(|| damaged("unknown record type"))?;
         let truncated = |_| damaged("a record is truncated");
@@ -313,7 +315,7 @@ impl Reader {
         let name = get_bytes(input, MAX_NAME).map_err(truncated)?;
         let record = Record {
             root,
-            name: PathBuf::from(std::ffi::OsStr::from_bytes(&name)),
+            name: PathBuf::from(std::ffi::OsString::from_vec(name)),
             kind,
             size,
             mtime,
@@ -321,15 +323,11 @@ impl Reader {
             ino,
             sha256,
         };
-        if let Some((root, name)) = &self.last
-            && (*root, name.as_path()) >= record.key()
-        {
+        if after.is_some_and(|after| after >= record.key()) {
             return Err(damaged("records are out of order"));
         }
-        self.last = Some((record.root, record.name.clone()));
         self.count += 1;
-        self.next = Some(record);
-        Ok(())
+        Ok(Some(record))
     }
 }
 
