@@ -5,6 +5,14 @@
 //! the host's procfs), falling back to `<procfs>/mounts`. Excluded mount points and filesystem
 //! types are skipped; a mount listed twice with the same labels is reported once.
 //!
+//! # The mount table is read again only when it changed
+//! A procfs mounts file tells `poll` of a change to its mount namespace (a mount, an unmount,
+//! a remount) with `POLLPRI`, once per change and open file. So the file stays open, each
+//! scrape polls it without waiting, and the table is read and parsed again only after a
+//! change: the kernel writing out some 30 mounts and matching each against the exclusion
+//! patterns were about 5 % of a scrape's CPU (BENCHMARKS.md). A mounts file that is not on
+//! procfs (a fixture, another host's tree) cannot tell, so it is read at every scrape.
+//!
 //! # Hung mounts (node_exporter #244)
 //! `statvfs` on a dead NFS or CIFS server can block for minutes. So those calls run on a helper
 //! thread, started when a scrape has such mounts, that stats them in order and sends each
@@ -22,6 +30,7 @@
 //! framework's stall detection (see `collect::batch`).
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -30,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use super::procfs::{Reader, read_error};
+use super::procfs::{on_procfs, read_all, read_error, text};
 use crate::collect::family::intern;
 use crate::collect::{BlockingCollector, Error, Family};
 use crate::config::{FilesystemConfig, HostConfig};
@@ -81,7 +90,16 @@ struct State {
     stat: StatFn,
     /// Mount points whose `statvfs` has not returned; shared with the helper threads.
     stuck: Arc<Mutex<HashSet<String>>>,
-    reader: Mutex<Reader>,
+    table: Mutex<MountTable>,
+}
+
+/// The mounts to report, as last read, and the procfs file that says when they change.
+#[derive(Default)]
+struct MountTable {
+    /// The mounts file, when it is on procfs.
+    held: Option<File>,
+    mounts: Arc<[Mount]>,
+    bytes: Vec<u8>,
 }
 
 impl Filesystem {
@@ -117,7 +135,7 @@ impl Filesystem {
                 stat_timeout: *stat_timeout,
                 stat,
                 stuck: Arc::default(),
-                reader: Mutex::default(),
+                table: Mutex::default(),
             }),
         }
     }
@@ -160,24 +178,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl State {
     fn collect(&self) -> Result<Vec<Family>, Error> {
-        let mounts = {
-            let mut reader = lock(&self.reader);
-            let text = match reader.read(&self.mounts) {
-                Ok(text) => text,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => reader
-                    .read(&self.mounts_fallback)
-                    .map_err(|source| read_error(&self.mounts_fallback, source))?,
-                Err(source) => return Err(read_error(&self.mounts, source)),
-            };
-            self.select(text)
-        };
+        let mounts = self.mounts()?;
 
         // Stuck mounts are reported without being touched. Local filesystems are stat'ed here;
         // those that can hang on a remote server go to the bounded helper thread.
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(mounts.len());
         let mut to_stat = Vec::new();
         let stuck = lock(&self.stuck).clone();
-        for mount in &mounts {
+        for mount in mounts.iter() {
             if stuck.contains(&mount.mount_point) {
                 tracing::debug!(
                     mountpoint = %mount.mount_point,
@@ -201,6 +209,44 @@ impl State {
             .into_iter()
             .map(|o| o.or_else(|| stated.next()).unwrap_or(Outcome::DeviceError));
         Ok(families(mounts.iter().zip(outcomes)))
+    }
+
+    /// The mounts to report: those last read while the held file reports no change, read
+    /// anew otherwise.
+    fn mounts(&self) -> Result<Arc<[Mount]>, Error> {
+        let mut table = lock(&self.table);
+        let table = &mut *table;
+        if let Some(file) = &table.held {
+            match changed(file) {
+                Ok(false) => return Ok(Arc::clone(&table.mounts)),
+                Ok(true) => {
+                    if read_all(&mut table.bytes, file, true).is_ok()
+                        && let Ok(text) = text(&table.bytes)
+                    {
+                        table.mounts = self.select(text).into();
+                        return Ok(Arc::clone(&table.mounts));
+                    }
+                }
+                Err(_) => {}
+            }
+            // Gone bad (the namespace's last process exited): open the path again.
+            table.held = None;
+        }
+        let (path, file) = match File::open(&self.mounts) {
+            Ok(file) => (&self.mounts, file),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let file = File::open(&self.mounts_fallback)
+                    .map_err(|source| read_error(&self.mounts_fallback, source))?;
+                (&self.mounts_fallback, file)
+            }
+            Err(source) => return Err(read_error(&self.mounts, source)),
+        };
+        read_all(&mut table.bytes, &file, false).map_err(|source| read_error(path, source))?;
+        let text = text(&table.bytes).map_err(|source| read_error(path, source))?;
+        table.mounts = self.select(text).into();
+        // Held only once read: a change after the open is reported by the next poll.
+        table.held = on_procfs(&file).then_some(file);
+        Ok(Arc::clone(&table.mounts))
     }
 
     /// The mounts to report: parsed, filtered and without duplicate label sets.
@@ -372,6 +418,19 @@ fn stat_one(stat: &(dyn Fn(&Path) -> io::Result<Usage> + Send + Sync), point: &s
             Outcome::DeviceError
         }
     }
+}
+
+/// Whether the mount namespace of a procfs mounts file has changed since the last call (or the
+/// open); does not wait.
+fn changed(file: &File) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(file, PollFlags::PRI)];
+    rustix::event::poll(&mut fds, Some(&Timespec::default()))?;
+    let events = fds[0].revents();
+    if events.contains(PollFlags::NVAL) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    Ok(events.intersects(PollFlags::PRI | PollFlags::ERR))
 }
 
 /// The mounts file escapes space, tab, newline and backslash as `\040`-style octal.
@@ -586,6 +645,119 @@ tmpfs /dev/shm tmpfs rw,nosuid 0 0
         // /dev, /proc and /sys mounts and cgroup/proc/devpts types are excluded by default.
         assert_eq!(points, ["/", "/mnt/sandboxing/model_tools_env/v1/python"]);
         assert!(mounts[1].read_only);
+    }
+
+    /// The `readonly` value of each mount point in a collection.
+    fn read_only(fs: &Filesystem) -> HashMap<String, f64> {
+        by_mount(&fs.collect().expect("collect"))
+            .remove("node_filesystem_readonly")
+            .expect("the readonly family")
+    }
+
+    #[test]
+    fn a_mounts_file_off_procfs_is_read_at_every_scrape() {
+        let dir = procfs_with("/dev/vda / ext4 rw 0 0\n", "1/mounts");
+        let fs = Filesystem::with_stat(
+            &config(dir.path(), Duration::from_secs(1)),
+            Arc::new(|_: &Path| Ok(usage(1.0))),
+        );
+        assert_eq!(read_only(&fs), HashMap::from([("/".to_owned(), 0.0)]));
+        // A fixture cannot signal a change: the new text must be read all the same.
+        std::fs::write(
+            dir.path().join("1/mounts"),
+            "/dev/vda / ext4 ro 0 0\n/dev/vdb /data xfs rw 0 0\n",
+        )
+        .expect("rewrite");
+        assert_eq!(
+            read_only(&fs),
+            HashMap::from([("/".to_owned(), 1.0), ("/data".to_owned(), 0.0)])
+        );
+        assert!(lock(&fs.state.table).held.is_none());
+    }
+
+    /// A process in a user and mount namespace of its own (`unshare -Urm`), so a test can mount
+    /// and unmount without touching the host's mount table. Killed on drop.
+    struct Namespace(std::process::Child);
+
+    impl Namespace {
+        fn new() -> Self {
+            let child = std::process::Command::new("unshare")
+                .args(["-Urm", "--propagation", "private", "sleep", "600"])
+                .spawn()
+                .expect("unshare (util-linux) runs");
+            let ns = Namespace(child);
+            let ours = std::fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
+            let theirs = format!("/proc/{}/ns/mnt", ns.0.id());
+            for _ in 0..500 {
+                if std::fs::read_link(&theirs).is_ok_and(|link| link != ours) {
+                    return ns;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("`unshare -Urm` did not enter a mount namespace of its own within 5 s");
+        }
+
+        /// Runs `args` inside the namespace.
+        fn run(&self, args: &[&str]) {
+            let status = std::process::Command::new("nsenter")
+                .args([
+                    "-t",
+                    &self.0.id().to_string(),
+                    "-U",
+                    "-m",
+                    "--preserve-credentials",
+                ])
+                .args(args)
+                .status()
+                .expect("nsenter (util-linux) runs");
+            assert!(status.success(), "{args:?} in the namespace: {status}");
+        }
+    }
+
+    impl Drop for Namespace {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn the_procfs_mount_table_is_read_again_only_after_a_change() {
+        let ns = Namespace::new();
+        let procfs = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(format!("/proc/{}", ns.0.id()), procfs.path().join("1"))
+            .expect("symlink");
+        let point = tempfile::tempdir().expect("mount point");
+        let point = point.path().to_str().expect("UTF-8 path").to_owned();
+        let fs = Filesystem::with_stat(
+            &config(procfs.path(), Duration::from_secs(1)),
+            Arc::new(|_: &Path| Ok(usage(1.0))),
+        );
+
+        let first = fs.state.mounts().expect("mounts");
+        assert!(
+            lock(&fs.state.table).held.is_some(),
+            "the procfs file is held"
+        );
+        let unchanged = fs.state.mounts().expect("mounts");
+        assert!(Arc::ptr_eq(&first, &unchanged), "no change: not read again");
+        assert!(!read_only(&fs).contains_key(&point));
+
+        ns.run(&["mount", "-t", "tmpfs", "warden-test", &point]);
+        assert_eq!(
+            read_only(&fs).get(&point),
+            Some(&0.0),
+            "a new mount is seen"
+        );
+        ns.run(&["mount", "-o", "remount,ro", &point]);
+        assert_eq!(read_only(&fs).get(&point), Some(&1.0), "a remount is seen");
+        ns.run(&["umount", &point]);
+        assert!(!read_only(&fs).contains_key(&point), "an unmount is seen");
+        let after = fs.state.mounts().expect("mounts");
+        assert!(
+            Arc::ptr_eq(&after, &fs.state.mounts().expect("mounts")),
+            "no change since: not read again"
+        );
     }
 
     #[test]

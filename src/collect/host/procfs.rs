@@ -17,7 +17,7 @@ const BUFFER_CAPACITY: usize = 8 * 1024;
 /// nothing else (no `statx`, no `lseek`), and reads into the buffer's spare capacity, which is
 /// never zeroed first (that memset of the whole buffer, twice per file, was a few percent of a
 /// scrape).
-fn read_all(buf: &mut Vec<u8>, file: &File, from_start: bool) -> io::Result<()> {
+pub(super) fn read_all(buf: &mut Vec<u8>, file: &File, from_start: bool) -> io::Result<()> {
     buf.clear();
     loop {
         if buf.len() == buf.capacity() {
@@ -72,15 +72,22 @@ impl Reader {
         if !read_again {
             let file = File::open(path)?;
             read_all(&mut self.bytes, &file, false)?;
-            let procfs = rustix::fs::fstatfs(&file)
-                .is_ok_and(|fs| fs.f_type == rustix::fs::PROC_SUPER_MAGIC);
-            if procfs {
+            if on_procfs(&file) {
                 self.held.push((path.to_owned(), file));
             }
         }
-        std::str::from_utf8(&self.bytes)
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
+        text(&self.bytes)
     }
+}
+
+/// Whether `file` is on procfs.
+pub(super) fn on_procfs(file: &File) -> bool {
+    rustix::fs::fstatfs(file).is_ok_and(|fs| fs.f_type == rustix::fs::PROC_SUPER_MAGIC)
+}
+
+/// The text read by [`read_all`], or `InvalidData` when it is not UTF-8.
+pub(super) fn text(bytes: &[u8]) -> io::Result<&str> {
+    std::str::from_utf8(bytes).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
 }
 
 /// The collector error for a file that could not be read.
