@@ -388,8 +388,9 @@ impl Batch {
             .collect()
     }
 
-    /// Starts a run of the collectors not yet done: on the lane when it is free, on a pool
-    /// thread otherwise. The receiver resolves when the run returns.
+    /// Starts a run of the collectors not yet done: on a runtime worker when that is safe
+    /// ([`Batch::try_on_worker`]), on the lane when it is free, on a pool thread otherwise.
+    /// The receiver resolves when the run returns.
     fn spawn(
         &self,
         progress: &Arc<Mutex<Progress>>,

@@ -41,6 +41,8 @@ pub mod filesystem;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(target_os = "linux")]
+mod handoff;
+#[cfg(target_os = "linux")]
 mod hwmon;
 #[cfg(target_os = "linux")]
 mod infiniband;
@@ -178,9 +180,18 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
     let network_exclude = config.network_device_exclude.clone();
     // netdev (earlier in the list) leaves its rtnetlink dump for netclass (later).
     let link_handoff = Arc::new(netclass::LinkHandoff::default());
+    // cpu (earlier) leaves /proc/stat's text for stat (later), when both run.
+    let stat_handoff = Arc::new(procfs::TextHandoff::default());
+    let share_stat = config.collectors.contains("cpu") && config.collectors.contains("stat");
     vec![
-        FileCollector::arc("cpu", timeout, proc("stat"), move |text| {
-            cpu::parse(text, ticks_per_second)
+        FileCollector::arc("cpu", timeout, proc("stat"), {
+            let stat_handoff = Arc::clone(&stat_handoff);
+            move |text| {
+                if share_stat {
+                    stat_handoff.leave(Arc::from(text));
+                }
+                cpu::parse(text, ticks_per_second)
+            }
         }),
         FileCollector::arc("meminfo", timeout, proc("meminfo"), meminfo::parse),
         Arc::new(filesystem::Filesystem::new(config)),
@@ -195,7 +206,7 @@ fn linux_collectors(config: &HostConfig) -> Vec<Arc<dyn BlockingCollector>> {
             Arc::clone(&link_handoff),
         )),
         FileCollector::arc("loadavg", timeout, proc("loadavg"), loadavg::parse),
-        FileCollector::arc("stat", timeout, proc("stat"), stat::parse),
+        FileCollector::arc_taking("stat", timeout, proc("stat"), stat_handoff, stat::parse),
         Arc::new(time::Time::new(timeout)),
         Arc::new(timex::TimexCollector::new(timeout)),
         FilesCollector::arc("tcpstat", timeout, config.procfs.clone(), tcpstat::collect),
@@ -300,6 +311,46 @@ mod tests {
             textfile_directory: None,
             collectors: COLLECTORS.iter().map(|(name, _)| *name).collect(),
         }
+    }
+
+    /// cpu reads /proc/stat and stat parses that same text, once; then stat reads on its own.
+    #[test]
+    fn stat_parses_the_text_cpu_read_in_the_same_scrape() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let original = std::fs::read_to_string(fixture_proc().join("stat")).expect("fixture");
+        std::fs::write(dir.path().join("stat"), &original).expect("write");
+        let mut config = fixture_config();
+        config.procfs = dir.path().to_owned();
+        let list = collectors(&config);
+        let by_name = |name: &str| {
+            list.iter()
+                .find(|c| c.name() == name)
+                .expect("the collector")
+        };
+        let context_switches = |families: Vec<Family>| {
+            families
+                .iter()
+                .find(|f| f.name == "node_context_switches_total")
+                .expect("the family")
+                .samples[0]
+                .value
+        };
+
+        by_name("cpu").collect().expect("cpu");
+        let changed = original.replace("ctxt 312239", "ctxt 7");
+        assert_ne!(changed, original);
+        std::fs::write(dir.path().join("stat"), changed).expect("rewrite");
+        let stat = by_name("stat");
+        assert_eq!(
+            context_switches(stat.collect().expect("stat")),
+            312_239.0,
+            "the text cpu read"
+        );
+        assert_eq!(
+            context_switches(stat.collect().expect("stat")),
+            7.0,
+            "nothing left: read anew"
+        );
     }
 
     #[test]

@@ -107,19 +107,25 @@ impl ProcFiles {
     /// # Errors
     /// As [`Self::entries`].
     pub(super) fn numbered(&self, relative: &str, prefix: &str) -> Result<Vec<String>, Error> {
-        let mut numbers: Vec<String> = self
-            .entries(relative)?
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|name| {
-                let number = name.strip_prefix(prefix)?;
-                let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
-                digits.then(|| number.to_owned())
-            })
-            .collect();
-        numbers.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
-        Ok(numbers)
+        Ok(numbered(
+            &self.entries(relative)?.unwrap_or_default(),
+            prefix,
+        ))
     }
+}
+
+/// The numbers `N` of the names `<prefix>N` among `names`, in numeric order.
+pub(super) fn numbered(names: &[String], prefix: &str) -> Vec<String> {
+    let mut numbers: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            let number = name.strip_prefix(prefix)?;
+            let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+            digits.then(|| number.to_owned())
+        })
+        .collect();
+    numbers.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
+    numbers
 }
 
 impl ProcFiles {

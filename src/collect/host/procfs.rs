@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
+use super::handoff::Handoff;
 use crate::collect::{BlockingCollector, Error, Family};
 
 /// Initial capacity of a read buffer; /proc/vmstat, the largest file read, is about 5 KiB.
@@ -163,7 +164,12 @@ struct FileSource<P> {
     path: PathBuf,
     buffer: ReadBuffer,
     parse: P,
+    /// Where an earlier collector of the scrape may have left this file's text.
+    left: Option<Arc<TextHandoff>>,
 }
+
+/// The text of a file one collector read and leaves for another (cpu's /proc/stat for stat).
+pub(super) type TextHandoff = Handoff<Arc<str>>;
 
 impl<P> FileCollector<P>
 where
@@ -176,6 +182,28 @@ where
         path: PathBuf,
         parse: P,
     ) -> Arc<dyn BlockingCollector> {
+        Self::build(name, timeout, path, parse, None)
+    }
+
+    /// As [`Self::arc`], but parsing the text another collector left in `left` when there is
+    /// a fresh one, and reading `path` only otherwise.
+    pub(super) fn arc_taking(
+        name: &'static str,
+        timeout: Duration,
+        path: PathBuf,
+        left: Arc<TextHandoff>,
+        parse: P,
+    ) -> Arc<dyn BlockingCollector> {
+        Self::build(name, timeout, path, parse, Some(left))
+    }
+
+    fn build(
+        name: &'static str,
+        timeout: Duration,
+        path: PathBuf,
+        parse: P,
+        left: Option<Arc<TextHandoff>>,
+    ) -> Arc<dyn BlockingCollector> {
         Arc::new(FileCollector {
             name,
             timeout,
@@ -183,6 +211,7 @@ where
                 path,
                 buffer: ReadBuffer::default(),
                 parse,
+                left,
             },
         })
     }
@@ -202,9 +231,12 @@ where
 
     fn collect(&self) -> Result<Vec<Family>, Error> {
         let source = &self.source;
-        source.buffer.with_file(&source.path, |text| {
-            (source.parse)(text).map_err(|reason| parse_error(&source.path, reason))
-        })
+        let parse =
+            |text: &str| (source.parse)(text).map_err(|reason| parse_error(&source.path, reason));
+        if let Some(text) = source.left.as_ref().and_then(|left| left.take()) {
+            return parse(&text);
+        }
+        source.buffer.with_file(&source.path, parse)
     }
 }
 

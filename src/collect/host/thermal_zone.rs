@@ -7,13 +7,15 @@
 //! A zone whose sensor has no reading (`ENODATA`, a Wi-Fi card that is down) is skipped, as
 //! upstream; no thermal class (most VMs) is no data, not a failure.
 
-use super::procfiles::{ProcFiles, parse_number};
+use super::procfiles::{ProcFiles, numbered, parse_number};
 use crate::collect::{Error, Family};
 
 /// Reads every thermal zone and cooling device.
 pub(super) fn collect(files: &ProcFiles) -> Result<Vec<Family>, Error> {
+    // Zones and cooling devices share the directory: listed once.
+    let entries = files.entries("class/thermal")?.unwrap_or_default();
     let mut temp = Family::gauge("node_thermal_zone_temp", "Zone temperature in Celsius");
-    for zone in files.numbered("class/thermal", "thermal_zone")? {
+    for zone in numbered(&entries, "thermal_zone") {
         let dir = format!("class/thermal/thermal_zone{zone}");
         let millidegrees = match files.required(&format!("{dir}/temp"), parse_i64) {
             Err(Error::Read { source, .. })
@@ -37,7 +39,7 @@ pub(super) fn collect(files: &ProcFiles) -> Result<Vec<Family>, Error> {
         "node_cooling_device_max_state",
         "Maximum throttle state of the cooling device",
     );
-    for device in files.numbered("class/thermal", "cooling_device")? {
+    for device in numbered(&entries, "cooling_device") {
         let dir = format!("class/thermal/cooling_device{device}");
         let kind = files.required(&format!("{dir}/type"), |t| Ok(t.trim().to_owned()))?;
         let max = files.required(&format!("{dir}/max_state"), parse_i64)?;

@@ -28,8 +28,9 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::collect::host::handoff::Handoff;
 use rustix::fs::{Mode, OFlags};
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
@@ -249,35 +250,8 @@ impl Held {
 
 /// A dump netdev leaves for netclass, which runs after it in the same scrape: one
 /// `RTM_GETLINK` dump (about 23 µs here, most of it the kernel summing each device's per-CPU
-/// IPv6 statistics) serves both collectors. Each dump is taken at most once, so no two scrapes
-/// share one, and one older than [`LinkHandoff::MAX_AGE`] (netclass skipped, a scrape cut short)
-/// is dumped anew.
-#[derive(Debug, Default)]
-pub(in crate::collect::host) struct LinkHandoff(Mutex<Option<(Instant, Arc<Vec<Link>>)>>);
-
-impl LinkHandoff {
-    /// How old a left dump may be when taken: well beyond the time between netdev and netclass
-    /// in one scrape, well below any scrape interval.
-    pub(in crate::collect::host) const MAX_AGE: Duration = Duration::from_millis(500);
-
-    /// Leaves `links`, replacing a dump nobody took.
-    pub(in crate::collect::host) fn leave(&self, links: Arc<Vec<Link>>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), links));
-    }
-
-    /// The dump left, if any and fresh; it is gone afterwards.
-    pub(in crate::collect::host) fn take(&self) -> Option<Arc<Vec<Link>>> {
-        let left = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        left.and_then(|(at, links)| (at.elapsed() < Self::MAX_AGE).then_some(links))
-    }
-}
+/// IPv6 statistics) serves both collectors.
+pub(in crate::collect::host) type LinkHandoff = Handoff<Arc<Vec<Link>>>;
 
 /// Whether a dump asks for the links' statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
