@@ -5,27 +5,22 @@
 //! procfs scrape's CPU. So a scrape hands the whole list to one thread and waits for it under
 //! the batch's timeout (the smallest of its collectors').
 //!
-//! # Which thread
-//! - **A runtime worker**, when the runtime has another worker and nothing of the batch is
-//!   stuck: the run is a task of its own, which the scrape's worker usually picks up next, and
-//!   whose end wakes the scrape on the same worker. No thread is woken at all; the hand-offs to
-//!   another thread and back cost about a tenth of a scrape's CPU (BENCHMARKS.md). The scrape
-//!   itself is a different task, so should a read hang there, the other worker runs the
-//!   scrape's timers and answers it as below. At most one run holds a worker at a time, and
-//!   none once a collector is stuck, so a hung read never holds more than one worker and one
-//!   is always left to answer. (Until the read returns, that worker is lost to the runtime, and
-//!   a task its scheduler had deferred to it waits as long.)
-//! - **The batch's own *lane*** otherwise: a thread kept between scrapes and parked while
-//!   idle. A blocking-pool thread would not do: tokio ends an idle pool thread after 10 s, so
-//!   at Prometheus' usual intervals of 15 s and more every scrape would start and end a
-//!   thread, which costs about as much CPU as a fifth of the scrape.
-//! - **A blocking-pool thread** when the lane is busy too (a concurrent scrape, or a collector
-//!   hung on it).
+//! That thread is the batch's own *lane*, kept between scrapes and parked while idle. A
+//! blocking-pool thread would not do: tokio ends an idle pool thread after 10 s, so at
+//! Prometheus' usual intervals of 15 s and more every scrape would start and end a thread,
+//! which costs about as much CPU as a fifth of the scrape (BENCHMARKS.md). A scrape that finds
+//! the lane busy (a concurrent scrape, or a collector hung on it) runs on a pool thread instead.
 //!
-//! # A read that hangs
-//! A read can hang (a procfs or mount on a dead filesystem). The scrape checks on the run
-//! when half its time is gone: a collector that has run that long is marked *stuck*, and a
-//! fresh thread takes over the collectors not yet run, so the others still answer in this
+//! Never on a runtime worker, even with another worker to spare: tokio's I/O and timer driver
+//! is polled by whichever worker parks on it, and a worker that parks while another holds the
+//! driver for a moment waits on a condition variable instead, woken only by new work. With the
+//! run blocked in a hung read on one worker and the other parked that way, nothing drives the
+//! timers or the sockets, so no scrape answers until the read returns (seen: a FIFO standing in
+//! for /proc/stat stopped every scrape for good).
+//!
+//! A read can still hang (a procfs or mount on a dead filesystem). The scrape checks on the
+//! thread when half its time is gone: a collector that has run that long is marked *stuck*, and
+//! a fresh thread takes over the collectors not yet run, so the others still answer in this
 //! scrape. Whatever is unfinished at the deadline reports a timeout. Later scrapes skip a stuck
 //! collector (reporting [`Error::Stalled`]) until its call returns and clears the mark, so a
 //! hung source parks one thread and never delays the others again.
@@ -212,11 +207,8 @@ pub(super) struct Batch {
     list: Arc<[Arc<dyn BlockingCollector>]>,
     /// Indices into `list` whose call has not returned since a scrape gave up on it.
     stuck: Arc<Mutex<HashSet<usize>>>,
-    /// The kept thread, started by the first scrape that needs it; `None` when it could not
-    /// be started.
+    /// The kept thread, started by the first scrape; `None` when it could not be started.
     lane: OnceLock<Option<Lane>>,
-    /// Whether a run holds a runtime worker (see [`Batch::spawn`]); at most one does.
-    on_worker: Arc<AtomicBool>,
 }
 
 /// One run of [`work`] for a scrape: from the collector list's start, or taking over after a
@@ -295,7 +287,6 @@ impl Batch {
             list: list.into(),
             stuck: Arc::default(),
             lane: OnceLock::new(),
-            on_worker: Arc::default(),
         }
     }
 
@@ -388,9 +379,8 @@ impl Batch {
             .collect()
     }
 
-    /// Starts a run of the collectors not yet done: on a runtime worker when that is safe
-    /// ([`Batch::try_on_worker`]), on the lane when it is free, on a pool thread otherwise.
-    /// The receiver resolves when the run returns.
+    /// Starts a run of the collectors not yet done: on the lane when it is free, on a pool
+    /// thread otherwise. The receiver resolves when the run returns.
     fn spawn(
         &self,
         progress: &Arc<Mutex<Progress>>,
@@ -401,10 +391,6 @@ impl Batch {
             progress: Arc::clone(progress),
             generation,
             done,
-        };
-        let job = match self.try_on_worker(job) {
-            Ok(()) => return finished,
-            Err(job) => job,
         };
         let lane = self.lane.get_or_init(|| {
             Lane::start(Arc::clone(&self.list), Arc::clone(&self.stuck))
@@ -429,34 +415,6 @@ impl Batch {
             drop(job.done);
         });
         finished
-    }
-
-    /// Runs `job` as a task of its own on a runtime worker, when that is safe: nothing of the
-    /// batch is stuck, no other run holds a worker, and the runtime has another worker to
-    /// answer the scrape and drive the timers should a read hang on this one. Gives the job
-    /// back otherwise.
-    fn try_on_worker(&self, job: Job) -> Result<(), Job> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Err(job);
-        };
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread
-            || runtime.metrics().num_workers() < 2
-            || !lock(&self.stuck).is_empty()
-            || self
-                .on_worker
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
-            return Err(job);
-        }
-        let (list, stuck) = (Arc::clone(&self.list), Arc::clone(&self.stuck));
-        let held = Arc::clone(&self.on_worker);
-        runtime.spawn(async move {
-            work(&list, &stuck, &job.progress, job.generation);
-            held.store(false, Ordering::Release);
-            drop(job.done);
-        });
-        Ok(())
     }
 
     fn mark_stuck(&self, index: usize, after: Duration) {
@@ -612,10 +570,6 @@ mod tests {
         let seen = lock(&threads.0).clone();
         assert_eq!(seen.len(), 3);
         assert!(seen.iter().all(|id| *id == seen[0]), "threads: {seen:?}");
-        assert!(
-            batch.lane.get().is_some_and(Option::is_some),
-            "one worker: the batch stays off it"
-        );
     }
 
     #[tokio::test]
@@ -634,27 +588,8 @@ mod tests {
         assert!(outcomes[1].1.is_ok());
     }
 
-    /// Runs `batch` as a scrape does: in a task of the runtime (on a worker, when it has
-    /// them), so a run that blocked the scrape's own thread would show as a scrape that does
-    /// not answer. Panics when it has not answered within 5 s, timed by a thread outside the
-    /// runtime, since a blocked worker may be the one that would drive the runtime's timers.
-    async fn scrape(batch: &Arc<Batch>, limit: Duration) -> Vec<Outcome> {
-        let batch = Arc::clone(batch);
-        let run = tokio::spawn(async move { batch.run(limit).await });
-        let (expire, expired) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = expire.send(());
-        });
-        tokio::select! {
-            joined = run => joined.expect("the scrape task"),
-            _ = expired => panic!("the scrape did not answer within 5 s"),
-        }
-    }
-
-    /// A collector that hangs is marked stuck at half the limit, the collectors after it still
-    /// answer in the same scrape, later scrapes skip it, and its return clears the mark.
-    async fn a_hung_collector_is_contained() {
+    #[tokio::test]
+    async fn a_hung_collector_is_marked_stuck_skipped_and_cleared_on_return() {
         let (release, gate) = mpsc::channel();
         let hung = Arc::new(Probe {
             name: "hung",
@@ -662,9 +597,9 @@ mod tests {
             panics: false,
             timeout: Duration::from_millis(300),
         });
-        let batch = Arc::new(Batch::new(vec![probe("before"), hung, probe("after")]));
+        let batch = Batch::new(vec![probe("before"), hung, probe("after")]);
 
-        let first = scrape(&batch, Duration::from_millis(400)).await;
+        let first = batch.run(Duration::from_millis(400)).await;
         assert!(first[0].1.is_ok(), "finished before the hang: kept");
         assert!(
             matches!(first[1].1, Err(Error::Timeout(_))),
@@ -676,7 +611,7 @@ mod tests {
             "a fresh thread took over after the stall"
         );
 
-        let second = scrape(&batch, Duration::from_millis(400)).await;
+        let second = batch.run(Duration::from_millis(400)).await;
         assert!(second[0].1.is_ok());
         assert!(matches!(second[1].1, Err(Error::Stalled { .. })));
         assert!(
@@ -696,59 +631,8 @@ mod tests {
             "the returning call clears the mark"
         );
         release.send(()).unwrap();
-        let third = scrape(&batch, Duration::from_secs(5)).await;
+        let third = batch.run(Duration::from_secs(5)).await;
         assert!(third.iter().all(|(_, r)| r.is_ok()));
-    }
-
-    /// One thread drives everything: the batch runs on the kept thread.
-    #[tokio::test]
-    async fn a_hung_collector_is_contained_on_the_kept_thread() {
-        a_hung_collector_is_contained().await;
-    }
-
-    /// The batch runs on one worker; the other answers the scrape when it hangs there.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_hung_collector_is_contained_on_a_worker() {
-        a_hung_collector_is_contained().await;
-    }
-
-    /// With one worker, a run on it could hold back the scrape and every timer: it must not.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_hung_collector_is_contained_with_one_worker() {
-        a_hung_collector_is_contained().await;
-    }
-
-    /// With a worker to spare, a scrape runs the batch on a worker: no thread of the batch's
-    /// own or of the blocking pool is started.
-    #[test]
-    fn with_two_workers_the_batch_runs_on_one() {
-        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .on_thread_start({
-                let started = Arc::clone(&started);
-                move || {
-                    started.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-            .enable_all()
-            .build()
-            .unwrap();
-        let threads = Arc::new(Threads::default());
-        let batch = Arc::new(Batch::new(vec![
-            Arc::clone(&threads) as Arc<dyn BlockingCollector>
-        ]));
-        for _ in 0..3 {
-            let outcomes = runtime.block_on(scrape(&batch, Duration::from_secs(5)));
-            assert!(outcomes[0].1.is_ok());
-        }
-        assert_eq!(lock(&threads.0).len(), 3);
-        assert!(batch.lane.get().is_none(), "the kept thread was not needed");
-        assert_eq!(
-            started.load(Ordering::SeqCst),
-            2,
-            "the two workers only: no blocking-pool thread"
-        );
     }
 
     /// A collector that counts its calls and blocks each until released.

@@ -205,11 +205,9 @@ impl Collectors {
     pub async fn gather(&self, scrape_timeout: Option<Duration>) -> Snapshot {
         let budget = scrape_timeout.map(|t| t.saturating_sub(SCRAPE_TIMEOUT_OFFSET.min(t / 10)));
         let within = |timeout: Duration| budget.map_or(timeout, |b| b.min(timeout));
-        // The async collectors' tasks are spawned first, so the batch's run, when it goes to a
-        // task of its own, is the last spawned: the one this worker picks up next (see `batch`).
-        let (concurrent, blocking) = tokio::join!(
-            self.run_concurrent(within),
-            self.blocking.run(within(self.blocking.timeout()))
+        let (blocking, concurrent) = tokio::join!(
+            self.blocking.run(within(self.blocking.timeout())),
+            self.run_concurrent(within)
         );
 
         let mut snapshot = Snapshot::with_capacity(self.families_hint.load(Ordering::Relaxed));
