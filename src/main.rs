@@ -112,6 +112,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: one malloc arena for all of them (see the crate's docs).
+    mallopt::limit_arenas(1);
     let args = Args::parse();
     let config_path = match &args.command {
         Command::Serve { config, .. }

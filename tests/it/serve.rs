@@ -296,6 +296,37 @@ fn landing_page_lists_collectors_after_a_scrape() {
     }
 }
 
+/// glibc would give each of warden's threads that allocates a malloc arena of its own: a
+/// 64 MiB reservation each (mostly `---p`), whose touched pages stay resident. warden caps
+/// them at one, so no such reservation appears however many threads have scraped.
+#[cfg(target_env = "gnu")]
+#[test]
+fn every_thread_allocates_from_one_malloc_arena() {
+    let warden = Warden::start("");
+    for _ in 0..5 {
+        assert_eq!(warden.get("/metrics", &[]).status, 200);
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", warden.pid())).unwrap();
+    let arenas: Vec<&str> = maps
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some((start, end)) = fields[0].split_once('-') else {
+                return false;
+            };
+            let size =
+                u64::from_str_radix(end, 16).unwrap() - u64::from_str_radix(start, 16).unwrap();
+            // Anonymous, inaccessible and at least half an arena's reservation.
+            fields.len() == 5 && fields[1] == "---p" && size >= 32 << 20
+        })
+        .collect();
+    assert!(
+        arenas.is_empty(),
+        "malloc arenas beyond the main one:\n{}",
+        arenas.join("\n")
+    );
+}
+
 #[test]
 fn json_logs_are_one_object_per_line() {
     let mut warden = Warden::start("log: {format: json, level: info}\n");
